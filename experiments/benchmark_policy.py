@@ -1,0 +1,116 @@
+"""Latency of the jitted Saccader policy on the ImageNet configuration.
+
+Prints a Markdown table: the greedy policy (224x224, T=6) at batch 1 and 64
+after compilation, beside the representation network's forward pass alone at
+the same batch size, and the compile time of the policy and of the rollout
+alone at T = 1, 6, 12, 24. Weights are random: latency does not depend on them.
+
+    python experiments/benchmark_policy.py [--batch_sizes=1,64] [--repeats=5]
+"""
+
+import os
+import sys
+import time
+
+from absl import app
+from absl import flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # pylint: disable=g-import-not-at-top
+import jax.numpy as jnp
+import numpy as np
+
+from configs import imagenet_saccader
+import saccader_jax
+from saccader_jax import runtime
+from saccader_jax.models import cell
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("batch_sizes", ["1", "64"], "Batch sizes to time.")
+flags.DEFINE_integer("num_glimpses", 6, "T for the latency rows.")
+flags.DEFINE_list("compile_glimpses", ["1", "6", "12", "24"],
+                  "T values for the compile-time rows.")
+flags.DEFINE_integer("repeats", 5, "Timed calls per row (median reported).")
+flags.DEFINE_bool("fast_cpu_kernels", True,
+                  "Use XLA's YNNPACK CPU kernels (see saccader_jax.runtime).")
+flags.DEFINE_string("dtype", "float32", "Compute dtype: float32 or bfloat16.")
+
+
+def median_seconds(fn, repeats):
+  jax.block_until_ready(fn())  # compile and warm up
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - start)
+  return float(np.median(times))
+
+
+def compile_seconds(traced):
+  """Seconds to lower and compile a traced function, and the executable."""
+  start = time.perf_counter()
+  compiled = traced.lower().compile()
+  return time.perf_counter() - start, compiled
+
+
+def main(argv):
+  del argv
+  runtime.use_fast_cpu_kernels(FLAGS.fast_cpu_kernels)
+  config = imagenet_saccader.get_config()
+  config.model.dtype = FLAGS.dtype
+  model = saccader_jax.create_model(config.model)
+  size = config.image_size
+  variables = jax.jit(lambda k: model.init(
+      k, jnp.zeros((1, size, size, 3)), num_glimpses=1))(jax.random.key(0))
+  policy = saccader_jax.make_policy(config, variables)
+  represent = jax.jit(lambda v, x: model.apply(
+      v, x, method=model.represent).logits2d)
+  print(f"# Saccader policy benchmark ({jax.devices()[0].device_kind}, "
+        f"{jax.device_count()} device(s), dtype {FLAGS.dtype}, "
+        f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r})\n")
+
+  print("| batch | greedy policy T=%d (ms) | representation alone (ms) | "
+        "ratio | policy GFLOP | representation GFLOP |" % FLAGS.num_glimpses)
+  print("|---:|---:|---:|---:|---:|---:|")
+  for batch in map(int, FLAGS.batch_sizes):
+    images = jax.random.normal(jax.random.key(1), (batch, size, size, 3))
+    policy_s = median_seconds(
+        lambda: policy(images, num_glimpses=FLAGS.num_glimpses),
+        FLAGS.repeats)
+    rep_s = median_seconds(lambda: represent(variables, images),
+                           FLAGS.repeats)
+    policy_flops = policy._jitted.lower(  # pylint: disable=protected-access
+        variables, images, num_glimpses=FLAGS.num_glimpses,
+        key=None).compile().cost_analysis()["flops"]
+    rep_flops = represent.lower(variables,
+                                images).compile().cost_analysis()["flops"]
+    print(f"| {batch} | {1e3 * policy_s:.1f} | {1e3 * rep_s:.1f} | "
+          f"{policy_s / rep_s:.2f} | {policy_flops / 1e9:.1f} | "
+          f"{rep_flops / 1e9:.1f} |", flush=True)
+
+  print("\n| T | policy compile (s) | rollout-only compile (s) | "
+        "rollout-only run, batch 64 (ms) |")
+  print("|---:|---:|---:|---:|")
+  images = jnp.zeros((1, size, size, 3))
+  grid = model.grid_geometry(size, size)
+  features = jax.random.normal(
+      jax.random.key(2), (64, grid.num_locations, config.model.mixed_channels))
+  scores = features[..., 0]
+  for num_glimpses in map(int, FLAGS.compile_glimpses):
+    # A fresh jit per row, so no compile cache is shared between rows.
+    policy_jit = jax.jit(policy._run,  # pylint: disable=protected-access
+                         static_argnames=("num_glimpses",))
+    policy_compile, _ = compile_seconds(
+        policy_jit.trace(variables, images, num_glimpses=num_glimpses,
+                         key=None))
+    rollout_jit = jax.jit(cell.rollout, static_argnums=2)
+    rollout_compile, compiled = compile_seconds(
+        rollout_jit.trace(features, scores, num_glimpses))
+    run_s = median_seconds(lambda: compiled(features, scores), FLAGS.repeats)
+    print(f"| {num_glimpses} | {policy_compile:.2f} | {rollout_compile:.3f} | "
+          f"{1e3 * run_s:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+  app.run(main)

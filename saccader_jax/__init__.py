@@ -1,0 +1,11 @@
+"""Saccader: hard visual attention (Elsayed, Kornblith & Le, NeurIPS 2019)."""
+
+from saccader_jax.models import create_model
+from saccader_jax.models import Saccader
+from saccader_jax.models import SaccaderOutput
+from saccader_jax.policy import make_policy
+from saccader_jax.policy import Policy
+from saccader_jax.policy import PolicyOutput
+
+__all__ = ["Policy", "PolicyOutput", "Saccader", "SaccaderOutput",
+           "create_model", "make_policy"]

@@ -1,0 +1,61 @@
+"""Model factory: builds a model from the `model` field of a config."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax.numpy as jnp
+import ml_collections
+
+from saccader_jax.models.attention import AttentionNetwork
+from saccader_jax.models.bagnet import BagNet
+from saccader_jax.models.saccader import Saccader
+from saccader_jax.models.saccader import SaccaderOutput
+
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def compute_dtype(name: str) -> Any:
+  if name not in COMPUTE_DTYPES:
+    raise ValueError(f"Unknown compute dtype {name!r}; valid: "
+                     f"{sorted(COMPUTE_DTYPES)}.")
+  return COMPUTE_DTYPES[name]
+
+
+def _bagnet(config: ml_collections.ConfigDict) -> BagNet:
+  rep = config.representation
+  return BagNet(
+      num_classes=config.num_classes,
+      blocks=tuple(rep.blocks), planes=tuple(rep.planes),
+      strides=tuple(rep.strides), kernel3=tuple(rep.kernel3),
+      stem_channels=rep.stem_channels, expansion=rep.expansion,
+      what_channels=rep.what_channels, bn_momentum=config.bn_momentum,
+      bn_epsilon=config.bn_epsilon, dtype=compute_dtype(config.dtype))
+
+
+def _saccader(config: ml_collections.ConfigDict) -> Saccader:
+  dtype = compute_dtype(config.dtype)
+  return Saccader(
+      representation=_bagnet(config),
+      attention=AttentionNetwork(
+          widths=tuple(config.attention.widths),
+          dilation=config.attention.dilation,
+          bn_momentum=config.bn_momentum, bn_epsilon=config.bn_epsilon,
+          dtype=dtype),
+      mixed_channels=config.mixed_channels, dtype=dtype)
+
+
+MODELS: dict[str, Callable[[ml_collections.ConfigDict], Any]] = {
+    "saccader": _saccader,
+}
+
+
+def create_model(config: ml_collections.ConfigDict):
+  """Builds the model named by config.name (the `model` field of a config)."""
+  if config.name not in MODELS:
+    raise ValueError(f"Unknown model {config.name!r}; valid: {sorted(MODELS)}.")
+  return MODELS[config.name](config)
+
+
+__all__ = ["AttentionNetwork", "BagNet", "Saccader", "SaccaderOutput",
+           "create_model", "compute_dtype"]

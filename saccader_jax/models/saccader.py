@@ -1,0 +1,108 @@
+"""The Saccader model: representation, attention, mixing and cell."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from saccader_jax.models import attention
+from saccader_jax.models import bagnet
+from saccader_jax.models import cell
+
+
+@flax.struct.dataclass
+class SaccaderOutput:
+  """What one forward pass of Saccader returns.
+
+  Attributes:
+    logits2d: [batch, h, w, num_classes] per-location logits of the
+      representation network.
+    locations: [batch, T] int32 flat glimpse locations (row * w + col).
+    location_logits: [batch, T, h * w] masked policy logits R^t.
+    glimpse_logits: [batch, T, num_classes] logits2d read at each glimpse.
+    logits: [batch, num_classes] glimpse logits averaged over time.
+  """
+  logits2d: jnp.ndarray
+  locations: jnp.ndarray
+  location_logits: jnp.ndarray
+  glimpse_logits: jnp.ndarray
+  logits: jnp.ndarray
+
+
+def read_glimpse_logits(logits2d: jnp.ndarray,
+                        locations: jnp.ndarray) -> jnp.ndarray:
+  """logits2d [batch, h, w, C], flat locations [batch, T] -> [batch, T, C]."""
+  batch, height, width, classes = logits2d.shape
+  flat = logits2d.reshape(batch, height * width, classes)
+  return jnp.take_along_axis(flat, locations[..., None], axis=1)
+
+
+class Saccader(nn.Module):
+  """Hard-attention classifier of Elsayed et al. (2019), section 3.1.
+
+  Attributes:
+    representation: the BagNet "what" network.
+    attention: the "where" network.
+    mixed_channels: d, the width of the mixed features F.
+    dtype: compute dtype of the mixing convolution.
+  """
+  representation: bagnet.BagNet
+  attention: attention.AttentionNetwork
+  mixed_channels: int = 512
+  dtype: jnp.dtype = jnp.float32
+
+  def setup(self):
+    self.mixing = attention.WhatWhereMixing(self.mixed_channels,
+                                            dtype=self.dtype)
+    self.cell = cell.SaccaderCell()
+
+  def grid_geometry(self, image_height: int, image_width: int):
+    return self.representation.grid_geometry(image_height, image_width)
+
+  def represent(self, images: jnp.ndarray,
+                train: bool = False) -> bagnet.RepresentationOutput:
+    """The representation network alone (stage 1 trains only this)."""
+    return self.representation(images, train=train)
+
+  def __call__(self,
+               images: jnp.ndarray,
+               *,
+               num_glimpses: int,
+               key: Optional[jax.Array] = None,
+               train: bool = False,
+               freeze_representation: bool = False,
+               forced_locations: Optional[jnp.ndarray] = None
+               ) -> SaccaderOutput:
+    """Classifies images from num_glimpses glimpses.
+
+    Args:
+      images: [batch, height, width, channels] float images.
+      num_glimpses: T (static).
+      key: None for the greedy policy, else a PRNG key to sample locations.
+      train: batch norm uses batch statistics and updates its averages.
+      freeze_representation: the representation network runs in inference
+        mode and its outputs carry no gradient (location pretraining).
+      forced_locations: optional [batch, T] locations to mark visited instead
+        of the chosen ones (teacher forcing).
+
+    Returns:
+      SaccaderOutput.
+    """
+    rep = self.representation(images,
+                              train=train and not freeze_representation)
+    if freeze_representation:
+      rep = bagnet.stop_gradient(rep)
+    where = self.attention(rep.features2d, train=train)
+    mixed = self.mixing(where, rep.what_features)
+    trajectory = self.cell(mixed, num_glimpses, key, forced_locations)
+    glimpse_logits = read_glimpse_logits(rep.logits2d, trajectory.locations)
+    return SaccaderOutput(
+        logits2d=rep.logits2d,
+        locations=trajectory.locations,
+        location_logits=trajectory.location_logits,
+        glimpse_logits=glimpse_logits,
+        logits=jnp.mean(glimpse_logits, axis=1))
