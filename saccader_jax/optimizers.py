@@ -1,0 +1,149 @@
+"""Optimizers and learning-rate schedules built from config by name.
+
+    config.optimizer.name = "sgd_nesterov"   # or momentum, sgd, adam, adamw, lamb, lars
+    config.schedule.name = "warmup_cosine"   # or constant, step
+
+A config edit (or `--config.optimizer.name=adamw` on the command line) swaps
+them; nothing else changes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import ml_collections
+import optax
+
+
+def _kernel_mask(params: Any) -> Any:
+  """True for conv and dense kernels: decoupled weight decay applies there."""
+  return jax.tree_util.tree_map_with_path(
+      lambda path, _: getattr(path[-1], "key", None) == "kernel", params)
+
+
+def _weight_decay(config):
+  return config.get("weight_decay", 0.0) or 0.0
+
+
+def _sgd_family(nesterov: bool, uses_momentum: bool):
+  def build(config, learning_rate):
+    momentum = config.get("momentum", 0.9) if uses_momentum else None
+    return optax.chain(
+        optax.add_decayed_weights(_weight_decay(config), mask=_kernel_mask),
+        optax.sgd(learning_rate, momentum=momentum, nesterov=nesterov))
+  return build
+
+
+def _adam(config, learning_rate):
+  return optax.adam(learning_rate, b1=config.get("b1", 0.9),
+                    b2=config.get("b2", 0.999), eps=config.get("eps", 1e-8))
+
+
+def _adamw(config, learning_rate):
+  return optax.adamw(learning_rate, b1=config.get("b1", 0.9),
+                     b2=config.get("b2", 0.999), eps=config.get("eps", 1e-8),
+                     weight_decay=_weight_decay(config), mask=_kernel_mask)
+
+
+def _lamb(config, learning_rate):
+  return optax.lamb(learning_rate, b1=config.get("b1", 0.9),
+                    b2=config.get("b2", 0.999), eps=config.get("eps", 1e-6),
+                    weight_decay=_weight_decay(config), mask=_kernel_mask)
+
+
+def _lars(config, learning_rate):
+  return optax.lars(learning_rate, weight_decay=_weight_decay(config),
+                    weight_decay_mask=_kernel_mask,
+                    trust_ratio_mask=_kernel_mask,
+                    trust_coefficient=config.get("trust_coefficient", 0.001),
+                    momentum=config.get("momentum", 0.9),
+                    nesterov=config.get("nesterov", False))
+
+
+OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
+    "sgd": _sgd_family(nesterov=False, uses_momentum=False),
+    "momentum": _sgd_family(nesterov=False, uses_momentum=True),
+    "sgd_nesterov": _sgd_family(nesterov=True, uses_momentum=True),
+    "adam": _adam,
+    "adamw": _adamw,
+    "lamb": _lamb,
+    "lars": _lars,
+}
+
+
+def _constant(config, base_lr, total_steps):
+  del config, total_steps
+  return optax.constant_schedule(base_lr)
+
+
+def _warmup_cosine(config, base_lr, total_steps):
+  warmup = int(config.get("warmup_fraction", 0.05) * total_steps)
+  return optax.warmup_cosine_decay_schedule(
+      init_value=0.0, peak_value=base_lr, warmup_steps=warmup,
+      decay_steps=max(total_steps, warmup + 1),
+      end_value=base_lr * config.get("end_factor", 0.0))
+
+
+def _step(config, base_lr, total_steps):
+  warmup = int(config.get("warmup_fraction", 0.0) * total_steps)
+  boundaries = {int(f * total_steps): config.get("decay_factor", 0.1)
+                for f in config.get("decay_fractions", (0.5, 0.75))}
+  decay = optax.piecewise_constant_schedule(base_lr, boundaries)
+  if not warmup:
+    return decay
+  return optax.join_schedules(
+      [optax.linear_schedule(0.0, base_lr, warmup),
+       lambda step: decay(step + warmup)], [warmup])
+
+
+SCHEDULES: dict[str, Callable[..., optax.Schedule]] = {
+    "constant": _constant,
+    "warmup_cosine": _warmup_cosine,
+    "step": _step,
+}
+
+
+def create_learning_rate_schedule(config: ml_collections.ConfigDict,
+                                  base_lr: float,
+                                  total_steps: int) -> optax.Schedule:
+  """The schedule named by config.name, peaking at base_lr."""
+  if config.name not in SCHEDULES:
+    raise ValueError(f"Unknown learning-rate schedule {config.name!r}; "
+                     f"valid: {sorted(SCHEDULES)}.")
+  return SCHEDULES[config.name](config, base_lr, total_steps)
+
+
+def create_optimizer(config: ml_collections.ConfigDict,
+                     learning_rate: optax.ScalarOrSchedule,
+                     trainable: Any = None) -> optax.GradientTransformation:
+  """The optimizer named by config.name.
+
+  Args:
+    config: optimizer config: name, and the fields that optimizer reads
+      (momentum, b1, b2, eps, weight_decay, trust_coefficient, nesterov,
+      grad_clip_norm).
+    learning_rate: a float or a schedule.
+    trainable: optional tree of bools matching the parameters (or a function
+      of the parameters returning one); False entries get no update at all,
+      not even weight decay.
+
+  Returns:
+    An optax GradientTransformation.
+  """
+  if config.name not in OPTIMIZERS:
+    raise ValueError(f"Unknown optimizer {config.name!r}; valid: "
+                     f"{sorted(OPTIMIZERS)}.")
+  tx = OPTIMIZERS[config.name](config, learning_rate)
+  if config.get("grad_clip_norm"):
+    tx = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), tx)
+  if trainable is None:
+    return tx
+
+  def labels(params):
+    mask = trainable(params) if callable(trainable) else trainable
+    return jax.tree_util.tree_map(lambda t: "trained" if t else "frozen", mask)
+
+  return optax.multi_transform({"trained": tx, "frozen": optax.set_to_zero()},
+                               labels)
+

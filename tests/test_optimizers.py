@@ -1,0 +1,87 @@
+"""Optimizers and schedules from config by name."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from saccader_jax import optimizers
+
+PARAMS = {"conv": {"kernel": jnp.ones((3, 3)), "bias": jnp.ones((3,))},
+          "head": {"kernel": jnp.ones((3,))}}
+GRADS = jax.tree_util.tree_map(lambda x: 0.5 * jnp.ones_like(x), PARAMS)
+
+
+def optimizer_config(**fields):
+  return ml_collections.ConfigDict(dict({"name": "sgd_nesterov"}, **fields))
+
+
+@pytest.mark.parametrize("name", sorted(optimizers.OPTIMIZERS))
+def test_every_optimizer_builds_and_descends(name):
+  tx = optimizers.create_optimizer(optimizer_config(name=name), 0.1)
+  state = tx.init(PARAMS)
+  updates, _ = tx.update(GRADS, state, PARAMS)
+  for update in jax.tree_util.tree_leaves(updates):
+    assert np.all(np.asarray(update) < 0)  # against a positive gradient
+
+
+def test_sgd_nesterov_matches_its_formula():
+  tx = optimizers.create_optimizer(optimizer_config(momentum=0.9), 0.1)
+  params, state = PARAMS, tx.init(PARAMS)
+  velocity = 0.0
+  for _ in range(3):
+    updates, state = tx.update(GRADS, state, params)
+    params = optax.apply_updates(params, updates)
+    velocity = 0.9 * velocity + 0.5
+    expected_update = -0.1 * (0.5 + 0.9 * velocity)  # Nesterov look-ahead
+    np.testing.assert_allclose(updates["head"]["kernel"], expected_update,
+                               rtol=1e-6)
+
+
+def test_decoupled_weight_decay_touches_kernels_only():
+  tx = optimizers.create_optimizer(
+      optimizer_config(name="sgd", weight_decay=0.1), 1.0)
+  zero = jax.tree_util.tree_map(jnp.zeros_like, PARAMS)
+  updates, _ = tx.update(zero, tx.init(PARAMS), PARAMS)
+  np.testing.assert_allclose(updates["conv"]["kernel"], -0.1)
+  np.testing.assert_allclose(updates["conv"]["bias"], 0.0)
+
+
+def test_frozen_parameters_get_no_update_even_with_weight_decay():
+  trainable = {"conv": {"kernel": False, "bias": False},
+               "head": {"kernel": True}}
+  tx = optimizers.create_optimizer(
+      optimizer_config(name="adamw", weight_decay=0.1), 0.1, trainable)
+  updates, _ = tx.update(GRADS, tx.init(PARAMS), PARAMS)
+  np.testing.assert_array_equal(updates["conv"]["kernel"], 0.0)
+  np.testing.assert_array_equal(updates["conv"]["bias"], 0.0)
+  assert np.all(np.asarray(updates["head"]["kernel"]) < 0)
+
+
+def test_unknown_names_list_the_valid_ones():
+  with pytest.raises(ValueError, match="adamw.*lamb.*lars.*sgd_nesterov"):
+    optimizers.create_optimizer(optimizer_config(name="adagrad"), 0.1)
+  with pytest.raises(ValueError, match="constant.*step.*warmup_cosine"):
+    optimizers.create_learning_rate_schedule(
+        ml_collections.ConfigDict({"name": "exponential"}), 0.1, 100)
+
+
+def test_warmup_cosine_schedule():
+  schedule = optimizers.create_learning_rate_schedule(
+      ml_collections.ConfigDict({"name": "warmup_cosine",
+                                 "warmup_fraction": 0.1}), 1.0, 100)
+  np.testing.assert_allclose(schedule(0), 0.0)
+  np.testing.assert_allclose(schedule(5), 0.5)
+  np.testing.assert_allclose(schedule(10), 1.0)
+  np.testing.assert_allclose(schedule(55), 0.5, atol=1e-6)
+  np.testing.assert_allclose(schedule(100), 0.0, atol=1e-6)
+
+
+def test_step_schedule_decays_at_fractions():
+  schedule = optimizers.create_learning_rate_schedule(
+      ml_collections.ConfigDict({"name": "step", "decay_fractions": (0.5, 0.8),
+                                 "decay_factor": 0.1}), 1.0, 100)
+  np.testing.assert_allclose([schedule(s) for s in (0, 49, 50, 79, 80, 99)],
+                             [1, 1, 0.1, 0.1, 0.01, 0.01], rtol=1e-6)
