@@ -1,6 +1,12 @@
-"""Saccader on ImageNet at 224x224: the paper's model (BagNet-77-lowD)."""
+"""Saccader on ImageNet at 224x224: the paper's model (BagNet-77-lowD).
+
+    python -m saccader_jax.main --config=configs/imagenet_saccader.py \
+        --workdir=gs://bucket/saccader --config.dataset.data_dir=gs://bucket/tfds
+"""
 
 import ml_collections
+
+from configs import default
 
 
 def get_model_config() -> ml_collections.ConfigDict:
@@ -28,8 +34,31 @@ def get_model_config() -> ml_collections.ConfigDict:
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = ml_collections.ConfigDict()
-  config.image_size = 224
-  config.num_channels = 3
+  config = default.get_config()
+  config.dataset = ml_collections.ConfigDict({
+      "name": "imagenet2012",
+      "data_dir": None,          # TFDS data_dir; None: ~/tensorflow_datasets
+      "source_dir": None,        # the manually downloaded ImageNet tars
+      "image_size": 224,
+      "num_channels": 3,
+      "label_offset": 1,         # TFDS labels 0..999 -> 1..1000
+      # The paper divides the training set into train and development.
+      "train_split": "train[50000:]",
+      "dev_split": "train[:50000]",
+      "test_split": "validation",
+      "mean": (0.485, 0.456, 0.406),
+      "std": (0.229, 0.224, 0.225),
+      "shuffle_buffer": 16384,
+      "cache": False,
+      "num_threads": 0,
+      "prefetch": 4,
+  })
   config.model = get_model_config()
+  config.batch_size = 1024
+  config.eval_batch_size = 1024
+  config.log_every_steps = 200
+  config.eval_every_steps = 5000
+  config.eval_max_examples = 10000
+  config.checkpoint_every_steps = 2000
+  config.profile_steps = 5
   return config

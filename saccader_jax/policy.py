@@ -171,7 +171,7 @@ def make_policy(model_or_config: Any, variables: Any,
 
   Args:
     model_or_config: a `Saccader` module, a full config (with `model` and
-      `num_channels` fields) or a model config.
+      `dataset.num_channels` fields) or a model config.
     variables: the model's variables, {"params": ..., "batch_stats": ...}.
     num_channels: image channels; read from a full config, else 3.
 
@@ -182,7 +182,7 @@ def make_policy(model_or_config: Any, variables: Any,
   if isinstance(model_or_config, ml_collections.ConfigDict):
     config = model_or_config
     if "model" in config:
-      num_channels = num_channels or config.get("num_channels")
+      num_channels = num_channels or config.dataset.get("num_channels")
       config = config.model
     model = models.create_model(config)
   if not isinstance(model, models.Saccader):

@@ -68,6 +68,45 @@ class Saccader(nn.Module):
     """The representation network alone (stage 1 trains only this)."""
     return self.representation(images, train=train)
 
+  def encode(self, images: jnp.ndarray, train: bool = False,
+             freeze_representation: bool = False
+             ) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Everything before the cell, computed once per image.
+
+    Args:
+      images: [batch, height, width, channels] float images.
+      train: batch norm uses batch statistics and updates its averages.
+      freeze_representation: the representation network runs in inference
+        mode and its outputs carry no gradient (location pretraining).
+
+    Returns:
+      (logits2d [batch, h, w, classes], mixed features F [batch, h, w, d]).
+    """
+    rep = self.representation(images,
+                              train=train and not freeze_representation)
+    if freeze_representation:
+      rep = bagnet.stop_gradient(rep)
+    where = self.attention(rep.features2d, train=train)
+    return rep.logits2d, self.mixing(where, rep.what_features)
+
+  def glimpse(self, logits2d: jnp.ndarray, mixed: jnp.ndarray,
+              num_glimpses: int, key: Optional[jax.Array] = None,
+              forced_locations: Optional[jnp.ndarray] = None
+              ) -> SaccaderOutput:
+    """Rolls the cell out over encoded images (see `encode`).
+
+    Several rollouts of one encoding (REINFORCE's S trajectories) call this
+    once per key.
+    """
+    trajectory = self.cell(mixed, num_glimpses, key, forced_locations)
+    glimpse_logits = read_glimpse_logits(logits2d, trajectory.locations)
+    return SaccaderOutput(
+        logits2d=logits2d,
+        locations=trajectory.locations,
+        location_logits=trajectory.location_logits,
+        glimpse_logits=glimpse_logits,
+        logits=jnp.mean(glimpse_logits, axis=1))
+
   def __call__(self,
                images: jnp.ndarray,
                *,
@@ -83,26 +122,12 @@ class Saccader(nn.Module):
       images: [batch, height, width, channels] float images.
       num_glimpses: T (static).
       key: None for the greedy policy, else a PRNG key to sample locations.
-      train: batch norm uses batch statistics and updates its averages.
-      freeze_representation: the representation network runs in inference
-        mode and its outputs carry no gradient (location pretraining).
+      train, freeze_representation: see `encode`.
       forced_locations: optional [batch, T] locations to mark visited instead
         of the chosen ones (teacher forcing).
 
     Returns:
       SaccaderOutput.
     """
-    rep = self.representation(images,
-                              train=train and not freeze_representation)
-    if freeze_representation:
-      rep = bagnet.stop_gradient(rep)
-    where = self.attention(rep.features2d, train=train)
-    mixed = self.mixing(where, rep.what_features)
-    trajectory = self.cell(mixed, num_glimpses, key, forced_locations)
-    glimpse_logits = read_glimpse_logits(rep.logits2d, trajectory.locations)
-    return SaccaderOutput(
-        logits2d=rep.logits2d,
-        locations=trajectory.locations,
-        location_logits=trajectory.location_logits,
-        glimpse_logits=glimpse_logits,
-        logits=jnp.mean(glimpse_logits, axis=1))
+    logits2d, mixed = self.encode(images, train, freeze_representation)
+    return self.glimpse(logits2d, mixed, num_glimpses, key, forced_locations)

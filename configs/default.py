@@ -1,0 +1,58 @@
+"""Training settings shared by every dataset config.
+
+Dataset configs (e.g. configs/imagenet_saccader.py) start from this one and
+override what differs. Stage lengths are epochs unless num_steps is set.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+  config.batch_size = 256        # global, over all devices of all hosts
+  config.eval_batch_size = 256
+  config.fast_cpu_kernels = False
+
+  # The optimizer, by name (saccader_jax/optimizers.py): sgd_nesterov,
+  # momentum, sgd, adam, adamw, lamb, lars.
+  config.optimizer = ml_collections.ConfigDict({
+      "name": "sgd_nesterov", "momentum": 0.9, "weight_decay": 0.0,
+      "b1": 0.9, "b2": 0.999, "eps": 1e-8, "trust_coefficient": 0.001,
+      "grad_clip_norm": 0.0})
+  # The schedule, by name: warmup_cosine, step, constant. Fractions are of
+  # each stage's length.
+  config.schedule = ml_collections.ConfigDict({
+      "name": "warmup_cosine", "warmup_fraction": 0.05, "end_factor": 0.0,
+      "decay_fractions": (0.5, 0.75), "decay_factor": 0.1})
+
+  # The three stages of section 3.2, run in this order.
+  config.run_stages = ("representation", "location", "policy")
+  l2 = {"l2_weight": 8e-5,
+        # normalized (the original code): weight * mean(k^2);
+        # plain (the paper's equations): weight / 2 * sum(k^2);
+        # none: use optimizer.weight_decay instead.
+        "l2_mode": "normalized"}
+  config.stages = ml_collections.ConfigDict({
+      "representation": dict(l2, num_epochs=120.0, num_steps=0,
+                             learning_rate=0.1),
+      "location": dict(l2, num_epochs=120.0, num_steps=0, learning_rate=0.1,
+                       num_glimpses=12,
+                       # paper: targets by max logit, teacher forcing;
+                       # code: the original implementation's variant.
+                       reading="paper"),
+      "policy": dict(l2, num_epochs=120.0, num_steps=0, learning_rate=0.01,
+                     num_glimpses=6, num_trajectories=2,
+                     plus_minus_one_rewards=False, location_l2_weight=8e-5,
+                     reinforce_weight=1.0),
+  })
+
+  config.eval_glimpses = 12
+  config.log_every_steps = 100
+  config.eval_every_steps = 0        # 0: only at the end of each stage
+  config.eval_max_examples = 0       # dev examples per periodic eval; 0: all
+  config.checkpoint_every_steps = 1000
+  config.keep_checkpoints = 3
+  config.async_checkpoints = True   # write checkpoints in the background
+  config.profile_steps = 0           # >0: profile that many steps, once
+  return config

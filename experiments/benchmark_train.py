@@ -1,0 +1,224 @@
+"""Train-step throughput of the three stages, beside ResNet-50 references.
+
+Prints Markdown tables:
+  1. for each stage on the ImageNet config (224x224, small batch) and on the
+     embedded config: images/s of the compiled train step and its achieved
+     FLOP/s (FLOPs from XLA's cost analysis of the compiled step);
+  2. the same measure for a Flax ResNet-50 train step and TensorFlow's Keras
+     ResNet-50 train step (oneDNN kernels), same machine, same run;
+  3. the embedded input pipeline's images/s beside the stage-1 step's.
+
+    python experiments/benchmark_train.py [--imagenet_batch=8] [--repeats=3]
+"""
+
+import functools
+import os
+import sys
+import time
+
+from absl import app
+from absl import flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # pylint: disable=g-import-not-at-top
+import jax.numpy as jnp
+import numpy as np
+
+from saccader_jax import runtime
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("imagenet_batch", 8, "Batch of the 224x224 rows.")
+flags.DEFINE_integer("embedded_batch", 128, "Batch of the embedded rows.")
+flags.DEFINE_integer("resnet_batch", 16, "Batch of the ResNet-50 rows.")
+flags.DEFINE_integer("repeats", 3, "Timed steps per row (median).")
+flags.DEFINE_bool("fast_cpu_kernels", True, "XLA's YNNPACK CPU kernels.")
+flags.DEFINE_bool("keras", True, "Include the Keras ResNet-50 row.")
+flags.DEFINE_bool("imagenet", True, "Include the ImageNet-config rows.")
+flags.DEFINE_string("data_dir", "~/tensorflow_datasets",
+                    "TFDS data_dir of the embedded data set.")
+
+
+def timed(fn, repeats):
+  """Median seconds of fn() after one warm-up call."""
+  jax.block_until_ready(fn())
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - start)
+  return float(np.median(times))
+
+
+def row(name, batch, seconds, flops):
+  rate = f"{flops / seconds / 1e9:.0f}" if flops else "n/a"
+  gflop = f"{flops / batch / 1e9:.1f}" if flops else "n/a"
+  print(f"| {name} | {batch} | {1e3 * seconds:.0f} | {batch / seconds:.1f} | "
+        f"{gflop} | {rate} |", flush=True)
+
+
+def saccader_rows(config, batch_size, label, repeats):
+  from saccader_jax import models, objectives, train  # pylint: disable=g-import-not-at-top,g-multiple-import
+  model = models.create_model(config.model)
+  size, channels = config.dataset.image_size, config.dataset.num_channels
+  rng = np.random.default_rng(0)
+  batch = {"image": jnp.asarray(rng.normal(size=(batch_size, size, size,
+                                                 channels)), jnp.float32),
+           "label": jnp.asarray(rng.integers(0, config.model.num_classes,
+                                             batch_size), jnp.int32)}
+  variables = jax.jit(lambda k: model.init(
+      k, batch["image"][:1], num_glimpses=1))(jax.random.key(0))
+  for name in ("representation", "location", "policy"):
+    tx, schedule = train.stage_optimizer(config, name, 1000)
+    state = train.TrainState.create(
+        apply_fn=model.apply, params=variables["params"],
+        batch_stats=variables["batch_stats"], tx=tx)
+    loss_fn = objectives.get_stage(name).loss(model, config.stages[name])
+    step = jax.jit(train.make_train_step(loss_fn, schedule))
+    compiled = step.lower(state, batch, jax.random.key(0)).compile()
+    flops = compiled.cost_analysis()["flops"]
+    seconds = timed(lambda: compiled(state, batch, jax.random.key(0))[1],
+                    repeats)
+    row(f"{label}: stage {name}", batch_size, seconds, flops)
+    if name == "representation":
+      stage1 = batch_size / seconds
+  return stage1
+
+
+def flax_resnet50_row(batch_size, repeats):
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  import optax  # pylint: disable=g-import-not-at-top
+
+  class Block(nn.Module):
+    filters: int
+    strides: int
+
+    @nn.compact
+    def __call__(self, x, train):
+      norm = functools.partial(nn.BatchNorm, use_running_average=not train,
+                               momentum=0.9)
+      y = nn.Conv(self.filters, (1, 1), use_bias=False)(x)
+      y = nn.relu(norm()(y))
+      y = nn.Conv(self.filters, (3, 3), (self.strides,) * 2, use_bias=False)(y)
+      y = nn.relu(norm()(y))
+      y = nn.Conv(4 * self.filters, (1, 1), use_bias=False)(y)
+      y = norm(scale_init=nn.initializers.zeros)(y)
+      if x.shape != y.shape:
+        x = nn.Conv(4 * self.filters, (1, 1), (self.strides,) * 2,
+                    use_bias=False)(x)
+        x = norm()(x)
+      return nn.relu(x + y)
+
+  class ResNet50(nn.Module):
+
+    @nn.compact
+    def __call__(self, x, train):
+      x = nn.Conv(64, (7, 7), (2, 2), padding=[(3, 3), (3, 3)],
+                  use_bias=False)(x)
+      x = nn.relu(nn.BatchNorm(use_running_average=not train)(x))
+      x = nn.max_pool(x, (3, 3), (2, 2), padding="SAME")
+      for i, blocks in enumerate((3, 4, 6, 3)):
+        for j in range(blocks):
+          x = Block(64 * 2 ** i, 2 if i > 0 and j == 0 else 1)(x, train)
+      return nn.Dense(1000)(jnp.mean(x, axis=(1, 2)))
+
+  model = ResNet50()
+  images = jnp.asarray(np.random.default_rng(0).normal(
+      size=(batch_size, 224, 224, 3)), jnp.float32)
+  labels = jnp.zeros((batch_size,), jnp.int32)
+  variables = jax.jit(lambda k: model.init(k, images[:1], False))(
+      jax.random.key(0))
+  tx = optax.sgd(0.1, momentum=0.9, nesterov=True)
+  opt_state = tx.init(variables["params"])
+
+  def step(params, batch_stats, opt_state):
+    def loss_fn(p):
+      logits, updates = model.apply({"params": p, "batch_stats": batch_stats},
+                                    images, True, mutable=["batch_stats"])
+      return optax.softmax_cross_entropy_with_integer_labels(
+          logits, labels).mean(), updates
+    (loss, updates), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    deltas, opt_state = tx.update(grads, opt_state, params)
+    return (optax.apply_updates(params, deltas), updates["batch_stats"],
+            opt_state, loss)
+
+  compiled = jax.jit(step).lower(variables["params"], variables["batch_stats"],
+                                 opt_state).compile()
+  flops = compiled.cost_analysis()["flops"]
+  seconds = timed(lambda: compiled(variables["params"],
+                                   variables["batch_stats"], opt_state)[3],
+                  repeats)
+  row("Flax ResNet-50 (reference)", batch_size, seconds, flops)
+  return flops / batch_size
+
+
+def keras_resnet50_row(batch_size, repeats, flops_per_image):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  model = tf.keras.applications.ResNet50(weights=None)
+  optimizer = tf.keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True)
+  images = tf.random.normal((batch_size, 224, 224, 3))
+  labels = tf.zeros((batch_size,), tf.int32)
+  loss_object = tf.keras.losses.SparseCategoricalCrossentropy()
+
+  @tf.function
+  def step():
+    with tf.GradientTape() as tape:
+      loss = loss_object(labels, model(images, training=True))
+    grads = tape.gradient(loss, model.trainable_variables)
+    optimizer.apply_gradients(zip(grads, model.trainable_variables))
+    return loss
+
+  step()
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    step().numpy()
+    times.append(time.perf_counter() - start)
+  # Same network: the Flax model's FLOP count stands for both.
+  row("TensorFlow Keras ResNet-50 (reference, oneDNN)", batch_size,
+      float(np.median(times)), flops_per_image * batch_size)
+
+
+def pipeline_rate(config, batch_size, num_batches=30):
+  from saccader_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
+  builder = input_pipeline.get_builder(config.dataset)
+  batches = input_pipeline.train_batches(config.dataset, builder, batch_size,
+                                         seed=0)
+  for _ in range(num_batches):  # fill the cache and the prefetch buffer
+    next(batches)
+  start = time.perf_counter()
+  for _ in range(num_batches):
+    next(batches)
+  return num_batches * batch_size / (time.perf_counter() - start)
+
+
+def main(argv):
+  del argv
+  runtime.use_fast_cpu_kernels(FLAGS.fast_cpu_kernels)
+  runtime.hide_accelerators_from_tensorflow()
+  from configs import fashion_mnist_saccader, imagenet_saccader  # pylint: disable=g-import-not-at-top,g-multiple-import
+  print(f"# Train-step benchmark ({jax.devices()[0].device_kind}, "
+        f"{os.cpu_count()} CPUs, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r})"
+        "\n")
+  print("| step | batch | ms/step | images/s | GFLOP/image | GFLOP/s |")
+  print("|---|---:|---:|---:|---:|---:|")
+  if FLAGS.imagenet:
+    saccader_rows(imagenet_saccader.get_config(), FLAGS.imagenet_batch,
+                  "ImageNet 224px", FLAGS.repeats)
+  embedded = fashion_mnist_saccader.get_config()
+  embedded.dataset.data_dir = FLAGS.data_dir
+  stage1_rate = saccader_rows(embedded, FLAGS.embedded_batch,
+                              "Fashion-MNIST 64px", FLAGS.repeats)
+  resnet_flops = flax_resnet50_row(FLAGS.resnet_batch, FLAGS.repeats)
+  if FLAGS.keras:
+    keras_resnet50_row(FLAGS.resnet_batch, FLAGS.repeats, resnet_flops)
+
+  rate = pipeline_rate(embedded, FLAGS.embedded_batch)
+  print("\n| embedded input pipeline (images/s) | stage-1 step (images/s) | "
+        "headroom |")
+  print("|---:|---:|---:|")
+  print(f"| {rate:.0f} | {stage1_rate:.0f} | {rate / stage1_rate:.1f}x |")
+
+
+if __name__ == "__main__":
+  app.run(main)

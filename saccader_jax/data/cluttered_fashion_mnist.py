@@ -1,0 +1,224 @@
+"""Cluttered, translated Fashion-MNIST as a TFDS dataset.
+
+The classic hard-attention setting (Mnih et al., 2014; Ba et al., 2014), with
+Fashion-MNIST items: each 28x28 item is placed at a random position on a
+larger black canvas strewn with fragments cut from other items. Only a small
+part of the canvas tells the class, so where the model looks matters.
+
+Everything is a deterministic function of the Fashion-MNIST IDX files and a
+seed. The files are read from a directory (Debian: `apt-get install
+dataset-fashion-mnist` puts them in /usr/share/datasets/fashion-mnist) and,
+failing that, downloaded from the official site.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import os
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
+OFFICIAL_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+FILES = {
+    "train_images": "train-images-idx3-ubyte.gz",
+    "train_labels": "train-labels-idx1-ubyte.gz",
+    "test_images": "t10k-images-idx3-ubyte.gz",
+    "test_labels": "t10k-labels-idx1-ubyte.gz",
+}
+CLASS_NAMES = ("t-shirt/top", "trouser", "pullover", "dress", "coat",
+               "sandal", "shirt", "sneaker", "bag", "ankle boot")
+ITEM_SIZE = 28
+INSTALL_HINT = (
+    "Fashion-MNIST IDX files not found in {dir!r} and not downloadable. On "
+    "Debian/Ubuntu: `apt-get install -y dataset-fashion-mnist` (files in "
+    f"{DEBIAN_DIR}); or put {sorted(FILES.values())} in a directory and set "
+    "config.dataset.source_dir to it.")
+
+
+def read_idx(path: str) -> np.ndarray:
+  """Reads a (gzipped) IDX file of unsigned bytes into an array."""
+  opener = gzip.open if path.endswith(".gz") else open
+  with opener(path, "rb") as f:
+    data = f.read()
+  if data[:2] != b"\x00\x00" or data[2] != 0x08:
+    raise ValueError(f"{path} is not an IDX file of unsigned bytes.")
+  num_dims = data[3]
+  shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big")
+                for i in range(num_dims))
+  offset = 4 + 4 * num_dims
+  array = np.frombuffer(data, np.uint8, offset=offset)
+  if array.size != int(np.prod(shape)):
+    raise ValueError(f"{path}: header says {shape}, found {array.size} bytes.")
+  return array.reshape(shape)
+
+
+def write_idx(path: str, array: np.ndarray) -> None:
+  """Writes a uint8 array as a gzipped IDX file (for tests and tools)."""
+  header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
+      int(n).to_bytes(4, "big") for n in array.shape)
+  with gzip.open(path, "wb") as f:
+    f.write(header + np.ascontiguousarray(array, np.uint8).tobytes())
+
+
+def find_source_files(source_dir: str | None) -> dict[str, str] | None:
+  """Paths of the four IDX files in source_dir (or Debian's), or None."""
+  for directory in (source_dir, DEBIAN_DIR):
+    if directory and all(os.path.exists(os.path.join(directory, f))
+                         for f in FILES.values()):
+      return {k: os.path.join(directory, f) for k, f in FILES.items()}
+  return None
+
+
+def clutter_canvases(items: np.ndarray, seed: int, canvas_size: int,
+                     num_clutter: int, clutter_size: int
+                     ) -> tuple[np.ndarray, np.ndarray]:
+  """Places each item on a cluttered canvas.
+
+  Args:
+    items: [N, 28, 28] uint8 items.
+    seed: the canvases are a function of (items, seed, sizes) only.
+    canvas_size: side of the square canvas (> 28).
+    num_clutter: fragments per canvas, each cut from another random item.
+    clutter_size: side of each square fragment (<= 28).
+
+  Returns:
+    canvases [N, canvas_size, canvas_size] uint8, and the items' top-left
+    corners [N, 2] int32 (row, col).
+  """
+  if not ITEM_SIZE < canvas_size:
+    raise ValueError(f"canvas_size must exceed {ITEM_SIZE}; got {canvas_size}.")
+  if not 0 < clutter_size <= ITEM_SIZE:
+    raise ValueError(f"clutter_size must be in [1, {ITEM_SIZE}]; "
+                     f"got {clutter_size}.")
+  rng = np.random.default_rng(seed)
+  n = len(items)
+  positions = rng.integers(0, canvas_size - ITEM_SIZE + 1, size=(n, 2))
+  sources = rng.integers(0, n, size=(n, num_clutter))
+  crops = rng.integers(0, ITEM_SIZE - clutter_size + 1, size=(n, num_clutter, 2))
+  places = rng.integers(0, canvas_size - clutter_size + 1,
+                        size=(n, num_clutter, 2))
+  canvases = np.zeros((n, canvas_size, canvas_size), np.uint8)
+  for i in range(n):
+    canvas = canvases[i]
+    for k in range(num_clutter):
+      (cy, cx), (py, px) = crops[i, k], places[i, k]
+      fragment = items[sources[i, k], cy:cy + clutter_size,
+                       cx:cx + clutter_size]
+      region = canvas[py:py + clutter_size, px:px + clutter_size]
+      np.maximum(region, fragment, out=region)
+    y, x = positions[i]
+    region = canvas[y:y + ITEM_SIZE, x:x + ITEM_SIZE]
+    np.maximum(region, items[i], out=region)
+  return canvases, positions.astype(np.int32)
+
+
+@dataclasses.dataclass
+class ClutteredConfig(tfds.core.BuilderConfig):
+  """Canvas and clutter settings; the name encodes them all."""
+  canvas_size: int = 64
+  num_clutter: int = 6
+  clutter_size: int = 9
+  dev_size: int = 5000
+  seed: int = 0
+
+
+def make_builder_config(canvas_size: int = 64, num_clutter: int = 6,
+                        clutter_size: int = 9, dev_size: int = 5000,
+                        seed: int = 0) -> ClutteredConfig:
+  name = (f"canvas{canvas_size}_clutter{num_clutter}x{clutter_size}_"
+          f"dev{dev_size}_seed{seed}")
+  return ClutteredConfig(name=name, canvas_size=canvas_size,
+                         num_clutter=num_clutter, clutter_size=clutter_size,
+                         dev_size=dev_size, seed=seed)
+
+
+class ClutteredFashionMnist(tfds.core.GeneratorBasedBuilder):
+  """Fashion-MNIST items on cluttered canvases; splits train/dev/test.
+
+  dev is carved from the official training set (a seeded random subset of
+  dev_size items); test is the official test set.
+  """
+
+  VERSION = tfds.core.Version("1.0.0")
+  MANUAL_DOWNLOAD_INSTRUCTIONS = (
+      "Optional: a directory holding the four Fashion-MNIST IDX files "
+      f"{sorted(FILES.values())}; {DEBIAN_DIR} is searched too.")
+  BUILDER_CONFIGS = [make_builder_config()]
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    size = self.builder_config.canvas_size
+    return self.dataset_info_from_configs(
+        description=__doc__,
+        features=tfds.features.FeaturesDict({
+            "image": tfds.features.Image(shape=(size, size, 1)),
+            "label": tfds.features.ClassLabel(names=CLASS_NAMES),
+            "item_position": tfds.features.Tensor(shape=(2,), dtype=np.int32),
+        }),
+        supervised_keys=("image", "label"),
+        homepage="https://github.com/zalandoresearch/fashion-mnist")
+
+  def _source_files(self, dl_manager) -> dict[str, str]:
+    manual_dir = None
+    try:
+      manual_dir = os.fspath(dl_manager.manual_dir)
+    except (AssertionError, ValueError):  # none given, or it does not exist
+      pass
+    files = find_source_files(manual_dir)
+    if files is not None:
+      return files
+    try:
+      downloaded = dl_manager.download(
+          {k: OFFICIAL_URL + f for k, f in FILES.items()})
+    except Exception as e:  # no network, or the site is unreachable
+      raise FileNotFoundError(INSTALL_HINT.format(dir=manual_dir)) from e
+    return {k: os.fspath(v) for k, v in downloaded.items()}
+
+  def _split_generators(self, dl_manager):
+    files = self._source_files(dl_manager)
+    cfg = self.builder_config
+    train_items = read_idx(files["train_images"])
+    train_labels = read_idx(files["train_labels"])
+    if not 0 < cfg.dev_size < len(train_items):
+      raise ValueError(f"dev_size must be in [1, {len(train_items) - 1}]; "
+                       f"got {cfg.dev_size}.")
+    order = np.random.default_rng(cfg.seed).permutation(len(train_items))
+    dev, train = order[:cfg.dev_size], np.sort(order[cfg.dev_size:])
+    dev = np.sort(dev)
+    test_items = read_idx(files["test_images"])
+    test_labels = read_idx(files["test_labels"])
+    # Each split gets its own seed so that growing one leaves the others.
+    return {
+        "train": self._generate_examples(train_items[train],
+                                         train_labels[train], cfg.seed + 1),
+        "dev": self._generate_examples(train_items[dev], train_labels[dev],
+                                       cfg.seed + 2),
+        "test": self._generate_examples(test_items, test_labels,
+                                        cfg.seed + 3),
+    }
+
+  def _generate_examples(self, items, labels, seed):
+    cfg = self.builder_config
+    canvases, positions = clutter_canvases(items, seed, cfg.canvas_size,
+                                           cfg.num_clutter, cfg.clutter_size)
+    for i, (canvas, label, position) in enumerate(
+        zip(canvases, labels, positions)):
+      yield i, {"image": canvas[..., None], "label": int(label),
+                "item_position": position}
+
+
+def build(data_dir: str, source_dir: str | None = None,
+          **config_fields) -> ClutteredFashionMnist:
+  """Generates the dataset into data_dir once; later calls reuse it."""
+  config = make_builder_config(**config_fields)
+  predefined = {c.name: c for c in ClutteredFashionMnist.BUILDER_CONFIGS}
+  # TFDS takes a predefined config by name and refuses an equal copy of it.
+  builder = ClutteredFashionMnist(
+      config=config.name if config == predefined.get(config.name) else config,
+      data_dir=data_dir)
+  builder.download_and_prepare(
+      download_config=tfds.download.DownloadConfig(
+          manual_dir=source_dir, try_download_gcs=False))
+  return builder

@@ -1,0 +1,165 @@
+"""The three training stages of section 3.2 as objectives over the model.
+
+A stage is (which parameters it trains, its loss). A loss is a pure function
+
+    loss_fn(params, batch_stats, batch, key) -> (loss, (batch_stats, metrics))
+
+of the full parameter tree; parameters the stage does not train get no update
+(`trainable_mask`), and frozen parts run in inference mode, so their batch
+statistics are left as they were.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from saccader_jax import losses
+from saccader_jax.models import Saccader
+
+REPRESENTATION = "representation"
+LossFn = Callable[..., tuple[jnp.ndarray, tuple[Any, dict[str, jnp.ndarray]]]]
+
+
+def location_params(params: Any) -> Any:
+  """The location network: attention network, mixing conv and cell (eta)."""
+  return {k: v for k, v in params.items() if k != REPRESENTATION}
+
+
+def _apply(model, params, batch_stats, *args, method, **kwargs):
+  out, updates = model.apply({"params": params, "batch_stats": batch_stats},
+                             *args, method=method, mutable=["batch_stats"],
+                             **kwargs)
+  return out, {**batch_stats, **updates["batch_stats"]}
+
+
+def _accuracy(logits, labels):
+  return jnp.mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32))
+
+
+def representation_loss(model: Saccader,
+                        config: ml_collections.ConfigDict) -> LossFn:
+  """Stage 1, eq. 4: the BagNet alone, on the geometric mean over locations."""
+
+  def loss_fn(params, batch_stats, batch, key):
+    del key
+    rep, batch_stats = _apply(model, params, batch_stats, batch["image"],
+                              True, method=Saccader.represent)
+    batch_size, _, _, classes = rep.logits2d.shape
+    cross_entropy = losses.geometric_mean_cross_entropy(
+        rep.logits2d.reshape(batch_size, -1, classes), batch["label"]).mean()
+    l2 = losses.l2_penalty(params[REPRESENTATION], config.l2_weight,
+                           config.l2_mode)
+    loss = cross_entropy + l2
+    return loss, (batch_stats, {
+        "loss": loss, "cross_entropy": cross_entropy, "l2": l2,
+        "accuracy": _accuracy(rep.logits, batch["label"])})
+
+  return loss_fn
+
+
+def location_loss(model: Saccader,
+                  config: ml_collections.ConfigDict) -> LossFn:
+  """Stage 2, eq. 5: location pretraining with the representation frozen.
+
+  config.reading = "paper": targets ranked by each location's maximum logit,
+  teacher-forced state, -sum_t log pi. "code" (the original implementation):
+  targets ranked by the predicted class's logit, the state follows the
+  model's own sampled locations, loss averaged over steps.
+  """
+  if config.reading not in ("paper", "code"):
+    raise ValueError(f"Unknown location-pretraining reading "
+                     f"{config.reading!r}; valid: ('code', 'paper').")
+  paper = config.reading == "paper"
+  ranking = "max_logit" if paper else "predicted_class"
+
+  def forward(module, images, key):
+    logits2d, mixed = module.encode(images, train=True,
+                                    freeze_representation=True)
+    targets = losses.location_targets(logits2d, config.num_glimpses, ranking)
+    if paper:
+      out = module.glimpse(logits2d, mixed, config.num_glimpses,
+                           forced_locations=targets)
+    else:
+      out = module.glimpse(logits2d, mixed, config.num_glimpses, key=key)
+    return out, targets
+
+  def loss_fn(params, batch_stats, batch, key):
+    (out, targets), batch_stats = _apply(model, params, batch_stats,
+                                         batch["image"], key, method=forward)
+    pretraining = losses.location_pretraining_loss(
+        out.location_logits, targets, average_over_steps=not paper).mean()
+    l2 = losses.l2_penalty(location_params(params), config.l2_weight,
+                           config.l2_mode)
+    loss = pretraining + l2
+    first_hit = jnp.mean((jnp.argmax(out.location_logits[:, 0], -1)
+                          == targets[:, 0]).astype(jnp.float32))
+    return loss, (batch_stats, {
+        "loss": loss, "location_nll": pretraining, "l2": l2,
+        "first_target_accuracy": first_hit})
+
+  return loss_fn
+
+
+def policy_loss(model: Saccader, config: ml_collections.ConfigDict) -> LossFn:
+  """Stage 3, eq. 6: REINFORCE over S sampled trajectories + glimpse CE."""
+
+  def forward(module, images, key):
+    logits2d, mixed = module.encode(images, train=True)
+    keys = jax.random.split(key, config.num_trajectories)
+    outs = [module.glimpse(logits2d, mixed, config.num_glimpses, key=k)
+            for k in keys]
+    return jax.tree_util.tree_map(lambda *x: jnp.stack(x), *outs)
+
+  def loss_fn(params, batch_stats, batch, key):
+    out, batch_stats = _apply(model, params, batch_stats, batch["image"], key,
+                              method=forward)
+    labels = batch["label"]
+    rewards = losses.correct_rewards(out.logits, labels[None],
+                                     config.plus_minus_one_rewards)
+    reinforce = losses.reinforce_loss(out.location_logits, out.locations,
+                                      rewards).mean()
+    cross_entropy = jnp.mean(jax.vmap(
+        lambda g: losses.geometric_mean_cross_entropy(g, labels))(
+            out.glimpse_logits))
+    l2 = (losses.l2_penalty(params[REPRESENTATION], config.l2_weight,
+                            config.l2_mode)
+          + losses.l2_penalty(location_params(params),
+                              config.location_l2_weight, config.l2_mode))
+    loss = config.reinforce_weight * reinforce + cross_entropy + l2
+    return loss, (batch_stats, {
+        "loss": loss, "reinforce": reinforce, "cross_entropy": cross_entropy,
+        "l2": l2, "accuracy": _accuracy(out.logits[0], labels),
+        "reward": jnp.mean(rewards)})
+
+  return loss_fn
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+  loss: Callable[[Saccader, ml_collections.ConfigDict], LossFn]
+  trains_representation: bool
+  trains_location: bool
+
+  def trainable_mask(self, params: Any) -> Any:
+    return {k: jax.tree_util.tree_map(
+        lambda _, t=(self.trains_representation if k == REPRESENTATION
+                     else self.trains_location): t, v)
+            for k, v in params.items()}
+
+
+STAGES: dict[str, Stage] = {
+    "representation": Stage(representation_loss, True, False),
+    "location": Stage(location_loss, False, True),
+    "policy": Stage(policy_loss, True, True),
+}
+
+
+def get_stage(name: str) -> Stage:
+  if name not in STAGES:
+    raise ValueError(f"Unknown stage {name!r}; valid: {list(STAGES)}.")
+  return STAGES[name]

@@ -1,0 +1,287 @@
+"""Training and evaluation: the three stages of section 3.2, data parallel.
+
+The global batch is split along the `data` axis of a mesh over every device
+of every process; parameters are replicated. The train step is one `jax.jit`
+of a pure function of (state, batch, key); batch-norm statistics are taken
+over the global batch because the step sees global arrays.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from typing import Any, Optional
+
+from absl import logging
+from clu import metric_writers
+from clu import periodic_actions
+from flax.training import train_state
+import jax
+from jax.experimental import multihost_utils
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from saccader_jax import checkpoints
+from saccader_jax import evaluation
+from saccader_jax import models
+from saccader_jax import objectives
+from saccader_jax import optimizers
+from saccader_jax.data import input_pipeline
+
+
+class TrainState(train_state.TrainState):
+  batch_stats: Any = None
+
+
+def create_mesh() -> Mesh:
+  return Mesh(np.asarray(jax.devices()), ("data",))
+
+
+def check_workdir(workdir: str) -> None:
+  """Fails before any training if workdir cannot hold checkpoints and logs."""
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    probe = os.path.join(workdir, f".write_test_{jax.process_index()}")
+    with open(probe, "w") as f:
+      f.write("ok")
+    os.remove(probe)
+  except OSError as e:
+    raise PermissionError(f"workdir {workdir!r} is not writable: {e}. Choose "
+                          "another --workdir.") from e
+
+
+def make_train_step(loss_fn, schedule):
+  """train_step(state, batch, key) -> (state, metrics); key is folded with
+  the step, so one key per stage gives a new key every step."""
+
+  def train_step(state: TrainState, batch, key):
+    step_key = jax.random.fold_in(key, state.step)
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    (_, (batch_stats, metrics)), grads = grad_fn(
+        state.params, state.batch_stats, batch, step_key)
+    metrics = dict(metrics, learning_rate=schedule(state.step))
+    state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+    return state, metrics
+
+  return train_step
+
+
+def jit_train_step(loss_fn, schedule, mesh: Mesh):
+  """The train step, jitted for a batch split along `data` and a replicated
+  state; the state's buffers are donated."""
+  replicated = NamedSharding(mesh, P())
+  return jax.jit(
+      make_train_step(loss_fn, schedule),
+      in_shardings=(replicated, NamedSharding(mesh, P("data")), replicated),
+      out_shardings=(replicated, replicated),
+      donate_argnums=(0,))
+
+
+def stage_optimizer(config: ml_collections.ConfigDict, name: str,
+                    total_steps: int):
+  """(optimizer, schedule) of stage `name`: frozen parameters get no update."""
+  schedule = optimizers.create_learning_rate_schedule(
+      config.schedule, config.stages[name].learning_rate, total_steps)
+  tx = optimizers.create_optimizer(config.optimizer, schedule,
+                                   objectives.get_stage(name).trainable_mask)
+  return tx, schedule
+
+
+def model_state(state: TrainState) -> dict:
+  return {"step": state.step, "params": state.params,
+          "batch_stats": state.batch_stats}
+
+
+class Trainer:
+  """Runs the configured stages in order, resuming where a job left off."""
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str):
+    self.config = config
+    self.workdir = workdir
+    self.mesh = create_mesh()
+    self.replicated = NamedSharding(self.mesh, P())
+    self.data_sharding = NamedSharding(self.mesh, P("data"))
+    if config.batch_size % jax.device_count():
+      raise ValueError(f"batch_size {config.batch_size} is not divisible by "
+                       f"the {jax.device_count()} devices.")
+    self.model = models.create_model(config.model)
+    self.builder = self._prepare_data()
+    self.writer = metric_writers.create_default_writer(
+        os.path.join(workdir, "tensorboard"),
+        just_logging=jax.process_index() > 0)
+    self.eval_step = jax.jit(
+        evaluation.make_eval_step(self.model, config.eval_glimpses),
+        in_shardings=(self.replicated, self.data_sharding),
+        out_shardings=self.replicated)
+
+  def _prepare_data(self):
+    # One process generates or prepares the data; the others then read it.
+    if jax.process_index() == 0:
+      builder = input_pipeline.get_builder(self.config.dataset)
+    multihost_utils.sync_global_devices("data prepared")
+    if jax.process_index() != 0:
+      builder = input_pipeline.get_builder(self.config.dataset)
+    return builder
+
+  def global_batch(self, local_batch: dict) -> dict:
+    return jax.tree_util.tree_map(
+        lambda x: jax.make_array_from_process_local_data(self.data_sharding,
+                                                         x), local_batch)
+
+  def stage_steps(self, stage_config) -> int:
+    if stage_config.get("num_steps"):
+      return int(stage_config.num_steps)
+    examples = input_pipeline.num_examples(self.builder,
+                                           self.config.dataset.train_split)
+    return int(math.ceil(stage_config.num_epochs * examples /
+                         self.config.batch_size))
+
+  def init_variables(self, key) -> dict:
+    size, channels = (self.config.dataset.image_size,
+                      self.config.dataset.num_channels)
+    images = jnp.zeros((1, size, size, channels), jnp.float32)
+    init = jax.jit(lambda k: self.model.init(k, images, num_glimpses=1),
+                   out_shardings=self.replicated)
+    return init(key)
+
+  def evaluate(self, variables, split: str, max_examples=None) -> dict:
+    batches = input_pipeline.eval_batches(
+        self.config.dataset, self.builder, split,
+        self.config.eval_batch_size, max_examples)
+    return evaluation.evaluate(self.eval_step, variables,
+                               map(self.global_batch, batches))
+
+  def run_stage(self, index: int, name: str,
+                previous: Optional[dict]) -> dict:
+    """Trains stage `name`; returns its final {"params", "batch_stats"}."""
+    config = self.config
+    stage_config = config.stages[name]
+    stage = objectives.get_stage(name)
+    total_steps = self.stage_steps(stage_config)
+    tx, schedule = stage_optimizer(config, name, total_steps)
+    optimizer_config = config.optimizer.to_dict()
+    manager = checkpoints.create_manager(
+        os.path.join(self.workdir, "checkpoints", name),
+        config.keep_checkpoints, config.get("async_checkpoints", True))
+    stage_key = jax.random.fold_in(jax.random.key(config.seed), index)
+
+    abstract = jax.eval_shape(self.init_variables, stage_key)
+    abstract_model = {"step": jax.ShapeDtypeStruct((), jnp.int32),
+                      **abstract}
+    abstract_model = jax.tree_util.tree_map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
+                                       sharding=self.replicated),
+        abstract_model)
+    latest = manager.latest_step()
+    opt_state = None
+    if latest is not None:
+      restored = checkpoints.restore_model(manager, latest, abstract_model)
+      abstract_opt = jax.eval_shape(tx.init, abstract["params"])
+      opt_state = checkpoints.restore_optimizer(manager, latest, abstract_opt,
+                                                optimizer_config)
+      variables = {"params": restored["params"],
+                   "batch_stats": restored["batch_stats"]}
+      start_step = int(restored["step"])
+      logging.info("Stage %s: resuming from step %d of %d.", name,
+                   start_step, total_steps)
+    elif previous is not None:
+      variables, start_step = previous, 0
+      logging.info("Stage %s: starting from the previous stage's model.", name)
+    else:
+      variables, start_step = self.init_variables(stage_key), 0
+      logging.info("Stage %s: starting from a random initialisation.", name)
+    if opt_state is None:
+      opt_state = jax.jit(tx.init, out_shardings=self.replicated)(
+          variables["params"])
+
+    state = TrainState(step=jnp.asarray(start_step, jnp.int32),
+                       apply_fn=self.model.apply, params=variables["params"],
+                       batch_stats=variables["batch_stats"], tx=tx,
+                       opt_state=opt_state)
+    state = jax.device_put(state, self.replicated)
+    if start_step >= total_steps:
+      logging.info("Stage %s: already complete (%d steps).", name, total_steps)
+      manager.close()
+      return {"params": state.params, "batch_stats": state.batch_stats}
+
+    train_step = jit_train_step(stage.loss(self.model, stage_config),
+                                schedule, self.mesh)
+    batches = input_pipeline.train_batches(
+        config.dataset, self.builder, config.batch_size,
+        seed=config.seed + index, start_step=start_step)
+
+    hooks = []
+    if jax.process_index() == 0:
+      hooks.append(periodic_actions.ReportProgress(
+          num_train_steps=total_steps, writer=self.writer,
+          every_steps=config.log_every_steps))
+      if config.get("profile_steps"):
+        hooks.append(periodic_actions.Profile(
+            num_profile_steps=config.profile_steps,
+            first_profile=start_step + config.get("profile_first_step", 10),
+            logdir=self.workdir))
+    logging.info("Stage %s: %d steps, global batch %d over %d devices.", name,
+                 total_steps, config.batch_size, jax.device_count())
+    pending = []
+    for step in range(start_step + 1, total_steps + 1):
+      with jax.profiler.StepTraceAnnotation("train", step_num=step):
+        batch = self.global_batch(next(batches))
+        state, metrics = train_step(state, batch, stage_key)
+      pending.append(metrics)
+      for hook in hooks:
+        hook(step)
+      last = step == total_steps
+      if step % config.log_every_steps == 0 or last:
+        # The only host sync of the loop: one fetch per logging interval.
+        fetched = jax.device_get(pending)
+        pending = []
+        self.writer.write_scalars(step, {
+            f"{name}/train/{k}": float(np.mean([m[k] for m in fetched]))
+            for k in fetched[0]})
+      if step % config.checkpoint_every_steps == 0 or last:
+        checkpoints.save(manager, step, model_state(state), state.opt_state,
+                         optimizer_config, force=last)
+      if (config.eval_every_steps and step % config.eval_every_steps == 0
+          and not last) or last:
+        results = self.evaluate(
+            {"params": state.params, "batch_stats": state.batch_stats},
+            config.dataset.dev_split, config.get("eval_max_examples"))
+        self.writer.write_scalars(step,
+                                  evaluation.scalars(results, f"{name}/dev"))
+    manager.wait_until_finished()
+    manager.close()
+    self.writer.flush()
+    return {"params": state.params, "batch_stats": state.batch_stats}
+
+  def run(self) -> dict:
+    variables = None
+    start = time.time()
+    for index, name in enumerate(self.config.run_stages):
+      variables = self.run_stage(index, name, variables)
+    results = self.evaluate(variables, self.config.dataset.test_split)
+    if jax.process_index() == 0:
+      table = evaluation.format_table(
+          results, f"Test accuracy of the greedy policy "
+          f"({self.config.dataset.name}, {time.time() - start:.0f} s)")
+      paths = evaluation.save_results(results, self.workdir, "test_accuracy")
+      with open(os.path.join(self.workdir, "test_accuracy.md"), "w") as f:
+        f.write(table + "\n")
+      print(table)
+      print(f"\nResults: {', '.join(paths)}")
+      print(f"TensorBoard logs: {os.path.join(self.workdir, 'tensorboard')}"
+            f"  (tensorboard --logdir {self.workdir})", flush=True)
+    self.writer.close()
+    return {"variables": variables, "test": results}
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict,
+                       workdir: str) -> dict:
+  """Trains config.run_stages in order, then evaluates on the test split.
+
+  Returns {"variables": final model variables, "test": accuracies}.
+  """
+  check_workdir(workdir)
+  return Trainer(config, workdir).run()

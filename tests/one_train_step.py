@@ -1,0 +1,87 @@
+"""One train step of every stage on a fixed global batch; writes the results.
+
+Run by tests/test_sharding.py in fresh processes, so that each can set its own
+device count (XLA_FLAGS) or join a multi-process job:
+
+  python tests/one_train_step.py --out=FILE
+      [--coordinator_address=localhost:PORT --num_processes=2 --process_id=I]
+
+Each process feeds its slice of the same global batch, so every run, whatever
+its devices and processes, trains on identical data.
+"""
+
+import os
+import sys
+
+from absl import app
+from absl import flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import jax  # pylint: disable=g-import-not-at-top
+import jax.numpy as jnp
+import numpy as np
+
+flags.DEFINE_string("out", None, "Where process 0 writes its .npz.")
+flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
+flags.DEFINE_integer("num_processes", 1, "Processes in the job.")
+flags.DEFINE_integer("process_id", 0, "This process's index.")
+FLAGS = flags.FLAGS
+
+GLOBAL_BATCH = 16
+
+
+def main(argv):
+  del argv
+  if FLAGS.num_processes > 1:
+    jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
+                               FLAGS.process_id)
+  from conftest import tiny_train_config  # pylint: disable=g-import-not-at-top
+  from saccader_jax import models, objectives, train  # pylint: disable=g-import-not-at-top,g-multiple-import
+
+  config = tiny_train_config("/nonexistent")  # the model and stages only
+  model = models.create_model(config.model)
+  mesh = train.create_mesh()
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  data = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+
+  rng = np.random.default_rng(0)
+  images = rng.normal(size=(GLOBAL_BATCH, 36, 36, 1)).astype(np.float32)
+  labels = rng.integers(0, 10, size=GLOBAL_BATCH).astype(np.int32)
+  local = GLOBAL_BATCH // jax.process_count()
+  rows = slice(jax.process_index() * local, (jax.process_index() + 1) * local)
+  batch = {k: jax.make_array_from_process_local_data(data, v[rows])
+           for k, v in (("image", images), ("label", labels))}
+
+  def init(key):
+    variables = model.init(key, jnp.zeros((1, 36, 36, 1)), num_glimpses=1)
+    params = jax.tree_util.tree_map_with_path(
+        lambda p, x: jnp.ones_like(x) if p[-1].key == "scale" else x,
+        variables["params"])
+    return {"params": params, "batch_stats": variables["batch_stats"]}
+
+  variables = jax.jit(init, out_shardings=replicated)(jax.random.key(0))
+  results = {}
+  for name in ("representation", "location", "policy"):
+    tx, schedule = train.stage_optimizer(config, name, 10)
+    state = jax.jit(lambda v, tx=tx: train.TrainState.create(
+        apply_fn=model.apply, params=v["params"],
+        batch_stats=v["batch_stats"], tx=tx), out_shardings=replicated)(
+            variables)
+    loss_fn = objectives.get_stage(name).loss(model, config.stages[name])
+    step = train.jit_train_step(loss_fn, schedule, mesh)
+    state, metrics = step(state, batch, jax.random.key(1))
+    fetch = lambda x: np.asarray(x.addressable_data(0))
+    results[f"{name}/loss"] = fetch(metrics["loss"])
+    for path, leaf in jax.tree_util.tree_flatten_with_path(
+        {"params": state.params, "batch_stats": state.batch_stats})[0]:
+      key = "/".join(str(getattr(k, "key", k)) for k in path)
+      results[f"{name}/{key}"] = fetch(leaf)
+  if jax.process_index() == 0:
+    np.savez(FLAGS.out, devices=jax.device_count(), **results)
+
+
+if __name__ == "__main__":
+  flags.mark_flag_as_required("out")
+  app.run(main)

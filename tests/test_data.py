@@ -1,0 +1,146 @@
+"""Cluttered Fashion-MNIST and the tf.data input pipelines."""
+
+import os
+
+import jax
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from conftest import tiny_train_config
+from conftest import write_fake_fashion_mnist
+from saccader_jax.data import cluttered_fashion_mnist as cfm
+from saccader_jax.data import input_pipeline
+
+
+def test_idx_round_trip(tmp_path):
+  array = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+  cfm.write_idx(str(tmp_path / "a.gz"), array)
+  np.testing.assert_array_equal(cfm.read_idx(str(tmp_path / "a.gz")), array)
+  (tmp_path / "bad").write_bytes(b"\x01\x02\x03\x04")
+  with pytest.raises(ValueError, match="not an IDX"):
+    cfm.read_idx(str(tmp_path / "bad"))
+
+
+def test_canvases_hold_the_item_at_its_position_plus_clutter():
+  rng = np.random.default_rng(0)
+  items = rng.integers(1, 256, size=(50, 28, 28)).astype(np.uint8)
+  canvases, positions = cfm.clutter_canvases(items, seed=3, canvas_size=60,
+                                             num_clutter=4, clutter_size=8)
+  assert canvases.shape == (50, 60, 60)
+  outside_has_clutter = 0
+  for canvas, item, (y, x) in zip(canvases, items, positions):
+    # Clutter is combined with max: the item is intact where it is placed.
+    window = canvas[y:y + 28, x:x + 28]
+    np.testing.assert_array_equal(np.maximum(window, item), window)
+    assert np.all(window >= item)
+    outside = canvas.copy()
+    outside[y:y + 28, x:x + 28] = 0
+    outside_has_clutter += outside.any()
+  assert outside_has_clutter >= 45  # fragments rarely all hide under the item
+  again, _ = cfm.clutter_canvases(items, seed=3, canvas_size=60,
+                                  num_clutter=4, clutter_size=8)
+  np.testing.assert_array_equal(canvases, again)
+  other, _ = cfm.clutter_canvases(items, seed=4, canvas_size=60,
+                                  num_clutter=4, clutter_size=8)
+  assert not np.array_equal(canvases, other)
+  with pytest.raises(ValueError, match="canvas_size"):
+    cfm.clutter_canvases(items, 0, 28, 4, 8)
+
+
+def test_builder_splits_are_deterministic(tmp_path):
+  source = write_fake_fashion_mnist(str(tmp_path / "idx"), 100, 30)
+  builds = [cfm.build(str(tmp_path / f"tfds{i}"), source, canvas_size=40,
+                      num_clutter=4, dev_size=20) for i in range(2)]
+  splits = builds[0].info.splits
+  assert (splits["train"].num_examples, splits["dev"].num_examples,
+          splits["test"].num_examples) == (80, 20, 30)
+  first, second = [
+      list(tfds.as_numpy(b.as_dataset(split="dev", shuffle_files=False)))
+      for b in builds]
+  for a, b in zip(first, second):
+    np.testing.assert_array_equal(a["image"], b["image"])
+    assert a["label"] == b["label"]
+  assert first[0]["image"].shape == (40, 40, 1)
+  labels = sorted(int(e["label"]) for e in first)
+  train_labels = cfm.read_idx(os.path.join(source,
+                                           "train-labels-idx1-ubyte.gz"))
+  assert set(labels) <= set(train_labels.tolist())
+
+
+def test_missing_source_files_say_how_to_install_them(tmp_path, monkeypatch):
+  monkeypatch.setattr(cfm, "DEBIAN_DIR", str(tmp_path / "nowhere"))
+
+  def no_network(*args, **kwargs):
+    raise ConnectionError("network unreachable")
+
+  monkeypatch.setattr(tfds.download.DownloadManager, "download", no_network)
+  with pytest.raises(FileNotFoundError, match="apt-get install -y "
+                     "dataset-fashion-mnist"):
+    cfm.build(str(tmp_path / "tfds"), str(tmp_path / "empty"), canvas_size=40,
+              dev_size=20)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+  config = tiny_train_config(str(tmp_path_factory.mktemp("data")))
+  return config, input_pipeline.get_builder(config.dataset)
+
+
+def test_train_batches_restart_where_they_left_off(tiny_data):
+  config, builder = tiny_data
+  straight = input_pipeline.train_batches(config.dataset, builder, 16, seed=5)
+  first = [next(straight) for _ in range(7)]
+  resumed = input_pipeline.train_batches(config.dataset, builder, 16, seed=5,
+                                         start_step=4)
+  for expected in first[4:]:
+    batch = next(resumed)
+    np.testing.assert_array_equal(batch["image"], expected["image"])
+    np.testing.assert_array_equal(batch["label"], expected["label"])
+  assert first[0]["image"].shape == (16, 36, 36, 1)
+  assert first[0]["image"].dtype == np.float32
+  other = next(input_pipeline.train_batches(config.dataset, builder, 16,
+                                            seed=6))
+  assert not np.array_equal(other["label"], first[0]["label"])
+
+
+def test_eval_batches_cover_the_split_once_with_padding(tiny_data):
+  config, builder = tiny_data
+  batches = list(input_pipeline.eval_batches(config.dataset, builder, "test",
+                                             16))
+  assert len(batches) == 4  # 60 examples in batches of 16
+  assert all(b["image"].shape == (16, 36, 36, 1) for b in batches)
+  mask = np.concatenate([b["mask"] for b in batches])
+  np.testing.assert_array_equal(mask, np.arange(64) < 60)
+  labels = np.concatenate([b["label"] for b in batches])[:60]
+  expected = [int(e["label"]) for e in tfds.as_numpy(
+      builder.as_dataset(split="test", shuffle_files=False))]
+  np.testing.assert_array_equal(labels, expected)
+
+
+def test_unknown_dataset_lists_the_valid_ones(tiny_data):
+  config, _ = tiny_data
+  dataset = config.dataset.copy_and_resolve_references()
+  dataset.name = "mnist"
+  with pytest.raises(ValueError, match="cluttered_fashion_mnist.*imagenet2012"):
+    input_pipeline.get_builder(dataset)
+
+
+def test_imagenet_pipeline_on_mock_data():
+  from configs import imagenet_saccader  # pylint: disable=g-import-not-at-top
+  config = imagenet_saccader.get_config().dataset
+  config.image_size = 64
+  config.shuffle_buffer = 8
+  config.train_split = "train[8:]"
+  config.dev_split = "train[:8]"
+  with tfds.testing.mock_data(num_examples=24,
+                              policy=tfds.testing.MockPolicy.USE_CODE):
+    builder = tfds.builder("imagenet2012")
+    batch = next(input_pipeline.train_batches(config, builder, 6, seed=0))
+    assert batch["image"].shape == (6, 64, 64, 3)
+    assert batch["image"].dtype == np.float32
+    assert np.all((batch["label"] >= 1) & (batch["label"] <= 1000))
+    evals = list(input_pipeline.eval_batches(config, builder,
+                                             config.test_split, 10))
+  assert all(b["image"].shape == (10, 64, 64, 3) for b in evals)
+  assert sum(b["mask"].sum() for b in evals) == 24  # the mock split's size

@@ -1,0 +1,75 @@
+"""Data parallelism: the same step on 1 device, 8 devices and 2 processes."""
+
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+HELPER = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                      "one_train_step.py")
+
+
+def launch(out, devices, extra=()):
+  env = dict(os.environ,
+             XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+             JAX_PLATFORMS="cpu")
+  return subprocess.Popen([sys.executable, HELPER, f"--out={out}", *extra],
+                          env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+
+
+def finish(process, timeout=600):
+  output, _ = process.communicate(timeout=timeout)
+  assert process.returncode == 0, output[-3000:]
+
+
+def load(path):
+  with np.load(path) as f:
+    return {k: f[k] for k in f.files}
+
+
+def assert_same_step(a, b):
+  assert set(a) == set(b)
+  for key in a:
+    if key == "devices":
+      continue
+    np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-5,
+                               err_msg=key)
+
+
+@pytest.fixture(scope="module")
+def one_device(tmp_path_factory):
+  out = str(tmp_path_factory.mktemp("one") / "one.npz")
+  finish(launch(out, 1))
+  return load(out)
+
+
+def test_eight_devices_match_one_device(one_device, tmp_path):
+  out = str(tmp_path / "eight.npz")
+  finish(launch(out, 8))
+  eight = load(out)
+  assert int(eight["devices"]) == 8 and int(one_device["devices"]) == 1
+  assert_same_step(one_device, eight)
+
+
+def free_port():
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_process(one_device, tmp_path):
+  out = str(tmp_path / "two.npz")
+  address = f"localhost:{free_port()}"
+  processes = [launch(out, 2, [f"--coordinator_address={address}",
+                               "--num_processes=2", f"--process_id={i}"])
+               for i in range(2)]
+  for process in processes:
+    finish(process)
+  two = load(out)
+  assert int(two["devices"]) == 4  # 2 processes x 2 devices
+  assert_same_step(one_device, two)

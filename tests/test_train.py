@@ -1,0 +1,200 @@
+"""The train loop: stages, checkpoints, resumption and errors."""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import tiny_train_config
+from saccader_jax import models
+from saccader_jax import objectives
+from saccader_jax import train
+from saccader_jax.data import input_pipeline
+
+
+def assert_trees_equal(a, b):
+  jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)
+
+
+def trees_differ(a, b):
+  return any(not np.array_equal(x, y) for x, y in zip(
+      jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
+
+
+@pytest.fixture(scope="module")
+def tiny_config(tmp_path_factory):
+  return tiny_train_config(str(tmp_path_factory.mktemp("tiny")))
+
+
+def one_step(config, stage_name, variables, batch):
+  model = models.create_model(config.model)
+  tx, schedule = train.stage_optimizer(config, stage_name, 10)
+  state = train.TrainState.create(
+      apply_fn=model.apply, params=variables["params"],
+      batch_stats=variables["batch_stats"], tx=tx)
+  loss_fn = objectives.get_stage(stage_name).loss(model,
+                                                  config.stages[stage_name])
+  step = jax.jit(train.make_train_step(loss_fn, schedule))
+  return step(state, batch, jax.random.key(0))
+
+
+@pytest.fixture(scope="module")
+def tiny_variables_and_batch(tiny_config):
+  model = models.create_model(tiny_config.model)
+  images = jax.random.normal(jax.random.key(1), (8, 36, 36, 1))
+  variables = model.init(jax.random.key(0), images, num_glimpses=1)
+  # Non-zero residual scales, so every parameter receives a gradient.
+  params = jax.tree_util.tree_map_with_path(
+      lambda p, x: jnp.ones_like(x) if p[-1].key == "scale" else x,
+      variables["params"])
+  batch = {"image": images, "label": jnp.arange(8) % 10}
+  return {"params": params, "batch_stats": variables["batch_stats"]}, batch
+
+
+@pytest.mark.parametrize("stage_name", ["representation", "location", "policy"])
+def test_each_stage_updates_exactly_its_parameters(tiny_config,
+                                                   tiny_variables_and_batch,
+                                                   stage_name):
+  variables, batch = tiny_variables_and_batch
+  config = tiny_config.copy_and_resolve_references()
+  # A random policy may earn the same reward everywhere (zero advantage);
+  # a sizeable L2 term then still moves every trained kernel.
+  config.stages[stage_name].l2_mode = "plain"
+  config.stages[stage_name].l2_weight = 1e-2
+  state, metrics = one_step(config, stage_name, variables, batch)
+  assert np.isfinite(float(metrics["loss"]))
+  stage = objectives.get_stage(stage_name)
+  for part in variables["params"]:
+    trains = (stage.trains_representation if part == "representation"
+              else stage.trains_location)
+    params_changed = trees_differ(state.params[part],
+                                  variables["params"][part])
+    assert params_changed == trains, (stage_name, part)
+  for part in ("representation", "attention"):
+    trains = (stage.trains_representation if part == "representation"
+              else stage.trains_location)
+    stats_changed = trees_differ(state.batch_stats[part],
+                                 variables["batch_stats"][part])
+    assert stats_changed == trains, (stage_name, part)
+
+
+def run_job(config, workdir):
+  return train.train_and_evaluate(config, str(workdir))
+
+
+def test_three_stages_end_to_end(tiny_config, tmp_path, capsys):
+  result = run_job(tiny_config, tmp_path)
+  for stage in ("representation", "location", "policy"):
+    steps = os.listdir(tmp_path / "checkpoints" / stage)
+    assert "3" in steps, (stage, steps)
+  test = result["test"]
+  assert test["count"] == 60
+  assert test["top1"].shape == (5,) and np.all(test["top5"] >= test["top1"])
+  out = capsys.readouterr().out
+  assert "| glimpses | top-1 | top-5 |" in out and "TensorBoard logs" in out
+  assert os.path.exists(tmp_path / "test_accuracy.png")
+  assert os.listdir(tmp_path / "tensorboard")
+
+
+def test_later_stages_start_from_the_previous_stage(tiny_config, tmp_path):
+  config = tiny_config.copy_and_resolve_references()
+  config.run_stages = ("representation", "location")
+  result = run_job(config, tmp_path)
+  stage1 = train.Trainer(config, str(tmp_path))
+  # A rerun resumes both stages from their final checkpoints: nothing moves.
+  again = stage1.run()
+  assert_trees_equal(result["variables"], again["variables"])
+
+
+class Interrupted(Exception):
+  pass
+
+
+def test_killed_job_resumes_to_the_same_parameters(tiny_config, tmp_path,
+                                                   monkeypatch):
+  config = tiny_config.copy_and_resolve_references()
+  config.run_stages = ("representation", "policy")
+  for stage in config.stages.values():
+    stage.num_steps = 5
+  straight = run_job(config, tmp_path / "straight")
+
+  real_batches = input_pipeline.train_batches
+  calls = []
+
+  def dying_batches(*args, **kwargs):
+    iterator = real_batches(*args, **kwargs)
+    calls.append(kwargs.get("start_step"))
+    def gen():
+      for i, batch in enumerate(iterator):
+        if len(calls) == 2 and i == 1:  # stage 2, after its step-2 checkpoint
+          raise Interrupted
+        yield batch
+    return gen()
+
+  monkeypatch.setattr(input_pipeline, "train_batches", dying_batches)
+  config.checkpoint_every_steps = 2
+  with pytest.raises(Interrupted):
+    run_job(config, tmp_path / "resumed")
+  monkeypatch.setattr(input_pipeline, "train_batches", real_batches)
+  resumed = run_job(config, tmp_path / "resumed")
+  assert_trees_equal(straight["variables"], resumed["variables"])
+
+
+def test_resume_with_another_optimizer_keeps_the_model(tiny_config, tmp_path,
+                                                       caplog):
+  config = tiny_config.copy_and_resolve_references()
+  config.run_stages = ("representation",)
+  config.stages.representation.num_steps = 2
+  first = run_job(config, tmp_path)
+  config.optimizer.name = "adamw"
+  config.stages.representation.num_steps = 4
+  with caplog.at_level("WARNING"):
+    trainer = train.Trainer(config, str(tmp_path))
+    second = trainer.run()
+  assert "optimizer state starts fresh" in caplog.text
+  assert trees_differ(first["variables"]["params"],
+                      second["variables"]["params"])
+
+
+def test_checkpoint_of_another_model_names_the_parameter(tiny_config,
+                                                         tmp_path):
+  config = tiny_config.copy_and_resolve_references()
+  config.run_stages = ("representation",)
+  config.stages.representation.num_steps = 1
+  run_job(config, tmp_path)
+  config.model.representation.what_channels = 12
+  config.stages.representation.num_steps = 2
+  with pytest.raises(ValueError, match=r"representation/lowd_(bn|conv)/.*different model"):
+    run_job(config, tmp_path)
+
+
+def test_partial_checkpoint_is_ignored_on_resume(tiny_config, tmp_path):
+  config = tiny_config.copy_and_resolve_references()
+  config.run_stages = ("representation",)
+  config.stages.representation.num_steps = 2
+  run_job(config, tmp_path)
+  stage_dir = tmp_path / "checkpoints" / "representation"
+  # What a job killed while writing step 4 leaves behind.
+  partial = stage_dir / "4.orbax-checkpoint-tmp-1234567890"
+  (partial / "model").mkdir(parents=True)
+  (partial / "model" / "garbage").write_text("half a checkpoint")
+  config.stages.representation.num_steps = 3
+  result = run_job(config, tmp_path)
+  assert sorted(os.listdir(stage_dir)) == ["2", "3"]
+  assert np.isfinite(result["test"]["top1"]).all()
+
+
+def test_unwritable_workdir_fails_before_training(tiny_config, tmp_path):
+  blocker = tmp_path / "a_file"
+  blocker.write_text("not a directory")
+  with pytest.raises(PermissionError, match="not writable"):
+    run_job(tiny_config, blocker / "workdir")
+
+
+def test_unknown_optimizer_fails_with_the_valid_names(tiny_config, tmp_path):
+  config = tiny_config.copy_and_resolve_references()
+  config.optimizer.name = "adagrad"
+  with pytest.raises(ValueError, match="valid:.*sgd_nesterov"):
+    run_job(config, tmp_path)
