@@ -44,7 +44,10 @@ def get_config() -> ml_collections.ConfigDict:
       "policy": dict(l2, num_epochs=120.0, num_steps=0, learning_rate=0.01,
                      num_glimpses=6, num_trajectories=2,
                      plus_minus_one_rewards=False, location_l2_weight=8e-5,
-                     reinforce_weight=1.0),
+                     reinforce_weight=1.0,
+                     # mean (the original code) or sum (eq. 6 as printed) of
+                     # the S * T log-probabilities.
+                     reinforce_reduction="mean"),
   })
 
   config.eval_glimpses = 12

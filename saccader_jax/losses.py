@@ -104,7 +104,9 @@ def correct_rewards(logits: jnp.ndarray, labels: jnp.ndarray,
 
 
 def reinforce_loss(location_logits: jnp.ndarray, locations: jnp.ndarray,
-                   rewards: jnp.ndarray) -> jnp.ndarray:
+                   rewards: jnp.ndarray,
+                   average_over_samples_and_steps: bool = False
+                   ) -> jnp.ndarray:
   """First term of eq. 6: -sum_s log(prod_t pi(l_s^t | X, C_s^{t-1})) (r_s - b).
 
   The baseline b is the minibatch's mean reward (its accuracy for 0/1
@@ -114,14 +116,19 @@ def reinforce_loss(location_logits: jnp.ndarray, locations: jnp.ndarray,
     location_logits: [S, batch, T, L] policy logits of S sampled trajectories.
     locations: [S, batch, T] the sampled locations.
     rewards: [S, batch] reward of each trajectory.
+    average_over_samples_and_steps: divide by S * T, as the original code
+      does (a mean over time and over the S copies of the batch).
 
   Returns:
     [batch] losses.
   """
   rewards = jax.lax.stop_gradient(rewards)
   advantage = rewards - jnp.mean(rewards)
-  log_pi = jnp.sum(location_log_probs(location_logits, locations), axis=-1)
-  return -jnp.sum(log_pi * advantage, axis=0)
+  log_pi = location_log_probs(location_logits, locations)
+  loss = -jnp.sum(jnp.sum(log_pi, axis=-1) * advantage, axis=0)
+  if average_over_samples_and_steps:
+    loss = loss / (log_pi.shape[0] * log_pi.shape[-1])
+  return loss
 
 
 def kernels(params: Any) -> list[jnp.ndarray]:

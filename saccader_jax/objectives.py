@@ -106,7 +106,15 @@ def location_loss(model: Saccader,
 
 
 def policy_loss(model: Saccader, config: ml_collections.ConfigDict) -> LossFn:
-  """Stage 3, eq. 6: REINFORCE over S sampled trajectories + glimpse CE."""
+  """Stage 3, eq. 6: REINFORCE over S sampled trajectories + glimpse CE.
+
+  config.reinforce_reduction = "mean" (the original code) averages the
+  REINFORCE term over the S * T log-probabilities; "sum" is eq. 6 as printed,
+  S * T times larger next to the cross entropy.
+  """
+  if config.reinforce_reduction not in ("mean", "sum"):
+    raise ValueError(f"Unknown reinforce_reduction "
+                     f"{config.reinforce_reduction!r}; valid: ('mean', 'sum').")
 
   def forward(module, images, key):
     logits2d, mixed = module.encode(images, train=True)
@@ -121,8 +129,10 @@ def policy_loss(model: Saccader, config: ml_collections.ConfigDict) -> LossFn:
     labels = batch["label"]
     rewards = losses.correct_rewards(out.logits, labels[None],
                                      config.plus_minus_one_rewards)
-    reinforce = losses.reinforce_loss(out.location_logits, out.locations,
-                                      rewards).mean()
+    reinforce = losses.reinforce_loss(
+        out.location_logits, out.locations, rewards,
+        average_over_samples_and_steps=config.reinforce_reduction == "mean"
+    ).mean()
     cross_entropy = jnp.mean(jax.vmap(
         lambda g: losses.geometric_mean_cross_entropy(g, labels))(
             out.glimpse_logits))

@@ -92,6 +92,11 @@ def test_eq6_reinforce_loss_value_and_gradient():
                               jnp.asarray(locations),
                               jnp.asarray(rewards, jnp.float32))
   np.testing.assert_allclose(got, expected, rtol=1e-5)
+  averaged = losses.reinforce_loss(jnp.asarray(logits, jnp.float32),
+                                   jnp.asarray(locations),
+                                   jnp.asarray(rewards, jnp.float32), True)
+  np.testing.assert_allclose(averaged, expected / (num_samples * steps),
+                             rtol=1e-5)
 
   # d/dlogits of -(r - b) log softmax(logits)[l] = -(r - b)(onehot(l) - p).
   grad = jax.grad(loss_fn)(jnp.asarray(logits, jnp.float32),

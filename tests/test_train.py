@@ -198,3 +198,36 @@ def test_unknown_optimizer_fails_with_the_valid_names(tiny_config, tmp_path):
   config.optimizer.name = "adagrad"
   with pytest.raises(ValueError, match="valid:.*sgd_nesterov"):
     run_job(config, tmp_path)
+
+
+def test_stage1_loss_decreases_on_the_embedded_data(tmp_path):
+  from saccader_jax.data import cluttered_fashion_mnist as cfm  # pylint: disable=g-import-not-at-top
+  if cfm.find_source_files(None) is None:
+    message = ("Fashion-MNIST IDX files missing: apt-get install -y "
+               "dataset-fashion-mnist")
+    if os.environ.get("CI"):
+      pytest.fail(message)
+    pytest.skip(message)
+  from configs import fashion_mnist_saccader  # pylint: disable=g-import-not-at-top
+  config = fashion_mnist_saccader.get_config()  # the embedded default
+  config.dataset.data_dir = str(tmp_path)
+  config.schedule.name = "constant"
+  builder = input_pipeline.get_builder(config.dataset)
+  assert builder.info.splits["train"].num_examples == 55000
+  model = models.create_model(config.model)
+  variables = model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 1)),
+                         num_glimpses=1)
+  tx, schedule = train.stage_optimizer(config, "representation", 48)
+  state = train.TrainState.create(
+      apply_fn=model.apply, params=variables["params"],
+      batch_stats=variables["batch_stats"], tx=tx)
+  loss_fn = objectives.get_stage("representation").loss(
+      model, config.stages.representation)
+  step = jax.jit(train.make_train_step(loss_fn, schedule))
+  batches = input_pipeline.train_batches(config.dataset, builder, 32, seed=0)
+  losses = []
+  for _ in range(48):
+    state, metrics = step(state, next(batches), jax.random.key(0))
+    losses.append(float(metrics["loss"]))
+  first, last = np.mean(losses[:8]), np.mean(losses[-8:])
+  assert last < first - 0.15, losses
