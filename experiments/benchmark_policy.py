@@ -24,6 +24,7 @@ import numpy as np
 from configs import imagenet_saccader
 import saccader_jax
 from saccader_jax import runtime
+from experiments import timing
 from saccader_jax.models import cell
 
 FLAGS = flags.FLAGS
@@ -35,16 +36,6 @@ flags.DEFINE_integer("repeats", 5, "Timed calls per row (median reported).")
 flags.DEFINE_bool("fast_cpu_kernels", True,
                   "Use XLA's YNNPACK CPU kernels (see saccader_jax.runtime).")
 flags.DEFINE_string("dtype", "float32", "Compute dtype: float32 or bfloat16.")
-
-
-def median_seconds(fn, repeats):
-  jax.block_until_ready(fn())  # compile and warm up
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - start)
-  return float(np.median(times))
 
 
 def compile_seconds(traced):
@@ -75,10 +66,10 @@ def main(argv):
   print("|---:|---:|---:|---:|---:|---:|")
   for batch in map(int, FLAGS.batch_sizes):
     images = jax.random.normal(jax.random.key(1), (batch, size, size, 3))
-    policy_s = median_seconds(
+    policy_s = timing.median_seconds(
         lambda: policy(images, num_glimpses=FLAGS.num_glimpses),
         FLAGS.repeats)
-    rep_s = median_seconds(lambda: represent(variables, images),
+    rep_s = timing.median_seconds(lambda: represent(variables, images),
                            FLAGS.repeats)
     policy_flops = policy._jitted.lower(  # pylint: disable=protected-access
         variables, images, num_glimpses=FLAGS.num_glimpses,
@@ -107,7 +98,8 @@ def main(argv):
     rollout_jit = jax.jit(cell.rollout, static_argnums=2)
     rollout_compile, compiled = compile_seconds(
         rollout_jit.trace(features, scores, num_glimpses))
-    run_s = median_seconds(lambda: compiled(features, scores), FLAGS.repeats)
+    run_s = timing.median_seconds(lambda: compiled(features, scores),
+                                  FLAGS.repeats)
     print(f"| {num_glimpses} | {policy_compile:.2f} | {rollout_compile:.3f} | "
           f"{1e3 * run_s:.2f} |", flush=True)
 

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from saccader_jax import runtime
+from experiments import timing
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("imagenet_batch", 8, "Batch of the 224x224 rows.")
@@ -37,17 +38,6 @@ flags.DEFINE_bool("keras", True, "Include the Keras ResNet-50 row.")
 flags.DEFINE_bool("imagenet", True, "Include the ImageNet-config rows.")
 flags.DEFINE_string("data_dir", "~/tensorflow_datasets",
                     "TFDS data_dir of the embedded data set.")
-
-
-def timed(fn, repeats):
-  """Median seconds of fn() after one warm-up call."""
-  jax.block_until_ready(fn())
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - start)
-  return float(np.median(times))
 
 
 def row(name, batch, seconds, flops):
@@ -77,8 +67,8 @@ def saccader_rows(config, batch_size, label, repeats):
     step = jax.jit(train.make_train_step(loss_fn, schedule))
     compiled = step.lower(state, batch, jax.random.key(0)).compile()
     flops = compiled.cost_analysis()["flops"]
-    seconds = timed(lambda: compiled(state, batch, jax.random.key(0))[1],
-                    repeats)
+    seconds = timing.median_seconds(
+        lambda: compiled(state, batch, jax.random.key(0))[1], repeats)
     row(f"{label}: stage {name}", batch_size, seconds, flops)
     if name == "representation":
       stage1 = batch_size / seconds
@@ -145,9 +135,9 @@ def flax_resnet50_row(batch_size, repeats):
   compiled = jax.jit(step).lower(variables["params"], variables["batch_stats"],
                                  opt_state).compile()
   flops = compiled.cost_analysis()["flops"]
-  seconds = timed(lambda: compiled(variables["params"],
-                                   variables["batch_stats"], opt_state)[3],
-                  repeats)
+  seconds = timing.median_seconds(
+      lambda: compiled(variables["params"], variables["batch_stats"],
+                       opt_state)[3], repeats)
   row("Flax ResNet-50 (reference)", batch_size, seconds, flops)
   return flops / batch_size
 

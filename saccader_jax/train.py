@@ -231,16 +231,17 @@ class Trainer:
         batch = self.global_batch(next(batches))
         state, metrics = train_step(state, batch, stage_key)
       pending.append(metrics)
-      for hook in hooks:
-        hook(step)
       last = step == total_steps
       if step % config.log_every_steps == 0 or last:
-        # The only host sync of the loop: one fetch per logging interval.
+        # The only host sync of the loop: one fetch per logging interval,
+        # before the progress report so that its steps/s are steps done.
         fetched = jax.device_get(pending)
         pending = []
         self.writer.write_scalars(step, {
             f"{name}/train/{k}": float(np.mean([m[k] for m in fetched]))
             for k in fetched[0]})
+      for hook in hooks:
+        hook(step)
       if step % config.checkpoint_every_steps == 0 or last:
         checkpoints.save(manager, step, model_state(state), state.opt_state,
                          optimizer_config, force=last)
