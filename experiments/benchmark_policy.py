@@ -51,7 +51,7 @@ def main(argv):
   config = imagenet_saccader.get_config()
   config.model.dtype = FLAGS.dtype
   model = saccader_jax.create_model(config.model)
-  size = config.image_size
+  size = config.dataset.image_size
   variables = jax.jit(lambda k: model.init(
       k, jnp.zeros((1, size, size, 3)), num_glimpses=1))(jax.random.key(0))
   policy = saccader_jax.make_policy(config, variables)
@@ -89,7 +89,8 @@ def main(argv):
       jax.random.key(2), (64, grid.num_locations, config.model.mixed_channels))
   scores = features[..., 0]
   for num_glimpses in map(int, FLAGS.compile_glimpses):
-    # A fresh jit per row, so no compile cache is shared between rows.
+    # No compile cache may be shared with earlier rows.
+    jax.clear_caches()
     policy_jit = jax.jit(policy._run,  # pylint: disable=protected-access
                          static_argnames=("num_glimpses",))
     policy_compile, _ = compile_seconds(

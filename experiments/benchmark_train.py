@@ -38,6 +38,9 @@ flags.DEFINE_bool("keras", True, "Include the Keras ResNet-50 row.")
 flags.DEFINE_bool("imagenet", True, "Include the ImageNet-config rows.")
 flags.DEFINE_string("data_dir", "~/tensorflow_datasets",
                     "TFDS data_dir of the embedded data set.")
+flags.DEFINE_string("source_dir", None,
+                    "Fashion-MNIST IDX files; default: the config's.")
+flags.DEFINE_integer("dev_size", None, "Embedded dev split size override.")
 
 
 def row(name, batch, seconds, flops):
@@ -197,6 +200,10 @@ def main(argv):
                   "ImageNet 224px", FLAGS.repeats)
   embedded = fashion_mnist_saccader.get_config()
   embedded.dataset.data_dir = FLAGS.data_dir
+  if FLAGS.source_dir:
+    embedded.dataset.source_dir = FLAGS.source_dir
+  if FLAGS.dev_size:
+    embedded.dataset.dev_size = FLAGS.dev_size
   stage1_rate = saccader_rows(embedded, FLAGS.embedded_batch,
                               "Fashion-MNIST 64px", FLAGS.repeats)
   resnet_flops = flax_resnet50_row(FLAGS.resnet_batch, FLAGS.repeats)

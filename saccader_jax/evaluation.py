@@ -84,7 +84,8 @@ def format_table(results: dict, title: str) -> str:
   return "\n".join(lines)
 
 
-def save_results(results: dict, workdir: str, name: str) -> list[str]:
+def save_results(results: dict, workdir: str, name: str,
+                 title: str = "") -> list[str]:
   """Writes <name>.json and an accuracy-vs-glimpses plot; returns the paths."""
   paths = [os.path.join(workdir, f"{name}.json")]
   with open(paths[0], "w") as f:
@@ -105,7 +106,7 @@ def save_results(results: dict, workdir: str, name: str) -> list[str]:
                label=f"BagNet, all locations, {label}")
   ax.set_xlabel("glimpses")
   ax.set_ylabel("accuracy (%)")
-  ax.set_title(f"{name} ({results['count']} images)")
+  ax.set_title(f"{title or name} ({results['count']} images)", fontsize=9)
   ax.set_xticks(glimpses)
   ax.grid(alpha=0.3)
   ax.legend(fontsize=7)

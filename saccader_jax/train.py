@@ -267,7 +267,9 @@ class Trainer:
       table = evaluation.format_table(
           results, f"Test accuracy of the greedy policy "
           f"({self.config.dataset.name}, {time.time() - start:.0f} s)")
-      paths = evaluation.save_results(results, self.workdir, "test_accuracy")
+      paths = evaluation.save_results(
+          results, self.workdir, "test_accuracy",
+          f"Greedy policy, {self.config.dataset.name} test")
       with open(os.path.join(self.workdir, "test_accuracy.md"), "w") as f:
         f.write(table + "\n")
       print(table)

@@ -1,0 +1,41 @@
+"""The benchmarks run and print their tables (tiny settings; no timings are
+asserted)."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run(script, *args):
+  result = subprocess.run([sys.executable, os.path.join(ROOT, script), *args],
+                          cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return result.stdout
+
+
+@pytest.mark.slow
+def test_benchmark_policy_prints_its_tables():
+  out = run("experiments/benchmark_policy.py", "--batch_sizes=1",
+            "--repeats=1", "--compile_glimpses=1,2")
+  assert "| 1 |" in out and "greedy policy T=6" in out
+  assert "rollout-only compile" in out
+
+
+@pytest.mark.slow
+def test_benchmark_train_prints_its_tables(tmp_path):
+  source = os.path.join(str(tmp_path), "idx")
+  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+  from conftest import write_fake_fashion_mnist  # pylint: disable=g-import-not-at-top
+  write_fake_fashion_mnist(source)
+  out = run("experiments/benchmark_train.py", "--imagenet=false",
+            "--keras=false", "--repeats=1", "--embedded_batch=16",
+            "--resnet_batch=1", f"--data_dir={tmp_path}/tfds",
+            f"--source_dir={source}", "--dev_size=40")
+  for stage in ("representation", "location", "policy"):
+    assert f"Fashion-MNIST 64px: stage {stage}" in out
+  assert "Flax ResNet-50" in out and "headroom" in out
