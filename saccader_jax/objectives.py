@@ -155,11 +155,17 @@ class Stage:
   trains_representation: bool
   trains_location: bool
 
+  def trains(self, part: str) -> bool:
+    """Whether this stage trains the top-level parameter subtree `part`."""
+    if part == REPRESENTATION:
+      return self.trains_representation
+    return self.trains_location
+
   def trainable_mask(self, params: Any) -> Any:
-    return {k: jax.tree_util.tree_map(
-        lambda _, t=(self.trains_representation if k == REPRESENTATION
-                     else self.trains_location): t, v)
-            for k, v in params.items()}
+    """A tree of bools like params: True where this stage trains."""
+    return {part: jax.tree_util.tree_map(lambda _, t=self.trains(part): t,
+                                         subtree)
+            for part, subtree in params.items()}
 
 
 STAGES: dict[str, Stage] = {

@@ -171,12 +171,15 @@ def train_batches(config: ml_collections.ConfigDict,
   # One independent augmentation seed per example, as a function of its
   # position in the stream.
   ds = tf.data.Dataset.zip((ds, tf.data.Dataset.random(seed=seed).batch(2)))
-  ds = ds.map(lambda ex, s: dict(ex, seed=tf.cast(s, tf.int32)),
+  # Resuming skips the consumed examples before they are decoded or
+  # augmented: batches are fixed-size, so this equals skipping batches.
+  local_batch = local_batch_size(global_batch_size)
+  ds = ds.skip(start_step * local_batch)
+  ds = ds.map(lambda ex, s: spec.preprocess(
+      dict(ex, seed=tf.cast(s, tf.int32)), config, train=True),
               num_parallel_calls=tf.data.AUTOTUNE)
-  ds = ds.map(lambda ex: spec.preprocess(ex, config, train=True),
-              num_parallel_calls=tf.data.AUTOTUNE)
-  ds = ds.batch(local_batch_size(global_batch_size), drop_remainder=True)
-  ds = ds.skip(start_step).prefetch(config.get("prefetch", 2))
+  ds = ds.batch(local_batch, drop_remainder=True)
+  ds = ds.prefetch(config.get("prefetch", 2))
   return iter(tfds.as_numpy(ds.with_options(_thread_options(config))))
 
 
