@@ -154,6 +154,42 @@ class Trainer:
     return evaluation.evaluate(self.eval_step, variables,
                                map(self.global_batch, batches))
 
+  def initial_state(self, name: str, tx, manager, key,
+                    previous: Optional[dict]) -> tuple[TrainState, int]:
+    """The stage's state and step: its latest checkpoint, else the previous
+    stage's model, else a random initialisation."""
+    abstract = jax.eval_shape(self.init_variables, key)
+    abstract_model = jax.tree_util.tree_map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
+                                       sharding=self.replicated),
+        {"step": jax.ShapeDtypeStruct((), jnp.int32), **abstract})
+    optimizer_config = self.config.optimizer.to_dict()
+    latest = manager.latest_step()
+    opt_state = None
+    if latest is not None:
+      restored = checkpoints.restore_model(manager, latest, abstract_model)
+      opt_state = checkpoints.restore_optimizer(
+          manager, latest, jax.eval_shape(tx.init, abstract["params"]),
+          optimizer_config)
+      variables = {"params": restored["params"],
+                   "batch_stats": restored["batch_stats"]}
+      start_step = int(restored["step"])
+      logging.info("Stage %s: resuming from step %d.", name, start_step)
+    elif previous is not None:
+      variables, start_step = previous, 0
+      logging.info("Stage %s: starting from the previous stage's model.", name)
+    else:
+      variables, start_step = self.init_variables(key), 0
+      logging.info("Stage %s: starting from a random initialisation.", name)
+    if opt_state is None:
+      opt_state = jax.jit(tx.init, out_shardings=self.replicated)(
+          variables["params"])
+    state = TrainState(step=jnp.asarray(start_step, jnp.int32),
+                       apply_fn=self.model.apply, params=variables["params"],
+                       batch_stats=variables["batch_stats"], tx=tx,
+                       opt_state=opt_state)
+    return jax.device_put(state, self.replicated), start_step
+
   def run_stage(self, index: int, name: str,
                 previous: Optional[dict]) -> dict:
     """Trains stage `name`; returns its final {"params", "batch_stats"}."""
@@ -167,41 +203,8 @@ class Trainer:
         os.path.join(self.workdir, "checkpoints", name),
         config.keep_checkpoints, config.get("async_checkpoints", True))
     stage_key = jax.random.fold_in(jax.random.key(config.seed), index)
-
-    abstract = jax.eval_shape(self.init_variables, stage_key)
-    abstract_model = {"step": jax.ShapeDtypeStruct((), jnp.int32),
-                      **abstract}
-    abstract_model = jax.tree_util.tree_map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
-                                       sharding=self.replicated),
-        abstract_model)
-    latest = manager.latest_step()
-    opt_state = None
-    if latest is not None:
-      restored = checkpoints.restore_model(manager, latest, abstract_model)
-      abstract_opt = jax.eval_shape(tx.init, abstract["params"])
-      opt_state = checkpoints.restore_optimizer(manager, latest, abstract_opt,
-                                                optimizer_config)
-      variables = {"params": restored["params"],
-                   "batch_stats": restored["batch_stats"]}
-      start_step = int(restored["step"])
-      logging.info("Stage %s: resuming from step %d of %d.", name,
-                   start_step, total_steps)
-    elif previous is not None:
-      variables, start_step = previous, 0
-      logging.info("Stage %s: starting from the previous stage's model.", name)
-    else:
-      variables, start_step = self.init_variables(stage_key), 0
-      logging.info("Stage %s: starting from a random initialisation.", name)
-    if opt_state is None:
-      opt_state = jax.jit(tx.init, out_shardings=self.replicated)(
-          variables["params"])
-
-    state = TrainState(step=jnp.asarray(start_step, jnp.int32),
-                       apply_fn=self.model.apply, params=variables["params"],
-                       batch_stats=variables["batch_stats"], tx=tx,
-                       opt_state=opt_state)
-    state = jax.device_put(state, self.replicated)
+    state, start_step = self.initial_state(name, tx, manager, stage_key,
+                                           previous)
     if start_step >= total_steps:
       logging.info("Stage %s: already complete (%d steps).", name, total_steps)
       manager.close()
