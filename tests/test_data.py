@@ -118,6 +118,18 @@ def test_eval_batches_cover_the_split_once_with_padding(tiny_data):
   np.testing.assert_array_equal(labels, expected)
 
 
+def test_eval_batches_cap_a_sliced_split(tiny_data):
+  config, builder = tiny_data
+  batches = list(input_pipeline.eval_batches(config.dataset, builder,
+                                             "train[:30]", 8, max_examples=10))
+  assert len(batches) == 2
+  assert sum(b["mask"].sum() for b in batches) == 10
+  expected = [int(e["label"]) for e in tfds.as_numpy(
+      builder.as_dataset(split="train[:10]", shuffle_files=False))]
+  labels = np.concatenate([b["label"] for b in batches])[:10]
+  np.testing.assert_array_equal(labels, expected)
+
+
 def test_unknown_dataset_lists_the_valid_ones(tiny_data):
   config, _ = tiny_data
   dataset = config.dataset.copy_and_resolve_references()

@@ -199,9 +199,11 @@ def eval_batches(config: ml_collections.ConfigDict,
   needs the split sizes from the dataset info.
   """
   spec = _spec(config)
-  if max_examples:
-    split = f"{split}[:{max_examples}]"
   local = local_batch_size(global_batch_size)
+  # max_examples caps the split (a spec such as "train[:50000]" included);
+  # each host reads its share of the cap.
+  host_limit = (math.ceil(max_examples / jax.process_count())
+                if max_examples else None)
   host_splits = [tfds.split_for_jax_process(split, process_index=i,
                                             process_count=jax.process_count(),
                                             drop_remainder=False)
@@ -209,8 +211,10 @@ def eval_batches(config: ml_collections.ConfigDict,
   num_batches = None  # one host: until the data runs out
   if jax.process_count() > 1:
     largest = max(num_examples(builder, s) for s in host_splits)
-    num_batches = math.ceil(largest / local)
+    num_batches = math.ceil(min(largest, host_limit or largest) / local)
   ds = _read(builder, host_splits[jax.process_index()], spec)
+  if host_limit:
+    ds = ds.take(host_limit)
   ds = ds.map(lambda ex: spec.preprocess(ex, config, train=False),
               num_parallel_calls=tf.data.AUTOTUNE)
   ds = ds.batch(local).prefetch(config.get("prefetch", 2))
