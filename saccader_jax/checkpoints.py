@@ -52,10 +52,12 @@ def _path_name(path) -> str:
 
 def check_shapes(saved: Any, expected: Any, what: str) -> None:
   """Raises ValueError naming the first parameter whose shape differs."""
-  saved_leaves = {_path_name(p): x for p, x in
-                  jax.tree_util.tree_flatten_with_path(saved)[0]}
-  for path, leaf in jax.tree_util.tree_flatten_with_path(expected)[0]:
-    name = _path_name(path)
+  def leaves(tree):
+    return {_path_name(p): x
+            for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+  saved_leaves, expected_leaves = leaves(saved), leaves(expected)
+  for name, leaf in expected_leaves.items():
     if name not in saved_leaves:
       raise ValueError(f"{what}: the checkpoint has no {name!r}; it was "
                        "written by a different model.")
@@ -65,9 +67,7 @@ def check_shapes(saved: Any, expected: Any, what: str) -> None:
           f"{what}: parameter {name!r} has shape {saved_shape} in the "
           f"checkpoint but {tuple(np.shape(leaf))} in this model; the "
           "checkpoint was written by a different model configuration.")
-  extra = set(saved_leaves) - {
-      _path_name(p) for p, _ in jax.tree_util.tree_flatten_with_path(
-          expected)[0]}
+  extra = set(saved_leaves) - set(expected_leaves)
   if extra:
     raise ValueError(f"{what}: the checkpoint has parameters this model "
                      f"lacks, e.g. {sorted(extra)[0]!r}.")

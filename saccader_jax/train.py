@@ -154,8 +154,8 @@ class Trainer:
     return evaluation.evaluate(self.eval_step, variables,
                                map(self.global_batch, batches))
 
-  def initial_state(self, name: str, tx, manager, key,
-                    previous: Optional[dict]) -> tuple[TrainState, int]:
+  def initial_state(self, name: str, tx, optimizer_config: dict, manager,
+                    key, previous: Optional[dict]) -> tuple[TrainState, int]:
     """The stage's state and step: its latest checkpoint, else the previous
     stage's model, else a random initialisation."""
     abstract = jax.eval_shape(self.init_variables, key)
@@ -163,7 +163,6 @@ class Trainer:
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
                                        sharding=self.replicated),
         {"step": jax.ShapeDtypeStruct((), jnp.int32), **abstract})
-    optimizer_config = self.config.optimizer.to_dict()
     latest = manager.latest_step()
     opt_state = None
     if latest is not None:
@@ -203,8 +202,8 @@ class Trainer:
         os.path.join(self.workdir, "checkpoints", name),
         config.keep_checkpoints, config.get("async_checkpoints", True))
     stage_key = jax.random.fold_in(jax.random.key(config.seed), index)
-    state, start_step = self.initial_state(name, tx, manager, stage_key,
-                                           previous)
+    state, start_step = self.initial_state(name, tx, optimizer_config,
+                                           manager, stage_key, previous)
     if start_step >= total_steps:
       logging.info("Stage %s: already complete (%d steps).", name, total_steps)
       manager.close()

@@ -36,18 +36,23 @@ def narrow_model(narrow_config):
   return models.create_model(narrow_config)
 
 
+def with_unit_bn_scales(params):
+  """Every batch-norm scale set to one, so that no residual branch is
+  switched off by its zero-initialised scale and every parameter gets a
+  gradient."""
+  return jax.tree_util.tree_map_with_path(
+      lambda path, x: jnp.ones_like(x) if path[-1].key == "scale" else x,
+      params)
+
+
 @pytest.fixture(scope="session")
 def narrow_variables(narrow_model):
-  """Variables with every batch-norm scale set to one, so that no residual
-  branch is switched off by its zero-initialised scale."""
   images = jnp.zeros((1, 93, 93, 3))
   variables = jax.jit(lambda key: narrow_model.init(key, images,
                                                     num_glimpses=1))(
                                                         jax.random.key(0))
-  params = jax.tree_util.tree_map_with_path(
-      lambda path, x: jnp.ones_like(x) if path[-1].key == "scale" else x,
-      variables["params"])
-  return {"params": params, "batch_stats": variables["batch_stats"]}
+  return {"params": with_unit_bn_scales(variables["params"]),
+          "batch_stats": variables["batch_stats"]}
 
 
 def write_fake_fashion_mnist(directory, num_train=240, num_test=60, seed=0):

@@ -37,7 +37,7 @@ def main(argv):
   if FLAGS.num_processes > 1:
     jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
                                FLAGS.process_id)
-  from conftest import tiny_train_config  # pylint: disable=g-import-not-at-top
+  from conftest import tiny_train_config, with_unit_bn_scales  # pylint: disable=g-import-not-at-top,g-multiple-import
   from saccader_jax import models, objectives, train  # pylint: disable=g-import-not-at-top,g-multiple-import
 
   config = tiny_train_config("/nonexistent")  # the model and stages only
@@ -56,10 +56,8 @@ def main(argv):
 
   def init(key):
     variables = model.init(key, jnp.zeros((1, 36, 36, 1)), num_glimpses=1)
-    params = jax.tree_util.tree_map_with_path(
-        lambda p, x: jnp.ones_like(x) if p[-1].key == "scale" else x,
-        variables["params"])
-    return {"params": params, "batch_stats": variables["batch_stats"]}
+    return {"params": with_unit_bn_scales(variables["params"]),
+            "batch_stats": variables["batch_stats"]}
 
   variables = jax.jit(init, out_shardings=replicated)(jax.random.key(0))
   results = {}

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import tiny_train_config
+from conftest import with_unit_bn_scales
 from saccader_jax import models
 from saccader_jax import objectives
 from saccader_jax import train
@@ -45,12 +46,9 @@ def tiny_variables_and_batch(tiny_config):
   model = models.create_model(tiny_config.model)
   images = jax.random.normal(jax.random.key(1), (8, 36, 36, 1))
   variables = model.init(jax.random.key(0), images, num_glimpses=1)
-  # Non-zero residual scales, so every parameter receives a gradient.
-  params = jax.tree_util.tree_map_with_path(
-      lambda p, x: jnp.ones_like(x) if p[-1].key == "scale" else x,
-      variables["params"])
   batch = {"image": images, "label": jnp.arange(8) % 10}
-  return {"params": params, "batch_stats": variables["batch_stats"]}, batch
+  return {"params": with_unit_bn_scales(variables["params"]),
+          "batch_stats": variables["batch_stats"]}, batch
 
 
 # Section 3.2: stage 1 trains the BagNet (theta), stage 2 the location network

@@ -185,8 +185,7 @@ class ClutteredFashionMnist(tfds.core.GeneratorBasedBuilder):
       raise ValueError(f"dev_size must be in [1, {len(train_items) - 1}]; "
                        f"got {cfg.dev_size}.")
     order = np.random.default_rng(cfg.seed).permutation(len(train_items))
-    dev, train = order[:cfg.dev_size], np.sort(order[cfg.dev_size:])
-    dev = np.sort(dev)
+    dev, train = np.sort(order[:cfg.dev_size]), np.sort(order[cfg.dev_size:])
     test_items = read_idx(files["test_images"])
     test_labels = read_idx(files["test_labels"])
     # Each split gets its own seed so that growing one leaves the others.
