@@ -12,7 +12,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.seed = 0
   config.batch_size = 256        # global, over all devices of all hosts
   config.eval_batch_size = 256
-  config.fast_cpu_kernels = False
+  # XLA's YNNPACK CPU fusions (saccader_jax/runtime.py); "" = XLA's default
+  # kernels. No effect on GPU or TPU.
+  config.cpu_ynn_fusions = ""
 
   # The optimizer, by name (saccader_jax/optimizers.py): sgd_nesterov,
   # momentum, sgd, adam, adamw, lamb, lars.

@@ -33,7 +33,9 @@ flags.DEFINE_integer("imagenet_batch", 8, "Batch of the 224x224 rows.")
 flags.DEFINE_integer("embedded_batch", 128, "Batch of the embedded rows.")
 flags.DEFINE_integer("resnet_batch", 16, "Batch of the ResNet-50 rows.")
 flags.DEFINE_integer("repeats", 3, "Timed steps per row (median).")
-flags.DEFINE_bool("fast_cpu_kernels", True, "XLA's YNNPACK CPU kernels.")
+flags.DEFINE_string("cpu_ynn_fusions", runtime.DEFAULT_CPU_YNN_FUSIONS,
+                    "XLA's YNNPACK CPU fusion kinds; \"\" for XLA's "
+                    "default kernels (see saccader_jax.runtime).")
 flags.DEFINE_bool("keras", True, "Include the Keras ResNet-50 row.")
 flags.DEFINE_bool("imagenet", True, "Include the ImageNet-config rows.")
 flags.DEFINE_string("data_dir", "~/tensorflow_datasets",
@@ -187,7 +189,7 @@ def pipeline_rate(config, batch_size, num_batches=30):
 
 def main(argv):
   del argv
-  runtime.use_fast_cpu_kernels(FLAGS.fast_cpu_kernels)
+  runtime.use_cpu_ynn_fusions(FLAGS.cpu_ynn_fusions)
   runtime.hide_accelerators_from_tensorflow()
   from configs import fashion_mnist_saccader, imagenet_saccader  # pylint: disable=g-import-not-at-top,g-multiple-import
   print(f"# Train-step benchmark ({jax.devices()[0].device_kind}, "

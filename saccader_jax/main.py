@@ -29,7 +29,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   # Both must precede the first computation.
-  runtime.use_fast_cpu_kernels(FLAGS.config.get("fast_cpu_kernels", False))
+  runtime.use_cpu_ynn_fusions(FLAGS.config.get("cpu_ynn_fusions", ""))
   if FLAGS.distributed:
     jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
                                num_processes=FLAGS.num_processes,

@@ -3,21 +3,35 @@
 import logging
 import os
 
-# Routes CPU convolutions, dots and their fused elementwise work to XLA's
-# YNNPACK kernels: about 1.5-4x faster convolutions on x86 CPUs, results equal
-# up to float32 reordering. Ignored on GPU and TPU.
-FAST_CPU_FLAG = "--xla_cpu_experimental_ynn_fusion_type=dot,eltwise,reduce"
+# XLA's CPU backend can hand fusions of these kinds to its YNNPACK kernels
+# (results equal up to float32 reordering; ignored on GPU and TPU). Which kinds
+# pay off depends on the model: for the BagNet train step, "dot,reduce" runs
+# 1.3x faster than "dot,eltwise,reduce", whose elementwise fusions are slower
+# than XLA's own loops on its wide high-resolution activations
+# (experiments/benchmark_train.py). "" keeps XLA's default kernels.
+DEFAULT_CPU_YNN_FUSIONS = "dot,reduce"
+_YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
+YNN_FUSION_KINDS = ("dot", "eltwise", "reduce")
 
 
-def use_fast_cpu_kernels(enable: bool = True) -> None:
-  """Adds the fast-kernel flag to XLA_FLAGS.
+def use_cpu_ynn_fusions(fusions: str = DEFAULT_CPU_YNN_FUSIONS) -> None:
+  """Adds XLA's YNNPACK fusion flag to XLA_FLAGS.
 
   XLA reads XLA_FLAGS when the backend starts, on the first computation, so
-  this works after `import jax` but not after any array has been created.
+  this works after `import jax` but not after any array has been created. A
+  flag already in XLA_FLAGS wins.
+
+  Args:
+    fusions: comma-separated kinds from YNN_FUSION_KINDS; "" adds nothing.
   """
+  kinds = [k for k in fusions.split(",") if k]
+  unknown = sorted(set(kinds) - set(YNN_FUSION_KINDS))
+  if unknown:
+    raise ValueError(f"Unknown YNNPACK fusion kinds {unknown} in "
+                     f"{fusions!r}; valid: {YNN_FUSION_KINDS}.")
   flags = os.environ.get("XLA_FLAGS", "")
-  if enable and "xla_cpu_experimental_ynn_fusion_type" not in flags:
-    os.environ["XLA_FLAGS"] = f"{flags} {FAST_CPU_FLAG}".strip()
+  if kinds and _YNN_FLAG not in flags:
+    os.environ["XLA_FLAGS"] = f"{flags} {_YNN_FLAG}={','.join(kinds)}".strip()
 
 
 def hide_accelerators_from_tensorflow() -> None:

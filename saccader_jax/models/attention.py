@@ -8,6 +8,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from saccader_jax.models import convolution
 from saccader_jax.models.bagnet import conv_init
 
 Dtype = Any
@@ -34,8 +35,10 @@ class AttentionNetwork(nn.Module):
   @nn.compact
   def __call__(self, features2d: jnp.ndarray, train: bool) -> jnp.ndarray:
     """features2d: [batch, h, w, c] -> where features [batch, h, w, widths[-1]]."""
-    conv = functools.partial(nn.Conv, use_bias=False, padding="SAME",
-                             kernel_init=conv_init, dtype=self.dtype)
+    conv = functools.partial(
+        nn.Conv, use_bias=False, padding="SAME", kernel_init=conv_init,
+        dtype=self.dtype,
+        conv_general_dilated=convolution.conv_general_dilated)
     norm = functools.partial(nn.BatchNorm, use_running_average=not train,
                              momentum=self.bn_momentum,
                              epsilon=self.bn_epsilon, dtype=self.dtype)
@@ -59,4 +62,5 @@ class WhatWhereMixing(nn.Module):
     """where, what: [batch, h, w, *] -> F [batch, h, w, channels]."""
     mixed = jnp.concatenate([where, what.astype(where.dtype)], axis=-1)
     return nn.Conv(self.channels, (1, 1), use_bias=True, dtype=self.dtype,
+                   conv_general_dilated=convolution.conv_general_dilated,
                    name="conv")(mixed)

@@ -15,6 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from saccader_jax.models import convolution
 from saccader_jax.models import geometry
 
 Dtype = Any
@@ -133,8 +134,10 @@ class BagNet(nn.Module):
   @nn.compact
   def __call__(self, images: jnp.ndarray, train: bool) -> RepresentationOutput:
     """images: [batch, height, width, channels] -> RepresentationOutput."""
-    conv = functools.partial(nn.Conv, use_bias=False, padding="VALID",
-                             kernel_init=conv_init, dtype=self.dtype)
+    conv = functools.partial(
+        nn.Conv, use_bias=False, padding="VALID", kernel_init=conv_init,
+        dtype=self.dtype,
+        conv_general_dilated=convolution.conv_general_dilated)
     norm = functools.partial(nn.BatchNorm, use_running_average=not train,
                              momentum=self.bn_momentum,
                              epsilon=self.bn_epsilon, dtype=self.dtype)
@@ -152,8 +155,10 @@ class BagNet(nn.Module):
       x = conv(self.what_channels, (1, 1), name="lowd_conv")(x)
       x = nn.relu(norm(name="lowd_bn")(x))
     what_features = x
-    logits2d = nn.Conv(self.num_classes, (1, 1), padding="VALID",
-                       dtype=self.dtype, name="logits2d")(x)
+    logits2d = nn.Conv(
+        self.num_classes, (1, 1), padding="VALID", dtype=self.dtype,
+        conv_general_dilated=convolution.conv_general_dilated,
+        name="logits2d")(x)
     logits2d = logits2d.astype(jnp.float32)
     return RepresentationOutput(
         features2d=features2d, what_features=what_features,

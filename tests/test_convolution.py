@@ -1,0 +1,76 @@
+"""The conv primitive: 1x1 kernels as a dot, everything else unchanged."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from saccader_jax.models import convolution
+
+NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+def _reference(x, kernel, strides, padding):
+  return jax.lax.conv_general_dilated(x, kernel, strides, padding,
+                                      dimension_numbers=NHWC)
+
+
+def _ours(x, kernel, strides, padding):
+  return convolution.conv_general_dilated(x, kernel, strides, padding,
+                                          dimension_numbers=NHWC)
+
+
+def _primitives(fn, *args):
+  return {eqn.primitive.name for eqn in jax.make_jaxpr(fn)(*args).eqns}
+
+
+@pytest.mark.parametrize("strides,padding", [
+    ((1, 1), "VALID"), ((1, 1), "SAME"), ((2, 2), "VALID"), ((2, 2), "SAME"),
+    ((3, 2), "VALID"), ((1, 1), ((0, 0), (0, 0)))])
+def test_pointwise_matches_convolution_and_its_gradients(strides, padding):
+  rng = np.random.default_rng(0)
+  # Odd sizes: a strided 1x1 kernel must keep the last row and column.
+  x = jnp.asarray(rng.normal(size=(2, 7, 9, 5)), jnp.float32)
+  kernel = jnp.asarray(rng.normal(size=(1, 1, 5, 4)), jnp.float32)
+  cotangent = jnp.asarray(
+      rng.normal(size=_reference(x, kernel, strides, padding).shape),
+      jnp.float32)
+
+  def pullback(conv):
+    out, vjp = jax.vjp(lambda a, k: conv(a, k, strides, padding), x, kernel)
+    return (out, *vjp(cotangent))
+
+  for ours, reference in zip(pullback(_ours), pullback(_reference)):
+    np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-5)
+  primitives = _primitives(lambda a, k: _ours(a, k, strides, padding),
+                           x, kernel)
+  assert "dot_general" in primitives
+  assert "conv_general_dilated" not in primitives
+
+
+@pytest.mark.parametrize("kernel_shape,kwargs", [
+    ((3, 3, 5, 4), {}),
+    ((1, 1, 5, 4), {"padding": ((1, 1), (0, 0))}),
+    ((1, 1, 5, 4), {"lhs_dilation": (2, 2), "padding": ((0, 0), (0, 0))}),
+    ((1, 1, 1, 5), {"feature_group_count": 5}),
+    ((4, 7, 1, 1), {"dimension_numbers": ("NCHW", "OIHW", "NCHW")}),
+])
+def test_everything_else_is_left_to_lax(kernel_shape, kwargs):
+  rng = np.random.default_rng(1)
+  kwargs = {"padding": "VALID", "dimension_numbers": NHWC, **kwargs}
+  x = jnp.asarray(rng.normal(size=(2, 7, 9, 5)), jnp.float32)
+  kernel = jnp.asarray(rng.normal(size=kernel_shape), jnp.float32)
+  conv = lambda fn: fn(x, kernel, (1, 1), **kwargs)  # pylint: disable=unnecessary-lambda-assignment
+  np.testing.assert_array_equal(
+      conv(convolution.conv_general_dilated),
+      conv(jax.lax.conv_general_dilated))
+  assert "conv_general_dilated" in _primitives(
+      lambda: conv(convolution.conv_general_dilated))
+
+
+def test_bfloat16_pointwise_keeps_the_dtype():
+  x = jnp.ones((1, 3, 3, 4), jnp.bfloat16)
+  kernel = jnp.full((1, 1, 4, 2), 0.5, jnp.bfloat16)
+  out = _ours(x, kernel, (1, 1), "VALID")
+  assert out.dtype == jnp.bfloat16
+  np.testing.assert_array_equal(np.asarray(out, np.float32), 2.0)
