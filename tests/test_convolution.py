@@ -48,19 +48,48 @@ def test_pointwise_matches_convolution_and_its_gradients(strides, padding):
   assert "conv_general_dilated" not in primitives
 
 
+@pytest.mark.parametrize("kernel_size,strides,padding", [
+    ((3, 3), (2, 2), "VALID"), ((3, 3), (2, 2), "SAME"),
+    ((3, 3), (2, 2), ((1, 0), (2, 1))), ((2, 5), (3, 2), "VALID"),
+    ((3, 1), (2, 1), "SAME"), ((3, 3), (1, 2), "VALID")])
+def test_strided_matches_convolution_and_its_gradients(kernel_size, strides,
+                                                       padding):
+  rng = np.random.default_rng(2)
+  x = jnp.asarray(rng.normal(size=(2, 11, 10, 3)), jnp.float32)
+  kernel = jnp.asarray(rng.normal(size=(*kernel_size, 3, 4)), jnp.float32)
+  cotangent = jnp.asarray(
+      rng.normal(size=_reference(x, kernel, strides, padding).shape),
+      jnp.float32)
+
+  def pullback(conv):
+    out, vjp = jax.vjp(lambda a, k: conv(a, k, strides, padding), x, kernel)
+    return (out, *vjp(cotangent))
+
+  for ours, reference in zip(pullback(_ours), pullback(_reference)):
+    np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-5)
+  jaxpr = jax.make_jaxpr(lambda a, k: _ours(a, k, strides, padding))(x,
+                                                                     kernel)
+  convs = [e for e in jaxpr.eqns if e.primitive.name == "conv_general_dilated"]
+  assert convs and all(e.params["window_strides"] == (1, 1) for e in convs)
+
+
 @pytest.mark.parametrize("kernel_shape,kwargs", [
     ((3, 3, 5, 4), {}),
     ((1, 1, 5, 4), {"padding": ((1, 1), (0, 0))}),
     ((1, 1, 5, 4), {"lhs_dilation": (2, 2), "padding": ((0, 0), (0, 0))}),
+    ((3, 3, 5, 4), {"strides": (2, 2), "padding": ((-1, 0), (0, 0))}),
+    ((3, 3, 5, 4), {"strides": (2, 2), "rhs_dilation": (2, 1)}),
     ((1, 1, 1, 5), {"feature_group_count": 5}),
     ((4, 7, 1, 1), {"dimension_numbers": ("NCHW", "OIHW", "NCHW")}),
 ])
 def test_everything_else_is_left_to_lax(kernel_shape, kwargs):
   rng = np.random.default_rng(1)
-  kwargs = {"padding": "VALID", "dimension_numbers": NHWC, **kwargs}
+  kwargs = {"strides": (1, 1), "padding": "VALID", "dimension_numbers": NHWC,
+            **kwargs}
   x = jnp.asarray(rng.normal(size=(2, 7, 9, 5)), jnp.float32)
   kernel = jnp.asarray(rng.normal(size=kernel_shape), jnp.float32)
-  conv = lambda fn: fn(x, kernel, (1, 1), **kwargs)  # pylint: disable=unnecessary-lambda-assignment
+  strides = kwargs.pop("strides")
+  conv = lambda fn: fn(x, kernel, strides, **kwargs)  # pylint: disable=unnecessary-lambda-assignment
   np.testing.assert_array_equal(
       conv(convolution.conv_general_dilated),
       conv(jax.lax.conv_general_dilated))

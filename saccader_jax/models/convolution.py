@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Optional, Sequence, Union
 
 import jax
@@ -10,25 +11,67 @@ import jax.numpy as jnp
 Padding = Union[str, Sequence[tuple[int, int]]]
 
 
-def _is_pointwise(lhs, rhs, padding, lhs_dilation, dimension_numbers,
-                  feature_group_count) -> bool:
-  """A 1x1 kernel, no padding, dilation or groups, channels-last layout."""
-  ndim = lhs.ndim
-  if rhs.shape[:-2] != (1,) * (ndim - 2) or feature_group_count != 1:
-    return False
-  # Under "SAME" or "VALID" a 1x1 kernel never pads, at any stride; kernel
-  # dilation spreads taps a 1x1 kernel does not have.
-  if not isinstance(padding, str) and any(tuple(p) != (0, 0)
-                                          for p in padding):
-    return False
-  if any(d != 1 for d in (lhs_dilation or ())):
-    return False
-  channels_last = (0, ndim - 1, *range(1, ndim - 1))
-  kernel_hwio = (ndim - 1, ndim - 2, *range(ndim - 2))
-  numbers = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape,
-                                           dimension_numbers)
-  return numbers == jax.lax.ConvDimensionNumbers(channels_last, kernel_hwio,
-                                                 channels_last)
+def _channels_last(ndim: int) -> jax.lax.ConvDimensionNumbers:
+  spatial = tuple(range(1, ndim - 1))
+  return jax.lax.ConvDimensionNumbers((0, ndim - 1, *spatial),
+                                      (ndim - 1, ndim - 2, *range(ndim - 2)),
+                                      (0, ndim - 1, *spatial))
+
+
+def _is_plain(lhs, rhs, lhs_dilation, rhs_dilation, dimension_numbers,
+              feature_group_count) -> bool:
+  """Channels-last, no dilation, no feature groups."""
+  return (feature_group_count == 1
+          and all(d == 1 for d in (lhs_dilation or ()))
+          and all(d == 1 for d in (rhs_dilation or ()))
+          and jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape,
+                                             dimension_numbers)
+          == _channels_last(lhs.ndim))
+
+
+def _is_zero_padding(padding) -> bool:
+  return all(tuple(p) == (0, 0) for p in padding)
+
+
+def _strided_as_phases(lhs, rhs, window_strides, padding, precision):
+  """A strided NHWC convolution as a sum of stride-1 ones over input phases.
+
+  Output row i of a stride-s convolution reads input rows s*i + u, u < k.
+  Writing u = s*a + p, phase p of the input (rows p, p + s, ...) meets kernel
+  rows p, p + s, ... at stride 1. The products and sums are the same. XLA's
+  CPU backend computes the input gradient of a strided convolution over a
+  zero-dilated copy of the output gradient, s * s times the work; that of a
+  stride-1 convolution has no such waste (the BagNet train step: 3-10%
+  faster).
+
+  Returns:
+    The convolution, or None where lax should handle it (negative padding,
+    an input smaller than the kernel).
+  """
+  if isinstance(padding, str):
+    padding = jax.lax.padtype_to_pads(lhs.shape[1:-1], rhs.shape[:-2],
+                                      window_strides, padding)
+  if any(p < 0 for pair in padding for p in pair):
+    return None
+  if not _is_zero_padding(padding):
+    lhs = jnp.pad(lhs, ((0, 0), *padding, (0, 0)))
+  out_shape = [(n - k) // s + 1 for n, k, s in
+               zip(lhs.shape[1:-1], rhs.shape[:-2], window_strides)]
+  if min(out_shape) < 1:
+    return None
+  total = None
+  for phase in itertools.product(*(range(s) for s in window_strides)):
+    taps = tuple(slice(p, None, s) for p, s in zip(phase, window_strides))
+    kernel = rhs[taps]
+    if 0 in kernel.shape:
+      continue
+    rows = tuple(slice(p, p + s * (n + k - 1), s) for p, s, n, k in
+                 zip(phase, window_strides, out_shape, kernel.shape))
+    out = jax.lax.conv_general_dilated(
+        lhs[(slice(None), *rows)], kernel, (1,) * len(phase), "VALID",
+        dimension_numbers=_channels_last(lhs.ndim), precision=precision)
+    total = out if total is None else total + out
+  return total
 
 
 def conv_general_dilated(lhs: jnp.ndarray, rhs: jnp.ndarray,
@@ -37,15 +80,19 @@ def conv_general_dilated(lhs: jnp.ndarray, rhs: jnp.ndarray,
                          rhs_dilation: Optional[Sequence[int]] = None,
                          dimension_numbers=None, feature_group_count: int = 1,
                          precision=None) -> jnp.ndarray:
-  """`jax.lax.conv_general_dilated` that computes 1x1 kernels as a matmul.
+  """`jax.lax.conv_general_dilated` in the forms XLA's CPU backend runs fast.
 
-  Flax's conv layers take this as `conv_general_dilated`. A 1x1 convolution
-  over channels-last input is a strided slice and a dot over the channels:
-  the same products and sums. Written as a dot, its kernel gradient is a dot
-  too, which XLA's CPU backend runs in its matmul kernels; written as a
-  convolution, that gradient is a convolution whose window spans the whole
-  image, several times slower on CPU (most of all once fused with the L2
-  term's gradient). TPU and GPU compile both forms to the same matmul.
+  Flax's conv layers take this as `conv_general_dilated`. Channels-last
+  convolutions without dilation or groups are rewritten; the products and
+  sums stay the same, so results agree up to float32 reordering:
+  - a 1x1 kernel is a strided slice and a dot over the channels. Its kernel
+    gradient is then a dot as well, which runs in the CPU matmul kernels; as
+    a convolution that gradient has a window spanning the whole image and is
+    several times slower (most of all once fused with the L2 gradient);
+  - a strided kxk kernel is a sum of stride-1 convolutions over the input's
+    phases (`_strided_as_phases`).
+  Everything else goes to `jax.lax.conv_general_dilated` unchanged. TPU and
+  GPU compile the rewritten forms to the same matmuls and convolutions.
 
   Args:
     lhs: [batch, *spatial, in_channels].
@@ -55,15 +102,24 @@ def conv_general_dilated(lhs: jnp.ndarray, rhs: jnp.ndarray,
   Returns:
     [batch, *out_spatial, out_channels].
   """
-  if not _is_pointwise(lhs, rhs, padding, lhs_dilation, dimension_numbers,
-                       feature_group_count):
-    return jax.lax.conv_general_dilated(
-        lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
-        rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
-        feature_group_count=feature_group_count, precision=precision)
-  if any(s != 1 for s in window_strides):
-    lhs = lhs[(slice(None),) + tuple(slice(None, None, s)
-                                     for s in window_strides)]
-  kernel = rhs.reshape(rhs.shape[-2:])
-  return jax.lax.dot_general(lhs, kernel, (((lhs.ndim - 1,), (0,)), ((), ())),
-                             precision=precision)
+  plain = _is_plain(lhs, rhs, lhs_dilation, rhs_dilation, dimension_numbers,
+                    feature_group_count)
+  pointwise = rhs.shape[:-2] == (1,) * (lhs.ndim - 2)
+  # Under "SAME" or "VALID" a 1x1 kernel never pads, at any stride.
+  if plain and pointwise and (isinstance(padding, str)
+                              or _is_zero_padding(padding)):
+    if any(s != 1 for s in window_strides):
+      lhs = lhs[(slice(None),) + tuple(slice(None, None, s)
+                                       for s in window_strides)]
+    kernel = rhs.reshape(rhs.shape[-2:])
+    return jax.lax.dot_general(lhs, kernel,
+                               (((lhs.ndim - 1,), (0,)), ((), ())),
+                               precision=precision)
+  if plain and any(s != 1 for s in window_strides):
+    out = _strided_as_phases(lhs, rhs, window_strides, padding, precision)
+    if out is not None:
+      return out
+  return jax.lax.conv_general_dilated(
+      lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
+      rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
+      feature_group_count=feature_group_count, precision=precision)
