@@ -61,7 +61,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.stages.representation.num_epochs = 1.2
   config.stages.representation.learning_rate = 0.1
   config.stages.location.num_epochs = 0.5
-  config.stages.location.learning_rate = 0.1
+  # Eq. 5 sums the NLL of T = 12 steps, and the policy logits are the
+  # unnormalised mixed features: at 0.1 the location network's weights blow
+  # up (NLL ~1e7 within 50 steps) and stage 3 starts from a broken policy.
+  config.stages.location.learning_rate = 0.03
   config.stages.policy.num_epochs = 0.3
   config.stages.policy.learning_rate = 0.002
   config.log_every_steps = 50
