@@ -5,9 +5,9 @@ import os
 
 # XLA's CPU backend can hand fusions of these kinds to its YNNPACK kernels
 # (results equal up to float32 reordering; ignored on GPU and TPU). Which kinds
-# pay off depends on the model: for the BagNet train step, "dot,reduce" runs
-# 1.3x faster than "dot,eltwise,reduce", whose elementwise fusions are slower
-# than XLA's own loops on its wide high-resolution activations
+# pay off depends on the model: the BagNet train step runs 1.2-1.3x faster
+# with "dot,reduce" than with "dot,eltwise,reduce", whose elementwise fusions
+# are slower than XLA's own loops on wide high-resolution activations
 # (experiments/benchmark_train.py). "" keeps XLA's default kernels.
 DEFAULT_CPU_YNN_FUSIONS = "dot,reduce"
 _YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type"

@@ -1,4 +1,5 @@
-"""The conv primitive: 1x1 kernels as a dot, everything else unchanged."""
+"""The conv primitive: 1x1 kernels as dots, strided kernels as phases on CPU,
+everything else unchanged; values and gradients equal to lax's."""
 
 import jax
 import jax.numpy as jnp
@@ -24,6 +25,19 @@ def _primitives(fn, *args):
   return {eqn.primitive.name for eqn in jax.make_jaxpr(fn)(*args).eqns}
 
 
+def _assert_matches_lax_with_gradients(x, kernel, strides, padding):
+  cotangent = jnp.asarray(
+      np.random.default_rng(3).normal(
+          size=_reference(x, kernel, strides, padding).shape), jnp.float32)
+
+  def pullback(conv):
+    out, vjp = jax.vjp(lambda a, k: conv(a, k, strides, padding), x, kernel)
+    return (out, *vjp(cotangent))
+
+  for ours, reference in zip(pullback(_ours), pullback(_reference)):
+    np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("strides,padding", [
     ((1, 1), "VALID"), ((1, 1), "SAME"), ((2, 2), "VALID"), ((2, 2), "SAME"),
     ((3, 2), "VALID"), ((1, 1), ((0, 0), (0, 0)))])
@@ -32,16 +46,7 @@ def test_pointwise_matches_convolution_and_its_gradients(strides, padding):
   # Odd sizes: a strided 1x1 kernel must keep the last row and column.
   x = jnp.asarray(rng.normal(size=(2, 7, 9, 5)), jnp.float32)
   kernel = jnp.asarray(rng.normal(size=(1, 1, 5, 4)), jnp.float32)
-  cotangent = jnp.asarray(
-      rng.normal(size=_reference(x, kernel, strides, padding).shape),
-      jnp.float32)
-
-  def pullback(conv):
-    out, vjp = jax.vjp(lambda a, k: conv(a, k, strides, padding), x, kernel)
-    return (out, *vjp(cotangent))
-
-  for ours, reference in zip(pullback(_ours), pullback(_reference)):
-    np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-5)
+  _assert_matches_lax_with_gradients(x, kernel, strides, padding)
   primitives = _primitives(lambda a, k: _ours(a, k, strides, padding),
                            x, kernel)
   assert "dot_general" in primitives
@@ -57,20 +62,20 @@ def test_strided_matches_convolution_and_its_gradients(kernel_size, strides,
   rng = np.random.default_rng(2)
   x = jnp.asarray(rng.normal(size=(2, 11, 10, 3)), jnp.float32)
   kernel = jnp.asarray(rng.normal(size=(*kernel_size, 3, 4)), jnp.float32)
-  cotangent = jnp.asarray(
-      rng.normal(size=_reference(x, kernel, strides, padding).shape),
-      jnp.float32)
-
-  def pullback(conv):
-    out, vjp = jax.vjp(lambda a, k: conv(a, k, strides, padding), x, kernel)
-    return (out, *vjp(cotangent))
-
-  for ours, reference in zip(pullback(_ours), pullback(_reference)):
-    np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-5)
+  _assert_matches_lax_with_gradients(x, kernel, strides, padding)
   jaxpr = jax.make_jaxpr(lambda a, k: _ours(a, k, strides, padding))(x,
                                                                      kernel)
   convs = [e for e in jaxpr.eqns if e.primitive.name == "conv_general_dilated"]
   assert convs and all(e.params["window_strides"] == (1, 1) for e in convs)
+
+
+def test_strided_stays_one_convolution_off_cpu(monkeypatch):
+  monkeypatch.setattr(jax, "default_backend", lambda: "tpu")
+  x = jnp.zeros((1, 9, 9, 3), jnp.float32)
+  kernel = jnp.zeros((3, 3, 3, 4), jnp.float32)
+  jaxpr = jax.make_jaxpr(lambda a, k: _ours(a, k, (2, 2), "VALID"))(x, kernel)
+  convs = [e for e in jaxpr.eqns if e.primitive.name == "conv_general_dilated"]
+  assert [e.params["window_strides"] for e in convs] == [(2, 2)]
 
 
 @pytest.mark.parametrize("kernel_shape,kwargs", [

@@ -89,10 +89,11 @@ def conv_general_dilated(lhs: jnp.ndarray, rhs: jnp.ndarray,
     gradient is then a dot as well, which runs in the CPU matmul kernels; as
     a convolution that gradient has a window spanning the whole image and is
     several times slower (most of all once fused with the L2 gradient);
-  - a strided kxk kernel is a sum of stride-1 convolutions over the input's
-    phases (`_strided_as_phases`).
-  Everything else goes to `jax.lax.conv_general_dilated` unchanged. TPU and
-  GPU compile the rewritten forms to the same matmuls and convolutions.
+  - on CPU only, a strided kxk kernel is a sum of stride-1 convolutions over
+    the input's phases (`_strided_as_phases`). GPU and TPU run strided
+    convolutions natively and keep them.
+  Everything else goes to `jax.lax.conv_general_dilated` unchanged. GPU and
+  TPU compile the 1x1 form to the same matmul as the convolution.
 
   Args:
     lhs: [batch, *spatial, in_channels].
@@ -115,7 +116,8 @@ def conv_general_dilated(lhs: jnp.ndarray, rhs: jnp.ndarray,
     return jax.lax.dot_general(lhs, kernel,
                                (((lhs.ndim - 1,), (0,)), ((), ())),
                                precision=precision)
-  if plain and any(s != 1 for s in window_strides):
+  if (plain and any(s != 1 for s in window_strides)
+      and jax.default_backend() == "cpu"):
     out = _strided_as_phases(lhs, rhs, window_strides, padding, precision)
     if out is not None:
       return out
