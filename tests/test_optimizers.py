@@ -60,6 +60,23 @@ def test_frozen_parameters_get_no_update_even_with_weight_decay():
   assert np.all(np.asarray(updates["head"]["kernel"]) < 0)
 
 
+def test_grad_clip_norm_scales_the_trained_gradients_only():
+  # Trained: head kernel, gradient norm 0.5 * sqrt(3); the frozen conv
+  # parameters carry a huge gradient that must not enter the norm.
+  trainable = {"conv": {"kernel": False, "bias": False},
+               "head": {"kernel": True}}
+  grads = {"conv": {"kernel": jnp.full((3, 3), 1e6), "bias": jnp.ones((3,))},
+           "head": {"kernel": 0.5 * jnp.ones((3,))}}
+  norm = 0.5 * np.sqrt(3)
+  for clip, scale in ((0.0, 1.0), (10.0, 1.0), (0.25, 0.25 / norm)):
+    tx = optimizers.create_optimizer(
+        optimizer_config(name="sgd", grad_clip_norm=clip), 1.0, trainable)
+    updates, _ = tx.update(grads, tx.init(PARAMS), PARAMS)
+    np.testing.assert_allclose(updates["head"]["kernel"], -0.5 * scale,
+                               rtol=1e-6)
+    np.testing.assert_array_equal(updates["conv"]["kernel"], 0.0)
+
+
 def test_unknown_names_list_the_valid_ones():
   with pytest.raises(ValueError, match="adamw.*lamb.*lars.*sgd_nesterov"):
     optimizers.create_optimizer(optimizer_config(name="adagrad"), 0.1)
