@@ -32,9 +32,6 @@ flags.DEFINE_integer("num_glimpses", 6, "T for the latency rows.")
 flags.DEFINE_list("compile_glimpses", ["1", "6", "12", "24"],
                   "T values for the compile-time rows.")
 flags.DEFINE_integer("repeats", 5, "Timed calls per row (median reported).")
-flags.DEFINE_string("cpu_ynn_fusions", runtime.DEFAULT_CPU_YNN_FUSIONS,
-                    "XLA's YNNPACK CPU fusion kinds; \"\" for XLA's "
-                    "default kernels (see saccader_jax.runtime).")
 flags.DEFINE_string("dtype", "float32", "Compute dtype: float32 or bfloat16.")
 
 
@@ -47,7 +44,7 @@ def compile_seconds(traced):
 
 def main(argv):
   del argv
-  runtime.use_cpu_ynn_fusions(FLAGS.cpu_ynn_fusions)
+  runtime.use_cpu_ynn_fusions(timing.CPU_YNN_FUSIONS.value)
   config = imagenet_saccader.get_config()
   config.model.dtype = FLAGS.dtype
   model = saccader_jax.create_model(config.model)

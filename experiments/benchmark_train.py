@@ -33,9 +33,6 @@ flags.DEFINE_integer("imagenet_batch", 8, "Batch of the 224x224 rows.")
 flags.DEFINE_integer("embedded_batch", 128, "Batch of the embedded rows.")
 flags.DEFINE_integer("resnet_batch", 16, "Batch of the ResNet-50 rows.")
 flags.DEFINE_integer("repeats", 3, "Timed steps per row (median).")
-flags.DEFINE_string("cpu_ynn_fusions", runtime.DEFAULT_CPU_YNN_FUSIONS,
-                    "XLA's YNNPACK CPU fusion kinds; \"\" for XLA's "
-                    "default kernels (see saccader_jax.runtime).")
 flags.DEFINE_bool("keras", True, "Include the Keras ResNet-50 row.")
 flags.DEFINE_bool("imagenet", True, "Include the ImageNet-config rows.")
 flags.DEFINE_string("data_dir", "~/tensorflow_datasets",
@@ -163,15 +160,11 @@ def keras_resnet50_row(batch_size, repeats, flops_per_image):
     optimizer.apply_gradients(zip(grads, model.trainable_variables))
     return loss
 
-  step()
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    step().numpy()
-    times.append(time.perf_counter() - start)
+  # .numpy() waits for TensorFlow's step as block_until_ready does for JAX's.
+  seconds = timing.median_seconds(lambda: step().numpy(), repeats)
   # Same network: the Flax model's FLOP count stands for both.
-  row("TensorFlow Keras ResNet-50 (reference, oneDNN)", batch_size,
-      float(np.median(times)), flops_per_image * batch_size)
+  row("TensorFlow Keras ResNet-50 (reference, oneDNN)", batch_size, seconds,
+      flops_per_image * batch_size)
 
 
 def pipeline_rate(config, batch_size, num_batches=30):
@@ -189,7 +182,7 @@ def pipeline_rate(config, batch_size, num_batches=30):
 
 def main(argv):
   del argv
-  runtime.use_cpu_ynn_fusions(FLAGS.cpu_ynn_fusions)
+  runtime.use_cpu_ynn_fusions(timing.CPU_YNN_FUSIONS.value)
   runtime.hide_accelerators_from_tensorflow()
   from configs import fashion_mnist_saccader, imagenet_saccader  # pylint: disable=g-import-not-at-top,g-multiple-import
   print(f"# Train-step benchmark ({jax.devices()[0].device_kind}, "

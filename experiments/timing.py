@@ -1,9 +1,17 @@
-"""Timing helpers shared by the benchmarks."""
+"""Timing helpers and flags shared by the benchmarks."""
 
 import time
 
+from absl import flags
 import jax
 import numpy as np
+
+from saccader_jax import runtime
+
+CPU_YNN_FUSIONS = flags.DEFINE_string(
+    "cpu_ynn_fusions", runtime.DEFAULT_CPU_YNN_FUSIONS,
+    "XLA's YNNPACK CPU fusion kinds; \"\" for XLA's default kernels (see "
+    "saccader_jax.runtime).")
 
 
 def median_seconds(fn, repeats: int) -> float:

@@ -90,9 +90,12 @@ def stage_optimizer(config: ml_collections.ConfigDict, name: str,
   return tx, schedule
 
 
+def model_variables(state: TrainState) -> dict:
+  return {"params": state.params, "batch_stats": state.batch_stats}
+
+
 def model_state(state: TrainState) -> dict:
-  return {"step": state.step, "params": state.params,
-          "batch_stats": state.batch_stats}
+  return {"step": state.step, **model_variables(state)}
 
 
 class Trainer:
@@ -207,7 +210,7 @@ class Trainer:
     if start_step >= total_steps:
       logging.info("Stage %s: already complete (%d steps).", name, total_steps)
       manager.close()
-      return {"params": state.params, "batch_stats": state.batch_stats}
+      return model_variables(state)
 
     train_step = jit_train_step(stage.loss(self.model, stage_config),
                                 schedule, self.mesh)
@@ -247,17 +250,17 @@ class Trainer:
       if step % config.checkpoint_every_steps == 0 or last:
         checkpoints.save(manager, step, model_state(state), state.opt_state,
                          optimizer_config, force=last)
-      if (config.eval_every_steps and step % config.eval_every_steps == 0
-          and not last) or last:
-        results = self.evaluate(
-            {"params": state.params, "batch_stats": state.batch_stats},
-            config.dataset.dev_split, config.get("eval_max_examples"))
+      if last or (config.eval_every_steps
+                  and step % config.eval_every_steps == 0):
+        results = self.evaluate(model_variables(state),
+                                config.dataset.dev_split,
+                                config.get("eval_max_examples"))
         self.writer.write_scalars(step,
                                   evaluation.scalars(results, f"{name}/dev"))
     manager.wait_until_finished()
     manager.close()
     self.writer.flush()
-    return {"params": state.params, "batch_stats": state.batch_stats}
+    return model_variables(state)
 
   def run(self) -> dict:
     variables = None

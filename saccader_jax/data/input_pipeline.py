@@ -63,6 +63,12 @@ def _imagenet_builder(config: ml_collections.ConfigDict):
   return builder
 
 
+def _decode_crop_resize(image_bytes, window, size):
+  """Decodes only the [y, x, height, width] window and resizes it."""
+  image = tf.image.decode_and_crop_jpeg(image_bytes, window, channels=3)
+  return tf.image.resize(image, [size, size], method="bicubic")
+
+
 def _inception_crop(image_bytes, size, seed):
   shape = tf.image.extract_jpeg_shape(image_bytes)
   begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
@@ -70,8 +76,7 @@ def _inception_crop(image_bytes, size, seed):
       seed=seed, min_object_covered=0.1, aspect_ratio_range=(3 / 4, 4 / 3),
       area_range=(0.08, 1.0), max_attempts=10, use_image_if_no_bounding_boxes=True)
   window = tf.stack([begin[0], begin[1], crop_size[0], crop_size[1]])
-  image = tf.image.decode_and_crop_jpeg(image_bytes, window, channels=3)
-  return tf.image.resize(image, [size, size], method="bicubic")
+  return _decode_crop_resize(image_bytes, window, size)
 
 
 def _central_crop(image_bytes, size, crop_padding=32):
@@ -82,8 +87,7 @@ def _central_crop(image_bytes, size, crop_padding=32):
   side = tf.maximum(side, 1)
   window = tf.stack([(height - side + 1) // 2, (width - side + 1) // 2, side,
                      side])
-  image = tf.image.decode_and_crop_jpeg(image_bytes, window, channels=3)
-  return tf.image.resize(image, [size, size], method="bicubic")
+  return _decode_crop_resize(image_bytes, window, size)
 
 
 def _imagenet_preprocess(example, config, train):
