@@ -52,6 +52,11 @@ def get_config() -> ml_collections.ConfigDict:
                      reinforce_reduction="mean"),
   })
 
+  # A step whose loss or gradient norm is not finite: "stop" the stage with
+  # an error (no checkpoint of non-finite state is written), or "skip" it
+  # (parameters unchanged; counted as train/nonfinite_steps).
+  config.on_nonfinite = "stop"
+
   config.eval_glimpses = 12
   config.log_every_steps = 100
   config.eval_every_steps = 0        # 0: only at the end of each stage

@@ -31,8 +31,6 @@ def get_config() -> ml_collections.ConfigDict:
       "test_split": "test",
       "mean": (0.096,),
       "std": (0.247,),
-      "shuffle_buffer": 10000,
-      "cache": True,
       "num_threads": 1,
       "prefetch": 2,
   })

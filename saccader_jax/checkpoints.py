@@ -7,30 +7,55 @@ Each checkpoint holds three items:
 Keeping the optimizer state apart lets a job resume with another optimizer:
 the model carries over and the optimizer starts fresh.
 
-Orbax writes into a temporary directory and renames it when complete, so a
-job killed mid-write leaves no checkpoint that `latest_step` would return.
+Paths are `etils.epath` paths, so a workdir may be local or a URL such as
+gs://bucket/run. Orbax writes into a temporary directory and renames it when
+complete, so a job killed mid-write leaves no checkpoint that `latest_step`
+would return. A checkpoint that is complete but cannot be restored (damaged
+files) is moved aside to `<checkpoints>/damaged/` and the next older one is
+used. Every restore names the target sharding of every array, so a
+checkpoint written on N devices restores on M.
 """
 
 from __future__ import annotations
 
-import os
+import time
 from typing import Any, Optional
 
 from absl import logging
+from etils import epath
 import jax
+from jax.experimental import multihost_utils
+import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+from saccader_jax import errors
+from saccader_jax import models
+
 MODEL, OPT_STATE, META = "model", "opt_state", "meta"
+DAMAGED = "damaged"
 
 
-def create_manager(directory: str, max_to_keep: int,
-                   async_save: bool = True) -> ocp.CheckpointManager:
+class CheckpointMismatchError(ValueError):
+  """The checkpoint was written by another model: not damage, a mistake."""
+
+
+def absolute_path(path: epath.PathLike) -> epath.Path:
+  """path as an absolute epath.Path; URLs (gs://...) are kept as they are."""
+  path = epath.Path(path)
+  return path if path.is_absolute() else path.absolute()
+
+
+def create_manager(directory: epath.PathLike, max_to_keep: int,
+                   async_save: bool = True,
+                   read_only: bool = False) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(
-      os.path.abspath(directory),
+      absolute_path(directory),
       options=ocp.CheckpointManagerOptions(
-          max_to_keep=max_to_keep, create=True,
-          cleanup_tmp_directories=True,
+          max_to_keep=max_to_keep, create=not read_only,
+          read_only=read_only,
+          cleanup_tmp_directories=not read_only,
           enable_async_checkpointing=async_save),
       item_handlers={MODEL: ocp.StandardCheckpointHandler(),
                      OPT_STATE: ocp.StandardCheckpointHandler(),
@@ -46,12 +71,23 @@ def save(manager: ocp.CheckpointManager, step: int, model_state: Any,
   }), force=force)
 
 
+def describe_latest(manager: ocp.CheckpointManager) -> str:
+  """The newest checkpoint's path once pending writes are done, for errors."""
+  manager.wait_until_finished()
+  step = manager.latest_step()
+  if step is None:
+    return (f"none in {manager.directory} (the stage restarts from the "
+            "previous stage's model)")
+  return str(manager.directory / str(step))
+
+
 def _path_name(path) -> str:
   return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
 
 
 def check_shapes(saved: Any, expected: Any, what: str) -> None:
-  """Raises ValueError naming the first parameter whose shape differs."""
+  """Raises CheckpointMismatchError naming the first parameter whose shape
+  differs."""
   def leaves(tree):
     return {_path_name(p): x
             for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
@@ -59,23 +95,36 @@ def check_shapes(saved: Any, expected: Any, what: str) -> None:
   saved_leaves, expected_leaves = leaves(saved), leaves(expected)
   for name, leaf in expected_leaves.items():
     if name not in saved_leaves:
-      raise ValueError(f"{what}: the checkpoint has no {name!r}; it was "
-                       "written by a different model.")
+      raise CheckpointMismatchError(
+          f"{what}: the checkpoint has no {name!r}; it was written by a "
+          "different model.")
     saved_shape = tuple(saved_leaves[name].shape)
     if saved_shape != tuple(np.shape(leaf)):
-      raise ValueError(
+      raise CheckpointMismatchError(
           f"{what}: parameter {name!r} has shape {saved_shape} in the "
           f"checkpoint but {tuple(np.shape(leaf))} in this model; the "
           "checkpoint was written by a different model configuration.")
   extra = set(saved_leaves) - set(expected_leaves)
   if extra:
-    raise ValueError(f"{what}: the checkpoint has parameters this model "
-                     f"lacks, e.g. {sorted(extra)[0]!r}.")
+    raise CheckpointMismatchError(
+        f"{what}: the checkpoint has parameters this model lacks, e.g. "
+        f"{sorted(extra)[0]!r}.")
+
+
+def with_sharding(abstract_tree: Any, sharding: jax.sharding.Sharding) -> Any:
+  """ShapeDtypeStructs that name the sharding to restore onto, so that the
+  devices of the writing job do not matter."""
+  return jax.tree_util.tree_map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+      abstract_tree)
 
 
 def restore_model(manager: ocp.CheckpointManager, step: int,
                   abstract_model: Any) -> Any:
-  """Restores the model item, after checking every shape against the model."""
+  """Restores the model item, after checking every shape against the model.
+
+  abstract_model's leaves carry the target sharding (see `with_sharding`).
+  """
   saved = manager.item_metadata(step)[MODEL]
   check_shapes(saved, abstract_model, f"checkpoint {manager.directory}/{step}")
   restored = manager.restore(step, args=ocp.args.Composite(**{
@@ -99,3 +148,115 @@ def restore_optimizer(manager: ocp.CheckpointManager, step: int,
   restored = manager.restore(step, args=ocp.args.Composite(**{
       OPT_STATE: ocp.args.StandardRestore(abstract_opt_state)}))
   return restored[OPT_STATE]
+
+
+def _set_aside(manager: ocp.CheckpointManager, step: int) -> epath.Path:
+  """Moves a damaged checkpoint out of the manager's sight, keeping it."""
+  directory = manager.directory
+  target = (directory.parent / DAMAGED /
+            f"{directory.name}-{step}-{time.strftime('%Y%m%d-%H%M%S')}")
+  if jax.process_index() == 0:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    (directory / str(step)).rename(target)
+  return target
+
+
+def restore_latest(manager: ocp.CheckpointManager, abstract_model: Any,
+                   abstract_opt_state: Any, optimizer_config: dict
+                   ) -> Optional[tuple[Any, Optional[Any]]]:
+  """(model, optimizer state or None) of the newest checkpoint that restores.
+
+  Checkpoints newer than that one could not be restored: each is logged
+  with the reason and moved to `<checkpoints>/damaged/`. Returns None when
+  the stage has no checkpoint; raises CheckpointError when none restores
+  (nothing is moved then), and CheckpointMismatchError when a checkpoint
+  was written by another model.
+  """
+  failures = []
+  for step in sorted(manager.all_steps(), reverse=True):
+    try:
+      model = restore_model(manager, step, abstract_model)
+      opt_state = restore_optimizer(manager, step, abstract_opt_state,
+                                    optimizer_config)
+    except CheckpointMismatchError:
+      raise
+    except Exception as e:  # pylint: disable=broad-except
+      reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+      logging.error("Checkpoint %s/%d cannot be restored (%s).",
+                    manager.directory, step, reason)
+      failures.append((step, reason))
+      continue
+    if failures:
+      for damaged, reason in failures:
+        target = _set_aside(manager, damaged)
+        logging.warning("Moved damaged checkpoint %s/%d to %s; resuming from "
+                        "step %d.", manager.directory, damaged, target, step)
+      if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(
+            "damaged checkpoints set aside")
+      manager.reload()
+    return model, opt_state
+  if failures:
+    newest, reason = failures[0]
+    raise errors.CheckpointError(
+        f"No checkpoint in {manager.directory} can be restored (steps "
+        f"{[s for s, _ in failures]}); the newest, step {newest}, fails "
+        f"with {reason}. Move the directory away to restart the stage.")
+  return None
+
+
+def abstract_variables(config: ml_collections.ConfigDict) -> dict:
+  """ShapeDtypeStructs of {"params", "batch_stats"} of config's model."""
+  model = models.create_model(config.model)
+  size, channels = config.dataset.image_size, config.dataset.num_channels
+  images = jax.ShapeDtypeStruct((1, size, size, channels), jnp.float32)
+  return jax.eval_shape(
+      lambda key, x: model.init(key, x, num_glimpses=1),
+      jax.random.key(0), images)
+
+
+def load_variables(workdir: epath.PathLike, config: ml_collections.ConfigDict,
+                   stage: Optional[str] = None, step: Optional[int] = None,
+                   sharding: Optional[jax.sharding.Sharding] = None) -> dict:
+  """A trained model's variables from a workdir, on this process's devices.
+
+  Works whatever devices the training job ran on.
+
+  Args:
+    workdir: the --workdir of a training job (local or a URL).
+    config: that job's config (it defines the model).
+    stage: whose checkpoints: default the last of config.run_stages, i.e.
+      the final model.
+    step: which checkpoint; default the stage's newest.
+    sharding: where the arrays go; default replicated over all devices.
+
+  Returns:
+    {"params": ..., "batch_stats": ...}, ready for `make_policy`.
+  """
+  stage = stage or config.run_stages[-1]
+  directory = absolute_path(workdir) / "checkpoints" / stage
+  if not directory.exists():
+    raise errors.CheckpointError(f"No checkpoints of stage {stage!r}: "
+                                 f"{directory} does not exist.")
+  if sharding is None:
+    sharding = jax.sharding.NamedSharding(
+        jax.sharding.Mesh(np.asarray(jax.devices()), ("data",)),
+        jax.sharding.PartitionSpec())
+  manager = create_manager(directory, max_to_keep=1, async_save=False,
+                           read_only=True)
+  try:
+    steps = manager.all_steps()
+    if step is None:
+      if not steps:
+        raise errors.CheckpointError(f"{directory} holds no checkpoint.")
+      step = max(steps)
+    elif step not in steps:
+      raise errors.CheckpointError(f"{directory} has no checkpoint of step "
+                                   f"{step}; it has {sorted(steps)}.")
+    abstract = with_sharding(
+        {"step": jax.ShapeDtypeStruct((), jnp.int32),
+         **abstract_variables(config)}, sharding)
+    model = restore_model(manager, step, abstract)
+  finally:
+    manager.close()
+  return {"params": model["params"], "batch_stats": model["batch_stats"]}

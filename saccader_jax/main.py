@@ -4,12 +4,19 @@ Config fields can be overridden on the command line, e.g.
   --config.optimizer.name=adamw --config.stages.policy.num_steps=100
 """
 
-from absl import app
+import os
+import sys
+
+# TensorFlow (tf.data) logs its start-up at INFO from C++; keep warnings.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+
+from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 from absl import logging
 import jax
 from ml_collections import config_flags
 
+from saccader_jax import errors
 from saccader_jax import runtime
 
 FLAGS = flags.FLAGS
@@ -28,8 +35,25 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  try:
+    run(FLAGS.config, FLAGS.workdir)
+  except errors.JobError as e:
+    # The message says it all; a traceback would bury it.
+    kind = "Config error" if isinstance(e, errors.ConfigError) else "Error"
+    for line in str(e).splitlines():
+      print(f"{kind}: {line}", file=sys.stderr, flush=True)
+    sys.exit(e.exit_code)
+
+
+def run(config, workdir: str) -> None:
   # Both must precede the first computation.
-  runtime.use_cpu_ynn_fusions(FLAGS.config.get("cpu_ynn_fusions", ""))
+  if not isinstance(config.get("cpu_ynn_fusions", ""), str):
+    raise errors.ConfigError([f"config.cpu_ynn_fusions="
+                              f"{config.cpu_ynn_fusions!r}: must be a string."])
+  try:
+    runtime.use_cpu_ynn_fusions(config.get("cpu_ynn_fusions", ""))
+  except ValueError as e:
+    raise errors.ConfigError([f"config.cpu_ynn_fusions: {e}"]) from e
   if FLAGS.distributed:
     jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
                                num_processes=FLAGS.num_processes,
@@ -39,8 +63,9 @@ def main(argv):
   logging.info("JAX process %d of %d, %d local / %d global devices.",
                jax.process_index(), jax.process_count(),
                jax.local_device_count(), jax.device_count())
+  # The trainer checks the whole config before it builds data or a model.
   from saccader_jax import train  # pylint: disable=g-import-not-at-top
-  train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  train.train_and_evaluate(config, workdir)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ from saccader_jax import losses
 from saccader_jax.models import Saccader
 
 REPRESENTATION = "representation"
+READINGS = ("paper", "code")
+REINFORCE_REDUCTIONS = ("mean", "sum")
 LossFn = Callable[..., tuple[jnp.ndarray, tuple[Any, dict[str, jnp.ndarray]]]]
 
 
@@ -71,9 +73,9 @@ def location_loss(model: Saccader,
   targets ranked by the predicted class's logit, the state follows the
   model's own sampled locations, loss averaged over steps.
   """
-  if config.reading not in ("paper", "code"):
+  if config.reading not in READINGS:
     raise ValueError(f"Unknown location-pretraining reading "
-                     f"{config.reading!r}; valid: ('code', 'paper').")
+                     f"{config.reading!r}; valid: {READINGS}.")
   paper = config.reading == "paper"
   ranking = "max_logit" if paper else "predicted_class"
 
@@ -112,9 +114,10 @@ def policy_loss(model: Saccader, config: ml_collections.ConfigDict) -> LossFn:
   REINFORCE term over the S * T log-probabilities; "sum" is eq. 6 as printed,
   S * T times larger next to the cross entropy.
   """
-  if config.reinforce_reduction not in ("mean", "sum"):
+  if config.reinforce_reduction not in REINFORCE_REDUCTIONS:
     raise ValueError(f"Unknown reinforce_reduction "
-                     f"{config.reinforce_reduction!r}; valid: ('mean', 'sum').")
+                     f"{config.reinforce_reduction!r}; valid: "
+                     f"{REINFORCE_REDUCTIONS}.")
 
   def forward(module, images, key):
     logits2d, mixed = module.encode(images, train=True)
@@ -151,9 +154,18 @@ def policy_loss(model: Saccader, config: ml_collections.ConfigDict) -> LossFn:
 
 @dataclasses.dataclass(frozen=True)
 class Stage:
+  """A training stage: its loss, what it trains, and its config fields.
+
+  The field lists tell `config_checks` how to validate `config.stages.<name>`
+  beyond the fields every stage has (learning rate, length, L2).
+  """
   loss: Callable[[Saccader, ml_collections.ConfigDict], LossFn]
   trains_representation: bool
   trains_location: bool
+  choices: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+  glimpse_fields: tuple[str, ...] = ()
+  positive_integer_fields: tuple[str, ...] = ()
+  weight_fields: tuple[str, ...] = ()
 
   def trains(self, part: str) -> bool:
     """Whether this stage trains the top-level parameter subtree `part`."""
@@ -170,8 +182,14 @@ class Stage:
 
 STAGES: dict[str, Stage] = {
     "representation": Stage(representation_loss, True, False),
-    "location": Stage(location_loss, False, True),
-    "policy": Stage(policy_loss, True, True),
+    "location": Stage(location_loss, False, True,
+                      choices={"reading": READINGS},
+                      glimpse_fields=("num_glimpses",)),
+    "policy": Stage(policy_loss, True, True,
+                    choices={"reinforce_reduction": REINFORCE_REDUCTIONS},
+                    glimpse_fields=("num_glimpses",),
+                    positive_integer_fields=("num_trajectories",),
+                    weight_fields=("reinforce_weight", "location_l2_weight")),
 }
 
 

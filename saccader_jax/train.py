@@ -9,22 +9,25 @@ over the global batch because the step sees global arrays.
 from __future__ import annotations
 
 import math
-import os
 import time
 from typing import Any, Optional
 
 from absl import logging
 from clu import metric_writers
 from clu import periodic_actions
+from etils import epath
 from flax.training import train_state
 import jax
 from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from saccader_jax import checkpoints
+from saccader_jax import config_checks
+from saccader_jax import errors
 from saccader_jax import evaluation
 from saccader_jax import models
 from saccader_jax import objectives
@@ -40,41 +43,89 @@ def create_mesh() -> Mesh:
   return Mesh(np.asarray(jax.devices()), ("data",))
 
 
-def check_workdir(workdir: str) -> None:
-  """Fails before any training if workdir cannot hold checkpoints and logs."""
+def check_workdir(workdir: epath.PathLike) -> epath.Path:
+  """Fails before any training if workdir cannot hold checkpoints and logs.
+
+  Returns it as an absolute epath.Path (local, or a URL such as gs://...).
+  """
+  path = checkpoints.absolute_path(workdir)
   try:
-    os.makedirs(workdir, exist_ok=True)
-    probe = os.path.join(workdir, f".write_test_{jax.process_index()}")
-    with open(probe, "w") as f:
-      f.write("ok")
-    os.remove(probe)
-  except OSError as e:
-    raise PermissionError(f"workdir {workdir!r} is not writable: {e}. Choose "
-                          "another --workdir.") from e
+    path.mkdir(parents=True, exist_ok=True)
+    probe = path / f".write_test_{jax.process_index()}"
+    probe.write_text("ok")
+    probe.unlink()
+  except Exception as e:  # pylint: disable=broad-except
+    # Local file systems raise OSError; cloud ones their own errors.
+    raise PermissionError(f"workdir {str(workdir)!r} is not writable: {e}. "
+                          "Choose another --workdir.") from e
+  return path
 
 
-def make_train_step(loss_fn, schedule):
-  """train_step(state, batch, key) -> (state, metrics); key is folded with
-  the step, so one key per stage gives a new key every step."""
+def make_train_step(loss_fn, schedule, skip_nonfinite: bool = False):
+  """train_step(state, batch, key) -> (state, metrics).
+
+  The key is folded with the step, so one key per stage gives a new key every
+  step. Metrics include `grad_norm` and `nonfinite` (1.0 where the loss or the
+  gradient norm is not finite). With skip_nonfinite, such a step leaves
+  parameters, optimizer state and batch statistics as they were and only
+  advances the step; otherwise the caller must stop (see `check_finite`).
+  """
 
   def train_step(state: TrainState, batch, key):
     step_key = jax.random.fold_in(key, state.step)
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-    (_, (batch_stats, metrics)), grads = grad_fn(
+    (loss, (batch_stats, metrics)), grads = grad_fn(
         state.params, state.batch_stats, batch, step_key)
-    metrics = dict(metrics, learning_rate=schedule(state.step))
-    state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
-    return state, metrics
+    grad_norm = optax.global_norm(grads)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    metrics = dict(metrics, learning_rate=schedule(state.step),
+                   grad_norm=grad_norm,
+                   nonfinite=1.0 - finite.astype(jnp.float32))
+    new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+    if skip_nonfinite:
+      new_state = jax.tree_util.tree_map(
+          lambda new, old: jnp.where(finite, new, old),
+          new_state.replace(step=state.step), state).replace(
+              step=new_state.step)
+    return new_state, metrics
 
   return train_step
 
 
-def jit_train_step(loss_fn, schedule, mesh: Mesh):
+def check_finite(stage: str, first_step: int, metrics: list[dict],
+                 last_checkpoint: str) -> None:
+  """Raises DivergenceError at the first step whose loss or gradient norm
+  is not finite; metrics[i] are the fetched metrics of step first_step + i."""
+  for offset, step_metrics in enumerate(metrics):
+    if step_metrics["nonfinite"]:
+      raise errors.DivergenceError(
+          f"Stage {stage!r} diverged at step {first_step + offset}: loss "
+          f"{float(step_metrics['loss'])}, gradient norm "
+          f"{float(step_metrics['grad_norm'])}. No later state was saved; "
+          f"the last finite checkpoint is {last_checkpoint}. Lower "
+          f"config.stages.{stage}.learning_rate, set "
+          "config.optimizer.grad_clip_norm, or set "
+          "config.on_nonfinite='skip' to skip such steps.")
+
+
+def interval_scalars(prefix: str, metrics: list[dict]) -> dict[str, float]:
+  """Means over a logging interval of the finite steps' metrics, and the
+  number of non-finite steps."""
+  finite = [m for m in metrics if not m["nonfinite"]] or metrics
+  scalars = {f"{prefix}/{k}": float(np.mean([m[k] for m in finite]))
+             for k in metrics[0] if k != "nonfinite"}
+  scalars[f"{prefix}/nonfinite_steps"] = float(
+      sum(m["nonfinite"] for m in metrics))
+  return scalars
+
+
+def jit_train_step(loss_fn, schedule, mesh: Mesh,
+                   skip_nonfinite: bool = False):
   """The train step, jitted for a batch split along `data` and a replicated
   state; the state's buffers are donated."""
   replicated = NamedSharding(mesh, P())
   return jax.jit(
-      make_train_step(loss_fn, schedule),
+      make_train_step(loss_fn, schedule, skip_nonfinite),
       in_shardings=(replicated, NamedSharding(mesh, P("data")), replicated),
       out_shardings=(replicated, replicated),
       donate_argnums=(0,))
@@ -101,19 +152,19 @@ def model_state(state: TrainState) -> dict:
 class Trainer:
   """Runs the configured stages in order, resuming where a job left off."""
 
-  def __init__(self, config: ml_collections.ConfigDict, workdir: str):
+  def __init__(self, config: ml_collections.ConfigDict,
+               workdir: epath.PathLike):
+    config_checks.check_config(config, jax.device_count(),
+                               jax.process_count())
     self.config = config
-    self.workdir = workdir
+    self.workdir = check_workdir(workdir)
     self.mesh = create_mesh()
     self.replicated = NamedSharding(self.mesh, P())
     self.data_sharding = NamedSharding(self.mesh, P("data"))
-    if config.batch_size % jax.device_count():
-      raise ValueError(f"batch_size {config.batch_size} is not divisible by "
-                       f"the {jax.device_count()} devices.")
     self.model = models.create_model(config.model)
     self.builder = self._prepare_data()
     self.writer = metric_writers.create_default_writer(
-        os.path.join(workdir, "tensorboard"),
+        self.workdir / "tensorboard",
         just_logging=jax.process_index() > 0)
     self.eval_step = jax.jit(
         evaluation.make_eval_step(self.model, config.eval_glimpses),
@@ -159,23 +210,22 @@ class Trainer:
 
   def initial_state(self, name: str, tx, optimizer_config: dict, manager,
                     key, previous: Optional[dict]) -> tuple[TrainState, int]:
-    """The stage's state and step: its latest checkpoint, else the previous
-    stage's model, else a random initialisation."""
-    abstract = jax.eval_shape(self.init_variables, key)
-    abstract_model = jax.tree_util.tree_map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
-                                       sharding=self.replicated),
-        {"step": jax.ShapeDtypeStruct((), jnp.int32), **abstract})
-    latest = manager.latest_step()
+    """The stage's state and step: its newest checkpoint that restores, else
+    the previous stage's model, else a random initialisation."""
+    abstract = checkpoints.abstract_variables(self.config)
+    abstract_model = checkpoints.with_sharding(
+        {"step": jax.ShapeDtypeStruct((), jnp.int32), **abstract},
+        self.replicated)
+    abstract_opt_state = checkpoints.with_sharding(
+        jax.eval_shape(tx.init, abstract["params"]), self.replicated)
+    restored = checkpoints.restore_latest(manager, abstract_model,
+                                          abstract_opt_state, optimizer_config)
     opt_state = None
-    if latest is not None:
-      restored = checkpoints.restore_model(manager, latest, abstract_model)
-      opt_state = checkpoints.restore_optimizer(
-          manager, latest, jax.eval_shape(tx.init, abstract["params"]),
-          optimizer_config)
-      variables = {"params": restored["params"],
-                   "batch_stats": restored["batch_stats"]}
-      start_step = int(restored["step"])
+    if restored is not None:
+      model, opt_state = restored
+      variables = {"params": model["params"],
+                   "batch_stats": model["batch_stats"]}
+      start_step = int(model["step"])
       logging.info("Stage %s: resuming from step %d.", name, start_step)
     elif previous is not None:
       variables, start_step = previous, 0
@@ -202,7 +252,7 @@ class Trainer:
     tx, schedule = stage_optimizer(config, name, total_steps)
     optimizer_config = config.optimizer.to_dict()
     manager = checkpoints.create_manager(
-        os.path.join(self.workdir, "checkpoints", name),
+        self.workdir / "checkpoints" / name,
         config.keep_checkpoints, config.get("async_checkpoints", True))
     stage_key = jax.random.fold_in(jax.random.key(config.seed), index)
     state, start_step = self.initial_state(name, tx, optimizer_config,
@@ -212,8 +262,9 @@ class Trainer:
       manager.close()
       return model_variables(state)
 
+    skip_nonfinite = config.get("on_nonfinite", "stop") == "skip"
     train_step = jit_train_step(stage.loss(self.model, stage_config),
-                                schedule, self.mesh)
+                                schedule, self.mesh, skip_nonfinite)
     batches = input_pipeline.train_batches(
         config.dataset, self.builder, config.batch_size,
         seed=config.seed + index, start_step=start_step)
@@ -237,17 +288,21 @@ class Trainer:
         state, metrics = train_step(state, batch, stage_key)
       pending.append(metrics)
       last = step == total_steps
-      if step % config.log_every_steps == 0 or last:
-        # The only host sync of the loop: one fetch per logging interval,
-        # before the progress report so that its steps/s are steps done.
+      save = step % config.checkpoint_every_steps == 0 or last
+      if step % config.log_every_steps == 0 or save:
+        # The only host syncs of the loop: one fetch per logging interval
+        # (before the progress report, so that its steps/s are steps done)
+        # and one before each checkpoint, which must hold finite state.
         fetched = jax.device_get(pending)
+        if not skip_nonfinite:
+          check_finite(name, step - len(fetched) + 1, fetched,
+                       checkpoints.describe_latest(manager))
         pending = []
-        self.writer.write_scalars(step, {
-            f"{name}/train/{k}": float(np.mean([m[k] for m in fetched]))
-            for k in fetched[0]})
+        self.writer.write_scalars(step,
+                                  interval_scalars(f"{name}/train", fetched))
       for hook in hooks:
         hook(step)
-      if step % config.checkpoint_every_steps == 0 or last:
+      if save:
         checkpoints.save(manager, step, model_state(state), state.opt_state,
                          optimizer_config, force=last)
       if last or (config.eval_every_steps
@@ -274,22 +329,19 @@ class Trainer:
           f"({self.config.dataset.name}, {time.time() - start:.0f} s)")
       paths = evaluation.save_results(
           results, self.workdir, "test_accuracy",
-          f"Greedy policy, {self.config.dataset.name} test")
-      with open(os.path.join(self.workdir, "test_accuracy.md"), "w") as f:
-        f.write(table + "\n")
+          f"Greedy policy, {self.config.dataset.name} test", table=table)
       print(table)
-      print(f"\nResults: {', '.join(paths)}")
-      print(f"TensorBoard logs: {os.path.join(self.workdir, 'tensorboard')}"
+      print(f"\nResults: {', '.join(map(str, paths))}")
+      print(f"TensorBoard logs: {self.workdir / 'tensorboard'}"
             f"  (tensorboard --logdir {self.workdir})", flush=True)
     self.writer.close()
     return {"variables": variables, "test": results}
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict,
-                       workdir: str) -> dict:
+                       workdir: epath.PathLike) -> dict:
   """Trains config.run_stages in order, then evaluates on the test split.
 
   Returns {"variables": final model variables, "test": accuracies}.
   """
-  check_workdir(workdir)
   return Trainer(config, workdir).run()

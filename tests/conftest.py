@@ -85,7 +85,6 @@ def tiny_train_config(tmp_dir, source_dir=None, canvas_size=36):
   config.dataset.image_size = canvas_size
   config.dataset.num_clutter = 4
   config.dataset.dev_size = 40
-  config.dataset.shuffle_buffer = 64
   rep = config.model.representation
   rep.blocks, rep.planes, rep.strides, rep.kernel3 = (1, 1, 1), (4, 8, 8), (
       2, 2, 1), (1, 1, 1)

@@ -54,9 +54,7 @@ def test_builder_splits_are_deterministic(tmp_path):
   splits = builds[0].info.splits
   assert (splits["train"].num_examples, splits["dev"].num_examples,
           splits["test"].num_examples) == (80, 20, 30)
-  first, second = [
-      list(tfds.as_numpy(b.as_dataset(split="dev", shuffle_files=False)))
-      for b in builds]
+  first, second = [list(b.as_data_source(split="dev")) for b in builds]
   for a, b in zip(first, second):
     np.testing.assert_array_equal(a["image"], b["image"])
     assert a["label"] == b["label"]
@@ -112,8 +110,7 @@ def test_eval_batches_cover_the_split_once_with_padding(tiny_data):
   mask = np.concatenate([b["mask"] for b in batches])
   np.testing.assert_array_equal(mask, np.arange(64) < 60)
   labels = np.concatenate([b["label"] for b in batches])[:60]
-  expected = [int(e["label"]) for e in tfds.as_numpy(
-      builder.as_dataset(split="test", shuffle_files=False))]
+  expected = [int(e["label"]) for e in builder.as_data_source(split="test")]
   np.testing.assert_array_equal(labels, expected)
 
 
@@ -123,8 +120,8 @@ def test_eval_batches_cap_a_sliced_split(tiny_data):
                                              "train[:30]", 8, max_examples=10))
   assert len(batches) == 2
   assert sum(b["mask"].sum() for b in batches) == 10
-  expected = [int(e["label"]) for e in tfds.as_numpy(
-      builder.as_dataset(split="train[:10]", shuffle_files=False))]
+  expected = [int(e["label"]) for e in
+              builder.as_data_source(split="train[:10]")]
   labels = np.concatenate([b["label"] for b in batches])[:10]
   np.testing.assert_array_equal(labels, expected)
 
@@ -141,12 +138,11 @@ def test_imagenet_pipeline_on_mock_data():
   from configs import imagenet_saccader  # pylint: disable=g-import-not-at-top
   config = imagenet_saccader.get_config().dataset
   config.image_size = 64
-  config.shuffle_buffer = 8
   config.train_split = "train[8:]"
   config.dev_split = "train[:8]"
   with tfds.testing.mock_data(num_examples=24,
                               policy=tfds.testing.MockPolicy.USE_CODE):
-    builder = tfds.builder("imagenet2012")
+    builder = tfds.builder("imagenet2012", file_format="array_record")
     batch = next(input_pipeline.train_batches(config, builder, 6, seed=0))
     assert batch["image"].shape == (6, 64, 64, 3)
     assert batch["image"].dtype == np.float32

@@ -201,7 +201,7 @@ def test_unwritable_workdir_fails_before_training(tiny_config, tmp_path):
 def test_unknown_optimizer_fails_with_the_valid_names(tiny_config, tmp_path):
   config = tiny_config.copy_and_resolve_references()
   config.optimizer.name = "adagrad"
-  with pytest.raises(ValueError, match="valid:.*sgd_nesterov"):
+  with pytest.raises(ValueError, match="must be one of.*sgd_nesterov"):
     run_job(config, tmp_path)
 
 

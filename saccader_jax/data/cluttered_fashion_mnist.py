@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
-import os
 
+from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
@@ -38,11 +38,11 @@ INSTALL_HINT = (
     "config.dataset.source_dir to it.")
 
 
-def read_idx(path: str) -> np.ndarray:
+def read_idx(path: epath.PathLike) -> np.ndarray:
   """Reads a (gzipped) IDX file of unsigned bytes into an array."""
-  opener = gzip.open if path.endswith(".gz") else open
-  with opener(path, "rb") as f:
-    data = f.read()
+  data = epath.Path(path).read_bytes()
+  if str(path).endswith(".gz"):
+    data = gzip.decompress(data)
   if data[:2] != b"\x00\x00" or data[2] != 0x08:
     raise ValueError(f"{path} is not an IDX file of unsigned bytes.")
   num_dims = data[3]
@@ -59,16 +59,17 @@ def write_idx(path: str, array: np.ndarray) -> None:
   """Writes a uint8 array as a gzipped IDX file (for tests and tools)."""
   header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
       int(n).to_bytes(4, "big") for n in array.shape)
-  with gzip.open(path, "wb") as f:
-    f.write(header + np.ascontiguousarray(array, np.uint8).tobytes())
+  epath.Path(path).write_bytes(gzip.compress(
+      header + np.ascontiguousarray(array, np.uint8).tobytes()))
 
 
-def find_source_files(source_dir: str | None) -> dict[str, str] | None:
+def find_source_files(
+    source_dir: epath.PathLike | None) -> dict[str, epath.Path] | None:
   """Paths of the four IDX files in source_dir (or Debian's), or None."""
   for directory in (source_dir, DEBIAN_DIR):
-    if directory and all(os.path.exists(os.path.join(directory, f))
+    if directory and all((epath.Path(directory) / f).exists()
                          for f in FILES.values()):
-      return {k: os.path.join(directory, f) for k, f in FILES.items()}
+      return {k: epath.Path(directory) / f for k, f in FILES.items()}
   return None
 
 
@@ -142,7 +143,11 @@ class ClutteredFashionMnist(tfds.core.GeneratorBasedBuilder):
   dev_size items); test is the official test set.
   """
 
-  VERSION = tfds.core.Version("1.0.0")
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {
+      "1.0.0": "TFRecord files.",
+      "1.1.0": "array_record files, for reading examples by index.",
+  }
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
       "Optional: a directory holding the four Fashion-MNIST IDX files "
       f"{sorted(FILES.values())}; {DEBIAN_DIR} is searched too.")
@@ -160,10 +165,10 @@ class ClutteredFashionMnist(tfds.core.GeneratorBasedBuilder):
         supervised_keys=("image", "label"),
         homepage="https://github.com/zalandoresearch/fashion-mnist")
 
-  def _source_files(self, dl_manager) -> dict[str, str]:
+  def _source_files(self, dl_manager) -> dict[str, epath.Path]:
     manual_dir = None
     try:
-      manual_dir = os.fspath(dl_manager.manual_dir)
+      manual_dir = dl_manager.manual_dir
     except (AssertionError, ValueError):  # none given, or it does not exist
       pass
     files = find_source_files(manual_dir)
@@ -174,7 +179,7 @@ class ClutteredFashionMnist(tfds.core.GeneratorBasedBuilder):
           {k: OFFICIAL_URL + f for k, f in FILES.items()})
     except Exception as e:  # no network, or the site is unreachable
       raise FileNotFoundError(INSTALL_HINT.format(dir=manual_dir)) from e
-    return {k: os.fspath(v) for k, v in downloaded.items()}
+    return {k: epath.Path(v) for k, v in downloaded.items()}
 
   def _split_generators(self, dl_manager):
     files = self._source_files(dl_manager)
@@ -208,15 +213,16 @@ class ClutteredFashionMnist(tfds.core.GeneratorBasedBuilder):
                 "item_position": position}
 
 
-def build(data_dir: str, source_dir: str | None = None,
+def build(data_dir: epath.PathLike, source_dir: epath.PathLike | None = None,
           **config_fields) -> ClutteredFashionMnist:
-  """Generates the dataset into data_dir once; later calls reuse it."""
+  """Generates the dataset into data_dir once, as array_record files (random
+  access); later calls reuse it."""
   config = make_builder_config(**config_fields)
   predefined = {c.name: c for c in ClutteredFashionMnist.BUILDER_CONFIGS}
   # TFDS takes a predefined config by name and refuses an equal copy of it.
   builder = ClutteredFashionMnist(
       config=config.name if config == predefined.get(config.name) else config,
-      data_dir=data_dir)
+      data_dir=data_dir, file_format="array_record")
   builder.download_and_prepare(
       download_config=tfds.download.DownloadConfig(
           manual_dir=source_dir, try_download_gcs=False))

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterable, Iterator, Optional, Sequence
 
+from etils import epath
 import jax
+from jax.experimental import multihost_utils
 import ml_collections
 import numpy as np
 import tensorflow as tf
@@ -37,7 +38,7 @@ def _normalize(image: tf.Tensor, config: ml_collections.ConfigDict):
 
 def _cluttered_builder(config: ml_collections.ConfigDict):
   return cluttered_fashion_mnist.build(
-      os.path.expanduser(config.data_dir), config.get("source_dir"),
+      _data_dir(config), config.get("source_dir"),
       canvas_size=config.image_size, num_clutter=config.num_clutter,
       clutter_size=config.clutter_size, dev_size=config.dev_size,
       seed=config.seed)
@@ -53,10 +54,15 @@ def _cluttered_preprocess(example, config, train):
 # a central crop for evaluation.
 
 
-def _imagenet_builder(config: ml_collections.ConfigDict):
+def _data_dir(config: ml_collections.ConfigDict) -> Optional[epath.Path]:
   data_dir = config.get("data_dir")
-  builder = tfds.builder("imagenet2012", data_dir=data_dir and
-                         os.path.expanduser(data_dir))
+  return epath.Path(data_dir).expanduser() if data_dir else None
+
+
+def _imagenet_builder(config: ml_collections.ConfigDict):
+  # array_record: the input pipeline reads examples by index.
+  builder = tfds.builder("imagenet2012", data_dir=_data_dir(config),
+                         file_format="array_record")
   builder.download_and_prepare(
       download_config=tfds.download.DownloadConfig(
           manual_dir=config.get("source_dir")))
@@ -148,13 +154,62 @@ def _thread_options(config: ml_collections.ConfigDict) -> tf.data.Options:
   return options
 
 
-def _read(builder, split: str, spec: DatasetSpec, shuffle_seed=None):
+def data_source(builder: tfds.core.DatasetBuilder, split: str,
+                spec: DatasetSpec) -> Sequence[dict]:
+  """Random access to a split: source[i] is example i, decoded except the
+  images of datasets that decode in `preprocess`."""
+  if builder.info.file_format != tfds.core.FileFormat.ARRAY_RECORD:
+    raise ValueError(
+        f"{builder.info.full_name} in {builder.data_dir} is stored as "
+        f"{builder.info.file_format}; the input pipeline reads examples by "
+        "index and needs array_record files. Prepare the dataset with "
+        "file_format='array_record', or convert it: `tfds convert_format "
+        f"--dataset_dir={builder.data_dir} --out_file_format=array_record`.")
   decoders = ({"image": tfds.decode.SkipDecoding()} if spec.skip_decoding
               else None)
-  read_config = tfds.ReadConfig(shuffle_seed=shuffle_seed)
-  return builder.as_dataset(split=split, decoders=decoders,
-                            shuffle_files=shuffle_seed is not None,
-                            read_config=read_config)
+  return builder.as_data_source(split=split, decoders=decoders)
+
+
+def epoch_order(seed: int, epoch: int, num_examples: int) -> np.ndarray:
+  """The order in which epoch `epoch` visits the examples: a permutation that
+  is a pure function of (seed, epoch)."""
+  return np.random.default_rng([seed, epoch]).permutation(num_examples)
+
+
+def train_indices(seed: int, num_examples: int,
+                  start: int = 0) -> Iterator[tuple[int, int]]:
+  """(position, example index) of an endless stream of shuffled epochs,
+  from stream position `start` on. Reaching position p costs one
+  permutation of p's epoch, whatever p is."""
+  position = start
+  while True:
+    epoch, offset = divmod(position, num_examples)
+    for index in epoch_order(seed, epoch, num_examples)[offset:]:
+      yield position, int(index)
+      position += 1
+
+
+def _signature(example: dict) -> dict:
+  """tf.data's output signature of one example of a data source."""
+  return {
+      "position": tf.TensorSpec((), tf.int64),
+      "example": {k: (tf.TensorSpec((), tf.string) if isinstance(v, bytes)
+                      else tf.TensorSpec(np.shape(v),
+                                         tf.as_dtype(np.asarray(v).dtype)))
+                  for k, v in example.items()}}
+
+
+def _examples(source: Sequence[dict], indices: Iterable[tuple[int, int]],
+              signature: dict) -> tf.data.Dataset:
+  """{"position", "example"} for each (position, index), read from the
+  source by one Python thread; decoding-heavy work belongs in the parallel
+  map that follows."""
+
+  def generate():
+    for position, index in indices:
+      yield {"position": position, "example": source[index]}
+
+  return tf.data.Dataset.from_generator(generate, output_signature=signature)
 
 
 def train_batches(config: ml_collections.ConfigDict,
@@ -162,26 +217,24 @@ def train_batches(config: ml_collections.ConfigDict,
                   seed: int, start_step: int = 0) -> Iterator[Batch]:
   """An endless iterator over this host's share of the training batches.
 
-  The sequence is a function of (seed, process index): a job that restarts at
-  start_step sees the batches an uninterrupted job would have seen.
+  The examples of stream position p are a pure function of (seed, process
+  index, p): each epoch is a seeded permutation of this host's examples and
+  each example's augmentation is seeded by its position. A job that restarts
+  at start_step sees the batches an uninterrupted job would have seen, and
+  reaches them without reading the examples before them.
   """
   spec = _spec(config)
-  split = tfds.split_for_jax_process(config.train_split)
   seed = seed + 1000 * jax.process_index()
-  ds = _read(builder, split, spec, shuffle_seed=seed)
-  if config.get("cache", False):
-    ds = ds.cache()
-  ds = ds.repeat().shuffle(config.shuffle_buffer, seed=seed)
-  # One independent augmentation seed per example, as a function of its
-  # position in the stream.
-  ds = tf.data.Dataset.zip((ds, tf.data.Dataset.random(seed=seed).batch(2)))
-  # Resuming skips the consumed examples before they are decoded or
-  # augmented: batches are fixed-size, so this equals skipping batches.
+  source = data_source(builder, tfds.split_for_jax_process(config.train_split),
+                       spec)
   local_batch = local_batch_size(global_batch_size)
-  ds = ds.skip(start_step * local_batch)
-  ds = ds.map(lambda ex, s: spec.preprocess(
-      dict(ex, seed=tf.cast(s, tf.int32)), config, train=True),
-              num_parallel_calls=tf.data.AUTOTUNE)
+  ds = _examples(source, train_indices(seed, len(source),
+                                       start_step * local_batch),
+                 _signature(source[0]))
+  ds = ds.map(lambda item: spec.preprocess(
+      dict(item["example"], seed=tf.stack([tf.constant(seed, tf.int64),
+                                           item["position"]])),
+      config, train=True), num_parallel_calls=tf.data.AUTOTUNE)
   ds = ds.batch(local_batch, drop_remainder=True)
   ds = ds.prefetch(config.get("prefetch", 2))
   return iter(tfds.as_numpy(ds.with_options(_thread_options(config))))
@@ -198,42 +251,38 @@ def eval_batches(config: ml_collections.ConfigDict,
                  max_examples: Optional[int] = None) -> Iterator[Batch]:
   """This host's share of a split, once, in fixed-size padded batches.
 
-  Every host yields the same number of batches (padding with mask 0), so
-  that the collective eval step runs in lockstep; with several hosts this
-  needs the split sizes from the dataset info.
+  Every host yields the same number of batches, so that the collective eval
+  step runs in lockstep: the hosts agree on the largest share, and a host
+  whose share is used up (or empty) yields batches of zeros with mask 0,
+  shaped from the pipeline's element spec.
   """
   spec = _spec(config)
   local = local_batch_size(global_batch_size)
   # max_examples caps the split (a spec such as "train[:50000]" included);
   # each host reads its share of the cap.
   host_limit = (math.ceil(max_examples / jax.process_count())
-                if max_examples else None)
-  host_splits = [tfds.split_for_jax_process(split, process_index=i,
-                                            process_count=jax.process_count(),
-                                            drop_remainder=False)
-                 for i in range(jax.process_count())]
-  num_batches = None  # one host: until the data runs out
+                if max_examples else math.inf)
+  whole = data_source(builder, split, spec)
+  try:
+    source = data_source(builder, tfds.split_for_jax_process(
+        split, drop_remainder=False), spec)
+  except ValueError:  # TFDS refuses an empty share (fewer examples than hosts)
+    source = []
+  count = min(len(source), host_limit)
+  largest = count
   if jax.process_count() > 1:
-    largest = max(num_examples(builder, s) for s in host_splits)
-    num_batches = math.ceil(min(largest, host_limit or largest) / local)
-  ds = _read(builder, host_splits[jax.process_index()], spec)
-  if host_limit:
-    ds = ds.take(host_limit)
-  ds = ds.map(lambda ex: spec.preprocess(ex, config, train=False),
+    largest = int(np.max(multihost_utils.process_allgather(np.int64(count))))
+  ds = _examples(source, ((i, i) for i in range(count)), _signature(whole[0]))
+  ds = ds.map(lambda item: spec.preprocess(item["example"], config,
+                                           train=False),
               num_parallel_calls=tf.data.AUTOTUNE)
   ds = ds.batch(local).prefetch(config.get("prefetch", 2))
-  iterator = iter(tfds.as_numpy(ds.with_options(_thread_options(config))))
-  template = None
-  index = 0
-  while num_batches is None or index < num_batches:
-    batch = next(iterator, None)
-    if batch is None:
-      if num_batches is None or template is None:
-        return
-      batch = jax.tree_util.tree_map(lambda x: x[:0], template)
-    template = batch
-    index += 1
-    yield pad_batch(batch, local)
+  ds = ds.with_options(_thread_options(config))
+  batches = iter(tfds.as_numpy(ds))
+  empty = {k: np.zeros((0,) + tuple(v.shape[1:]), v.dtype.as_numpy_dtype)
+           for k, v in ds.element_spec.items()}
+  for _ in range(math.ceil(largest / local)):
+    yield pad_batch(next(batches, empty), local)
 
 
 def pad_batch(batch: Batch, size: int) -> Batch:

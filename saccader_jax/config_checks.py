@@ -1,0 +1,209 @@
+"""Checks a whole training config before any data is built or step runs.
+
+Every problem is one line naming the field, its value and what is valid:
+
+    config.stages.location.num_glimpses=200: must be an integer in [1, 81]
+    (the locations of the 9x9 grid of a 64x64 image).
+
+`check_config` raises `ConfigError` with all of them at once, so a job with
+several mistakes fails once, in seconds, instead of after hours of stage 1.
+Registries (stages, models, datasets, optimizers, schedules) are read here,
+not copied, so a new entry is valid as soon as it is registered.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Iterable, Optional, Sequence
+
+import ml_collections
+
+from saccader_jax import errors
+from saccader_jax import losses
+from saccader_jax import models
+from saccader_jax import objectives
+from saccader_jax import optimizers
+from saccader_jax import runtime
+
+NONFINITE_POLICIES = ("stop", "skip")
+
+
+ConfigError = errors.ConfigError
+
+
+class Problems:
+  """Collects one-line problems about config fields."""
+
+  def __init__(self):
+    self.lines: list[str] = []
+
+  def add(self, field: str, value: Any, requirement: str) -> None:
+    self.lines.append(f"config.{field}={value!r}: {requirement}.")
+
+  def choice(self, field: str, value: Any, valid: Iterable[str]) -> bool:
+    valid = sorted(valid)
+    if value not in valid:
+      self.add(field, value, f"must be one of {valid}")
+      return False
+    return True
+
+  def integer(self, field: str, value: Any, low: int,
+              high: Optional[int] = None, why: str = "") -> bool:
+    is_int = (isinstance(value, numbers.Integral)
+              and not isinstance(value, bool))
+    if is_int and low <= value and (high is None or value <= high):
+      return True
+    bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
+    self.add(field, value, f"must be an integer {bound}{why}")
+    return False
+
+  def number(self, field: str, value: Any, low: float = 0.0,
+             strict: bool = False) -> bool:
+    is_number = (isinstance(value, numbers.Real)
+                 and not isinstance(value, bool) and math.isfinite(value))
+    if is_number and (value > low if strict else value >= low):
+      return True
+    self.add(field, value,
+             f"must be a finite number {'>' if strict else '>='} {low}")
+    return False
+
+
+def _grid(config: ml_collections.ConfigDict, problems: Problems):
+  """The model's grid on the configured images, or None (problem recorded)."""
+  if not problems.choice("model.name", config.model.get("name"),
+                         models.MODELS):
+    return None
+  problems.choice("model.dtype", config.model.get("dtype", "float32"),
+                  models.COMPUTE_DTYPES)
+  size = config.dataset.get("image_size")
+  if not problems.integer("dataset.image_size", size, 1):
+    return None
+  # The grid does not depend on the compute dtype, checked above.
+  model_config = config.model.copy_and_resolve_references()
+  with model_config.unlocked():
+    model_config.dtype = "float32"
+  grid = models.create_model(model_config).grid_geometry(size, size)
+  if grid.num_locations == 0 or size < grid.receptive_field:
+    problems.add("dataset.image_size", size,
+                 f"must be at least the receptive field of the model, "
+                 f"{grid.receptive_field} pixels")
+    return None
+  return grid
+
+
+def _glimpses(problems: Problems, field: str, value: Any, grid) -> None:
+  if grid is None:
+    problems.integer(field, value, 1)
+    return
+  problems.integer(
+      field, value, 1, grid.num_locations,
+      f" (the locations of the {grid.grid_height}x{grid.grid_width} grid "
+      f"of a {grid.image_height}x{grid.image_width} image; a location is "
+      "glimpsed at most once)")
+
+
+def _batch_size(problems: Problems, field: str, value: Any,
+                num_devices: int, num_processes: int) -> None:
+  if not problems.integer(field, value, 1):
+    return
+  divisor = math.lcm(num_devices, num_processes)
+  if value % divisor:
+    problems.add(field, value,
+                 f"must be divisible by the {num_devices} devices of "
+                 f"{num_processes} process(es); e.g. "
+                 f"{max(divisor, value - value % divisor)}")
+
+
+def _stage(problems: Problems, config: ml_collections.ConfigDict,
+           name: str, grid) -> None:
+  prefix = f"stages.{name}"
+  stage_config = config.stages[name]
+  problems.number(f"{prefix}.learning_rate",
+                  stage_config.get("learning_rate"), strict=True)
+  steps = stage_config.get("num_steps", 0)
+  epochs = stage_config.get("num_epochs", 0.0)
+  steps_ok = problems.integer(f"{prefix}.num_steps", steps, 0)
+  epochs_ok = problems.number(f"{prefix}.num_epochs", epochs)
+  if steps_ok and epochs_ok and not steps and not epochs:
+    problems.add(f"{prefix}.num_steps", steps,
+                 f"or config.{prefix}.num_epochs must be positive")
+  problems.number(f"{prefix}.l2_weight", stage_config.get("l2_weight", 0.0))
+  problems.choice(f"{prefix}.l2_mode",
+                  stage_config.get("l2_mode", "normalized"), losses.L2_MODES)
+  stage = objectives.get_stage(name)
+  for field, valid in stage.choices.items():
+    problems.choice(f"{prefix}.{field}", stage_config.get(field), valid)
+  for field in stage.glimpse_fields:
+    _glimpses(problems, f"{prefix}.{field}", stage_config.get(field), grid)
+  for field in stage.positive_integer_fields:
+    problems.integer(f"{prefix}.{field}", stage_config.get(field), 1)
+  for field in stage.weight_fields:
+    problems.number(f"{prefix}.{field}", stage_config.get(field))
+
+
+def config_problems(config: ml_collections.ConfigDict, num_devices: int = 1,
+                    num_processes: int = 1) -> list[str]:
+  """Every problem of a training config, one line each ([] if it can run)."""
+  # Imported here: the input pipeline pulls in TensorFlow.
+  from saccader_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
+  problems = Problems()
+  problems.choice("dataset.name", config.dataset.get("name"),
+                  input_pipeline.DATASETS)
+  grid = _grid(config, problems)
+  problems.choice("optimizer.name", config.optimizer.get("name"),
+                  optimizers.OPTIMIZERS)
+  problems.number("optimizer.grad_clip_norm",
+                  config.optimizer.get("grad_clip_norm", 0.0))
+  problems.choice("schedule.name", config.schedule.get("name"),
+                  optimizers.SCHEDULES)
+  _batch_size(problems, "batch_size", config.get("batch_size"), num_devices,
+              num_processes)
+  _batch_size(problems, "eval_batch_size", config.get("eval_batch_size"),
+              num_devices, num_processes)
+  _glimpses(problems, "eval_glimpses", config.get("eval_glimpses"), grid)
+
+  run_stages = config.get("run_stages")
+  if (isinstance(run_stages, str) or not isinstance(run_stages, Sequence)
+      or not run_stages):
+    problems.add("run_stages", run_stages,
+                 f"must be a non-empty tuple of stage names from "
+                 f"{sorted(objectives.STAGES)}")
+    run_stages = ()
+  for name in run_stages:
+    if name not in objectives.STAGES:
+      problems.add("run_stages", tuple(run_stages),
+                   f"{name!r} is not a stage; valid: "
+                   f"{sorted(objectives.STAGES)}")
+      continue
+    if name not in config.stages:
+      problems.add("stages", sorted(config.stages),
+                   f"has no entry for the stage {name!r} in run_stages")
+      continue
+    _stage(problems, config, name, grid)
+  if len(set(run_stages)) != len(run_stages):
+    problems.add("run_stages", tuple(run_stages), "names a stage twice")
+
+  for field in ("log_every_steps", "checkpoint_every_steps",
+                "keep_checkpoints"):
+    problems.integer(field, config.get(field), 1)
+  for field in ("eval_every_steps", "eval_max_examples", "profile_steps"):
+    problems.integer(field, config.get(field, 0), 0)
+  problems.choice("on_nonfinite", config.get("on_nonfinite", "stop"),
+                  NONFINITE_POLICIES)
+  fusions = config.get("cpu_ynn_fusions", "")
+  unknown = sorted(set(k for k in str(fusions).split(",") if k)
+                   - set(runtime.YNN_FUSION_KINDS))
+  if unknown:
+    problems.add("cpu_ynn_fusions", fusions,
+                 f"must be a comma-separated subset of "
+                 f"{list(runtime.YNN_FUSION_KINDS)} or ''")
+  return problems.lines
+
+
+def check_config(config: ml_collections.ConfigDict, num_devices: int = 1,
+                 num_processes: int = 1) -> None:
+  """Raises ConfigError listing every problem of the config."""
+  problems = config_problems(config, num_devices, num_processes)
+  if problems:
+    raise ConfigError(problems)

@@ -1,0 +1,168 @@
+"""Fail fast: every config problem is found before data or a model is built,
+each as one line naming the field, its value and what is valid."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import tiny_train_config
+from saccader_jax import config_checks
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture()
+def config(tmp_path):
+  # No data is written: checking must not need it.
+  return tiny_train_config(str(tmp_path), source_dir=str(tmp_path / "none"))
+
+
+def problems(config, **kwargs):
+  return config_checks.config_problems(config, **kwargs)
+
+
+def test_the_test_and_embedded_configs_are_valid(config):
+  from configs import fashion_mnist_saccader  # pylint: disable=g-import-not-at-top
+  from configs import imagenet_saccader  # pylint: disable=g-import-not-at-top
+  assert problems(config) == []
+  assert problems(fashion_mnist_saccader.get_config()) == []
+  assert problems(imagenet_saccader.get_config(), num_devices=8,
+                  num_processes=2) == []
+
+
+@pytest.mark.parametrize("field, value, expected", [
+    # The tiny config's model sees 36x36 images as a 5x5 grid (25 locations).
+    ("eval_glimpses", 26, "config.eval_glimpses=26: must be an integer in "
+     "[1, 25] (the locations of the 5x5 grid of a 36x36 image"),
+    ("eval_glimpses", 0, "config.eval_glimpses=0: must be an integer in [1, 25]"),
+    ("stages.location.num_glimpses", 200,
+     "config.stages.location.num_glimpses=200: must be an integer in [1, 25]"),
+    ("stages.policy.num_glimpses", 2.5,
+     "config.stages.policy.num_glimpses=2.5: must be an integer in [1, 25]"),
+    ("run_stages", ("representation", "polcy"),
+     "config.run_stages=('representation', 'polcy'): 'polcy' is not a stage; "
+     "valid: ['location', 'policy', 'representation']"),
+    ("run_stages", (), "config.run_stages=(): must be a non-empty tuple"),
+    ("run_stages", ("policy", "policy"), "names a stage twice"),
+    ("dataset.name", "mnist", "config.dataset.name='mnist': must be one of "
+     "['cluttered_fashion_mnist', 'imagenet2012']"),
+    ("model.name", "vit", "config.model.name='vit': must be one of ['saccader']"),
+    ("model.dtype", "float16", "config.model.dtype='float16': must be one of "
+     "['bfloat16', 'float32']"),
+    ("optimizer.name", "adagrad", "config.optimizer.name='adagrad': must be one "
+     "of ['adam', 'adamw', 'lamb', 'lars', 'momentum', 'sgd', 'sgd_nesterov']"),
+    ("schedule.name", "linear", "config.schedule.name='linear': must be one of "
+     "['constant', 'step', 'warmup_cosine']"),
+    ("batch_size", 0, "config.batch_size=0: must be an integer >= 1"),
+    ("eval_batch_size", -4, "config.eval_batch_size=-4: must be an integer >= 1"),
+    ("dataset.image_size", 16, "config.dataset.image_size=16: must be at least "
+     "the receptive field of the model, 17 pixels"),
+    ("stages.location.reading", "book", "config.stages.location.reading='book': "
+     "must be one of ['code', 'paper']"),
+    ("stages.policy.reinforce_reduction", "avg",
+     "config.stages.policy.reinforce_reduction='avg': must be one of "
+     "['mean', 'sum']"),
+    ("stages.representation.l2_mode", "l1",
+     "config.stages.representation.l2_mode='l1': must be one of "
+     "['none', 'normalized', 'plain']"),
+    ("stages.representation.learning_rate", float("nan"),
+     "config.stages.representation.learning_rate=nan: must be a finite number "
+     "> 0.0"),
+    ("stages.policy.learning_rate", 0.0, "must be a finite number > 0.0"),
+    ("stages.location.num_steps", -1,
+     "config.stages.location.num_steps=-1: must be an integer >= 0"),
+    ("stages.policy.num_trajectories", 0,
+     "config.stages.policy.num_trajectories=0: must be an integer >= 1"),
+    ("log_every_steps", 0, "config.log_every_steps=0: must be an integer >= 1"),
+    ("keep_checkpoints", 0, "config.keep_checkpoints=0: must be an integer >= 1"),
+    ("on_nonfinite", "ignore", "config.on_nonfinite='ignore': must be one of "
+     "['skip', 'stop']"),
+    ("cpu_ynn_fusions", "dot,conv", "config.cpu_ynn_fusions='dot,conv': must be "
+     "a comma-separated subset of ['dot', 'eltwise', 'reduce']"),
+])
+def test_each_bad_field_is_one_line_naming_it(config, field, value, expected):
+  *parents, name = field.split(".")
+  node = config
+  for parent in parents:
+    node = node[parent]
+  with node.ignore_type():
+    node[name] = value
+  found = problems(config)
+  assert len(found) == 1, found
+  assert expected in found[0], found[0]
+  assert "\n" not in found[0]
+
+
+def test_a_stage_needs_a_length(config):
+  config.stages.location.num_steps = 0
+  config.stages.location.num_epochs = 0.0
+  assert problems(config) == [
+      "config.stages.location.num_steps=0: or "
+      "config.stages.location.num_epochs must be positive."]
+
+
+def test_batch_sizes_must_split_over_the_devices(config):
+  config.batch_size = 12
+  found = problems(config, num_devices=8)
+  assert found == ["config.batch_size=12: must be divisible by the 8 devices "
+                   "of 1 process(es); e.g. 8."]
+  config.batch_size = 16
+  config.eval_batch_size = 32
+  assert problems(config, num_devices=8) == []
+  assert problems(config, num_devices=4, num_processes=2) == []
+
+
+def test_only_the_stages_that_run_are_checked(config):
+  config.run_stages = ("representation",)
+  config.stages.policy.num_glimpses = 1000
+  assert problems(config) == []
+
+
+def test_all_problems_are_reported_at_once(config):
+  config.eval_glimpses = 100
+  config.optimizer.name = "adagrad"
+  config.stages.location.reading = "book"
+  with pytest.raises(config_checks.ConfigError) as error:
+    config_checks.check_config(config)
+  assert len(error.value.problems) == 3
+  assert isinstance(error.value, ValueError)
+
+
+def run_main(workdir, *overrides, data_dir=None, timeout=300):
+  config = "configs/fashion_mnist_saccader.py"
+  if data_dir is not None:
+    config = f"tests/tiny_config.py:{data_dir}"
+  return subprocess.run(
+      [sys.executable, "-m", "saccader_jax.main", f"--config={config}",
+       f"--workdir={workdir}", *overrides],
+      cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+      env=dict(os.environ, JAX_PLATFORMS="cpu"))
+
+
+# The issue's three config errors that used to train stage 1 first (or not
+# fail at all), on the embedded config, as a user would type them.
+@pytest.mark.parametrize("override, message", [
+    ("--config.eval_glimpses=100",
+     "Config error: config.eval_glimpses=100: must be an integer in [1, 81] "
+     "(the locations of the 9x9 grid of a 64x64 image"),
+    ("--config.stages.location.num_glimpses=200",
+     "Config error: config.stages.location.num_glimpses=200: must be an "
+     "integer in [1, 81]"),
+    ("--config.run_stages=('representation','polcy')",
+     "Config error: config.run_stages=('representation', 'polcy'): 'polcy' is "
+     "not a stage"),
+])
+def test_main_fails_fast_on_config_errors(tmp_path, override, message):
+  workdir = tmp_path / "workdir"
+  result = run_main(workdir, override,
+                    "--config.dataset.data_dir=" + str(tmp_path / "tfds"))
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert message in result.stderr
+  lines = [l for l in result.stderr.splitlines() if "Config error" in l]
+  assert len(lines) == 1, result.stderr[-2000:]
+  assert "Traceback" not in result.stderr
+  # Nothing was built or trained: no data set, no workdir.
+  assert not (tmp_path / "tfds").exists()
+  assert not workdir.exists()
