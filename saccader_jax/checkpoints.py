@@ -76,8 +76,8 @@ def describe_latest(manager: ocp.CheckpointManager) -> str:
   manager.wait_until_finished()
   step = manager.latest_step()
   if step is None:
-    return (f"none in {manager.directory} (the stage restarts from the "
-            "previous stage's model)")
+    return (f"none: {manager.directory} is empty, and a rerun starts the "
+            "stage afresh")
   return str(manager.directory / str(step))
 
 

@@ -4,6 +4,7 @@ Config fields can be overridden on the command line, e.g.
   --config.optimizer.name=adamw --config.stages.policy.num_steps=100
 """
 
+import gc
 import os
 import sys
 
@@ -37,12 +38,17 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   try:
     run(FLAGS.config, FLAGS.workdir)
+    return
   except errors.JobError as e:
     # The message says it all; a traceback would bury it.
     kind = "Config error" if isinstance(e, errors.ConfigError) else "Error"
     for line in str(e).splitlines():
       print(f"{kind}: {line}", file=sys.stderr, flush=True)
-    sys.exit(e.exit_code)
+    exit_code = e.exit_code
+  # Release the failed stage's input pipeline (its Python generator) while
+  # the interpreter is still whole.
+  gc.collect()
+  sys.exit(exit_code)
 
 
 def run(config, workdir: str) -> None:

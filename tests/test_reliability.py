@@ -1,0 +1,168 @@
+"""What a pod job meets, through `python -m saccader_jax.main`: divergence,
+damaged checkpoints, and a restart on another number of devices."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import tiny_train_config
+from saccader_jax import checkpoints
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_main(data_dir, workdir, *overrides, devices=1, timeout=600):
+  """The tiny config's job in a fresh process; returns the CompletedProcess."""
+  env = dict(os.environ, JAX_PLATFORMS="cpu",
+             XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+  return subprocess.run(
+      [sys.executable, "-m", "saccader_jax.main",
+       f"--config=tests/tiny_config.py:{data_dir}", f"--workdir={workdir}",
+       *overrides], cwd=ROOT, capture_output=True, text=True,
+      timeout=timeout, env=env)
+
+
+def error_lines(result):
+  return [l for l in result.stderr.splitlines() if l.startswith("Error: ")]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  """The tiny config's data, generated once for the module's jobs."""
+  directory = str(tmp_path_factory.mktemp("data"))
+  from saccader_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
+  input_pipeline.get_builder(tiny_train_config(directory).dataset)
+  return directory
+
+
+def steps_of(workdir, stage):
+  directory = os.path.join(workdir, "checkpoints", stage)
+  return sorted(int(d) for d in os.listdir(directory) if d.isdigit())
+
+
+def finite(tree):
+  return all(np.isfinite(x).all() for x in jax.tree_util.tree_leaves(tree))
+
+
+ONE_STAGE = ("--config.run_stages=('representation',)",
+             "--config.checkpoint_every_steps=2")
+
+
+@pytest.mark.slow
+def test_divergence_stops_the_stage_and_keeps_the_last_finite_checkpoint(
+    data_dir, tmp_path):
+  workdir = str(tmp_path / "workdir")
+  result = run_main(data_dir, workdir, "--config.run_stages=('representation',)",
+                    "--config.checkpoint_every_steps=1",
+                    "--config.stages.representation.num_steps=8",
+                    "--config.stages.representation.learning_rate=1e8")
+  assert result.returncode == 1, result.stderr[-3000:]
+  lines = error_lines(result)
+  assert len(lines) == 1, result.stderr[-3000:]
+  assert "Traceback" not in result.stderr
+  (line,) = lines
+  assert "Stage 'representation' diverged at step " in line
+  step = int(line.split("diverged at step ")[1].split(":")[0])
+  saved = steps_of(workdir, "representation")
+  assert saved and max(saved) < step
+  last = os.path.join(workdir, "checkpoints", "representation",
+                      str(max(saved)))
+  assert f"the last finite checkpoint is {last}." in line
+  # No test table: a diverged job evaluates nothing.
+  assert not os.path.exists(os.path.join(workdir, "test_accuracy.json"))
+  config = tiny_train_config(data_dir)
+  variables = checkpoints.load_variables(workdir, config,
+                                         stage="representation")
+  assert finite(variables)
+
+
+@pytest.mark.slow
+def test_damaged_newest_checkpoint_is_set_aside_and_an_older_one_resumes(
+    data_dir, tmp_path):
+  workdir = str(tmp_path / "workdir")
+  first = run_main(data_dir, workdir, *ONE_STAGE,
+                   "--config.stages.representation.num_steps=4")
+  assert first.returncode == 0, first.stderr[-3000:]
+  assert steps_of(workdir, "representation") == [2, 4]
+  newest = os.path.join(workdir, "checkpoints", "representation", "4")
+  damaged_files = 0
+  for root, _, files in os.walk(newest):
+    for name in files:
+      with open(os.path.join(root, name), "wb") as f:
+        f.write(b"\xff\xfe damaged \x00" * 7)
+      damaged_files += 1
+  assert damaged_files
+
+  second = run_main(data_dir, workdir, *ONE_STAGE,
+                    "--config.stages.representation.num_steps=6")
+  assert second.returncode == 0, second.stderr[-3000:]
+  assert "cannot be restored" in second.stderr
+  assert "Moved damaged checkpoint" in second.stderr
+  assert "resuming from step 2" in second.stderr
+  assert steps_of(workdir, "representation") == [2, 4, 6]
+  aside = os.listdir(os.path.join(workdir, "checkpoints",
+                                  checkpoints.DAMAGED))
+  assert len(aside) == 1 and aside[0].startswith("representation-4-")
+  # Kept, not deleted: still the damaged bytes.
+  kept = os.path.join(workdir, "checkpoints", checkpoints.DAMAGED, aside[0])
+  assert any(b"damaged" in open(os.path.join(r, f), "rb").read()
+             for r, _, fs in os.walk(kept) for f in fs)
+  results = json.loads(open(os.path.join(workdir, "test_accuracy.json")).read())
+  assert results["count"] == 60
+
+
+@pytest.mark.slow
+def test_no_restorable_checkpoint_fails_with_the_directory_and_reason(
+    data_dir, tmp_path):
+  workdir = str(tmp_path / "workdir")
+  first = run_main(data_dir, workdir, *ONE_STAGE,
+                   "--config.stages.representation.num_steps=4")
+  assert first.returncode == 0, first.stderr[-3000:]
+  stage_dir = os.path.join(workdir, "checkpoints", "representation")
+  for root, _, files in os.walk(stage_dir):
+    for name in files:
+      with open(os.path.join(root, name), "wb") as f:
+        f.write(b"\xff garbage")
+  second = run_main(data_dir, workdir, *ONE_STAGE,
+                    "--config.stages.representation.num_steps=6")
+  assert second.returncode == 1
+  (line,) = error_lines(second)
+  assert f"No checkpoint in {stage_dir} can be restored (steps [4, 2])" in line
+  assert "step 4, fails with" in line
+  assert steps_of(workdir, "representation") == [2, 4]  # nothing moved
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("first_devices, second_devices", [(8, 1), (1, 8)])
+def test_a_job_resumes_on_another_number_of_devices(data_dir, tmp_path,
+                                                    first_devices,
+                                                    second_devices):
+  workdir = str(tmp_path / "workdir")
+  stages = ("--config.run_stages=('representation','location')",
+            "--config.checkpoint_every_steps=2")
+  first = run_main(data_dir, workdir, *stages,
+                   "--config.stages.representation.num_steps=2",
+                   "--config.stages.location.num_steps=2",
+                   devices=first_devices)
+  assert first.returncode == 0, first.stderr[-3000:]
+  assert f"{first_devices} local / {first_devices} global devices" in (
+      first.stderr)
+  second = run_main(data_dir, workdir, *stages,
+                    "--config.stages.representation.num_steps=4",
+                    "--config.stages.location.num_steps=4",
+                    devices=second_devices)
+  assert second.returncode == 0, second.stderr[-3000:]
+  assert "Stage representation: resuming from step 2." in second.stderr
+  assert "Stage location: resuming from step 2." in second.stderr
+  assert steps_of(workdir, "location") == [2, 4]
+  # And the final model loads here, on this test's one device.
+  variables = checkpoints.load_variables(workdir, tiny_train_config(data_dir),
+                                         stage="location")
+  assert finite(variables)
+  assert {d for x in jax.tree_util.tree_leaves(variables)
+          for d in x.devices()} == set(jax.devices())
