@@ -9,6 +9,7 @@ import pytest
 
 from conftest import tiny_train_config
 from conftest import with_unit_bn_scales
+from saccader_jax import errors
 from saccader_jax import models
 from saccader_jax import objectives
 from saccader_jax import train
@@ -236,3 +237,40 @@ def test_stage1_loss_decreases_on_the_embedded_data(tmp_path):
     losses.append(float(metrics["loss"]))
   first, last = np.mean(losses[:8]), np.mean(losses[-8:])
   assert last < first - 0.15, losses
+
+
+def test_nonfinite_step_is_skipped_or_reported(tiny_config,
+                                               tiny_variables_and_batch):
+  variables, batch = tiny_variables_and_batch
+  poisoned = dict(batch, image=batch["image"].at[0, 0, 0, 0].set(jnp.nan))
+  model = models.create_model(tiny_config.model)
+  tx, schedule = train.stage_optimizer(tiny_config, "policy", 10)
+  state = train.TrainState.create(
+      apply_fn=model.apply, params=variables["params"],
+      batch_stats=variables["batch_stats"], tx=tx)
+  loss_fn = objectives.get_stage("policy").loss(model,
+                                                tiny_config.stages.policy)
+  skipping = jax.jit(train.make_train_step(loss_fn, schedule,
+                                           skip_nonfinite=True))
+  skipped, metrics = skipping(state, poisoned, jax.random.key(0))
+  assert float(metrics["nonfinite"]) == 1.0
+  assert int(skipped.step) == 1
+  assert_trees_equal(skipped.params, state.params)
+  assert_trees_equal(skipped.opt_state, state.opt_state)
+  assert_trees_equal(skipped.batch_stats, state.batch_stats)
+  moved, metrics = skipping(skipped, batch, jax.random.key(0))
+  assert float(metrics["nonfinite"]) == 0.0
+  assert np.isfinite(float(metrics["grad_norm"]))
+  assert trees_differ(moved.params, state.params)
+
+  stopping = jax.jit(train.make_train_step(loss_fn, schedule))
+  _, metrics = stopping(state, poisoned, jax.random.key(0))
+  fetched = jax.device_get([{"nonfinite": 0.0, "loss": 1.0, "grad_norm": 1.0},
+                            metrics])
+  with pytest.raises(errors.DivergenceError,
+                     match=r"Stage 'policy' diverged at step 8: loss nan.*"
+                     r"last finite checkpoint is DIR/6\."):
+    train.check_finite("policy", 7, fetched, "DIR/6")
+  scalars = train.interval_scalars("policy/train", fetched)
+  assert scalars["policy/train/nonfinite_steps"] == 1.0
+  assert scalars["policy/train/loss"] == 1.0  # the finite steps' mean
