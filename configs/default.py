@@ -42,7 +42,11 @@ def get_config() -> ml_collections.ConfigDict:
                        num_glimpses=12,
                        # paper: targets by max logit, teacher forcing;
                        # code: the original implementation's variant.
-                       reading="paper"),
+                       reading="paper",
+                       # The frozen representation's batch norm: "inference"
+                       # (moving averages) or "batch" (the batch's
+                       # statistics, as the original code's stage 2).
+                       frozen_representation_bn="inference"),
       "policy": dict(l2, num_epochs=120.0, num_steps=0, learning_rate=0.01,
                      num_glimpses=6, num_trajectories=2,
                      plus_minus_one_rewards=False, location_l2_weight=8e-5,

@@ -129,6 +129,8 @@ def _stage(problems: Problems, config: ml_collections.ConfigDict,
     problems.add(f"{prefix}.num_steps", steps,
                  f"or config.{prefix}.num_epochs must be positive")
   problems.number(f"{prefix}.l2_weight", stage_config.get("l2_weight", 0.0))
+  if stage_config.get("grad_clip_norm") is not None:
+    problems.number(f"{prefix}.grad_clip_norm", stage_config.grad_clip_norm)
   problems.choice(f"{prefix}.l2_mode",
                   stage_config.get("l2_mode", "normalized"), losses.L2_MODES)
   stage = objectives.get_stage(name)

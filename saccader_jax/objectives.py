@@ -23,6 +23,9 @@ from saccader_jax.models import Saccader
 
 REPRESENTATION = "representation"
 READINGS = ("paper", "code")
+# How stage 2 normalises the frozen representation: with its moving averages
+# (inference mode), or with the batch's statistics as the original code does.
+FROZEN_REPRESENTATION_BN = ("inference", "batch")
 REINFORCE_REDUCTIONS = ("mean", "sum")
 LossFn = Callable[..., tuple[jnp.ndarray, tuple[Any, dict[str, jnp.ndarray]]]]
 
@@ -68,6 +71,10 @@ def location_loss(model: Saccader,
                   config: ml_collections.ConfigDict) -> LossFn:
   """Stage 2, eq. 5: location pretraining with the representation frozen.
 
+  config.frozen_representation_bn = "inference" runs the frozen
+  representation with its moving averages; "batch" with the batch's
+  statistics (the original code). Neither updates its parameters or
+  averages.
   config.reading = "paper": targets ranked by each location's maximum logit,
   teacher-forced state, -sum_t log pi. "code" (the original implementation):
   targets ranked by the predicted class's logit, the state follows the
@@ -78,10 +85,13 @@ def location_loss(model: Saccader,
                      f"{config.reading!r}; valid: {READINGS}.")
   paper = config.reading == "paper"
   ranking = "max_logit" if paper else "predicted_class"
+  batch_statistics = config.get("frozen_representation_bn",
+                                "inference") == "batch"
 
   def forward(module, images, key):
-    logits2d, mixed = module.encode(images, train=True,
-                                    freeze_representation=True)
+    logits2d, mixed = module.encode(
+        images, train=True, freeze_representation=True,
+        frozen_batch_statistics=batch_statistics)
     targets = losses.location_targets(logits2d, config.num_glimpses, ranking)
     if paper:
       out = module.glimpse(logits2d, mixed, config.num_glimpses,
@@ -91,8 +101,11 @@ def location_loss(model: Saccader,
     return out, targets
 
   def loss_fn(params, batch_stats, batch, key):
-    (out, targets), batch_stats = _apply(model, params, batch_stats,
-                                         batch["image"], key, method=forward)
+    (out, targets), new_stats = _apply(model, params, batch_stats,
+                                       batch["image"], key, method=forward)
+    # Frozen: the representation's moving averages stay as stage 1 left them.
+    batch_stats = {**new_stats,
+                   REPRESENTATION: batch_stats[REPRESENTATION]}
     pretraining = losses.location_pretraining_loss(
         out.location_logits, targets, average_over_steps=not paper).mean()
     l2 = losses.l2_penalty(location_params(params), config.l2_weight,
@@ -183,7 +196,9 @@ class Stage:
 STAGES: dict[str, Stage] = {
     "representation": Stage(representation_loss, True, False),
     "location": Stage(location_loss, False, True,
-                      choices={"reading": READINGS},
+                      choices={"reading": READINGS,
+                               "frozen_representation_bn":
+                                   FROZEN_REPRESENTATION_BN},
                       glimpse_fields=("num_glimpses",)),
     "policy": Stage(policy_loss, True, True,
                     choices={"reinforce_reduction": REINFORCE_REDUCTIONS},

@@ -131,12 +131,23 @@ def jit_train_step(loss_fn, schedule, mesh: Mesh,
       donate_argnums=(0,))
 
 
+def stage_optimizer_config(config: ml_collections.ConfigDict,
+                           name: str) -> ml_collections.ConfigDict:
+  """config.optimizer, with the stage's own grad_clip_norm if it sets one."""
+  optimizer_config = config.optimizer.copy_and_resolve_references()
+  clip = config.stages[name].get("grad_clip_norm")
+  if clip is not None:
+    optimizer_config.grad_clip_norm = clip
+  return optimizer_config
+
+
 def stage_optimizer(config: ml_collections.ConfigDict, name: str,
                     total_steps: int):
   """(optimizer, schedule) of stage `name`: frozen parameters get no update."""
   schedule = optimizers.create_learning_rate_schedule(
       config.schedule, config.stages[name].learning_rate, total_steps)
-  tx = optimizers.create_optimizer(config.optimizer, schedule,
+  tx = optimizers.create_optimizer(stage_optimizer_config(config, name),
+                                   schedule,
                                    objectives.get_stage(name).trainable_mask)
   return tx, schedule
 
@@ -250,7 +261,7 @@ class Trainer:
     stage = objectives.get_stage(name)
     total_steps = self.stage_steps(stage_config)
     tx, schedule = stage_optimizer(config, name, total_steps)
-    optimizer_config = config.optimizer.to_dict()
+    optimizer_config = stage_optimizer_config(config, name).to_dict()
     manager = checkpoints.create_manager(
         self.workdir / "checkpoints" / name,
         config.keep_checkpoints, config.get("async_checkpoints", True))

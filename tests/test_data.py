@@ -151,3 +151,30 @@ def test_imagenet_pipeline_on_mock_data():
                                              config.test_split, 10))
   assert all(b["image"].shape == (10, 64, 64, 3) for b in evals)
   assert sum(b["mask"].sum() for b in evals) == 24  # the mock split's size
+
+
+@pytest.mark.parametrize("height, width, size, side", [
+    (246, 246, 224, 224),   # 224 / 246 of the shorter side
+    (300, 400, 224, 273),   # int(0.9106 * 300)
+    (500, 375, 224, 341),
+    (400, 300, 331, 272),   # 331 / (331 + 33)
+])
+def test_eval_central_crop_is_the_original_fraction(height, width, size, side):
+  window = input_pipeline.central_crop_window(height, width, size).numpy()
+  assert list(window[2:]) == [side, side]
+  y, x = window[:2]
+  assert (y, x) == ((height - side + 1) // 2, (width - side + 1) // 2)
+  assert abs(side / min(height, width) - size / (size + size // 10)) < 0.005
+
+
+def test_eval_central_crop_resizes_that_window_bicubically():
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  image = rng.integers(0, 256, size=(60, 80, 3)).astype(np.uint8)
+  jpeg = tf.io.encode_jpeg(image, quality=100)
+  got = input_pipeline._central_crop(jpeg, 32).numpy()
+  side = int(32 / 35 * 60)  # 54
+  y, x = (60 - side + 1) // 2, (80 - side + 1) // 2
+  decoded = tf.io.decode_jpeg(jpeg).numpy()[y:y + side, x:x + side]
+  expected = tf.image.resize(decoded, [32, 32], method="bicubic").numpy()
+  np.testing.assert_allclose(got, expected, atol=1e-3)

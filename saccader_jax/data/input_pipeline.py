@@ -85,15 +85,23 @@ def _inception_crop(image_bytes, size, seed):
   return _decode_crop_resize(image_bytes, window, size)
 
 
-def _central_crop(image_bytes, size, crop_padding=32):
-  shape = tf.image.extract_jpeg_shape(image_bytes)
-  height, width = shape[0], shape[1]
-  side = tf.cast(size / (size + crop_padding) *
-                 tf.cast(tf.minimum(height, width), tf.float32), tf.int32)
+def central_crop_window(height, width, size):
+  """[y, x, side, side] of the evaluation crop, as the original pipeline:
+  side = size / (size + size // 10) of the shorter side (224/246 = 0.911 at
+  224), centred."""
+  fraction = size / (size + size // 10)
+  side = tf.cast(fraction * tf.cast(tf.minimum(height, width), tf.float32),
+                 tf.int32)
   side = tf.maximum(side, 1)
-  window = tf.stack([(height - side + 1) // 2, (width - side + 1) // 2, side,
-                     side])
-  return _decode_crop_resize(image_bytes, window, size)
+  return tf.stack([(height - side + 1) // 2, (width - side + 1) // 2, side,
+                   side])
+
+
+def _central_crop(image_bytes, size):
+  shape = tf.image.extract_jpeg_shape(image_bytes)
+  return _decode_crop_resize(image_bytes,
+                             central_crop_window(shape[0], shape[1], size),
+                             size)
 
 
 def _imagenet_preprocess(example, config, train):

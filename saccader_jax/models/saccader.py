@@ -69,21 +69,29 @@ class Saccader(nn.Module):
     return self.representation(images, train=train)
 
   def encode(self, images: jnp.ndarray, train: bool = False,
-             freeze_representation: bool = False
+             freeze_representation: bool = False,
+             frozen_batch_statistics: bool = False
              ) -> tuple[jnp.ndarray, jnp.ndarray]:
     """Everything before the cell, computed once per image.
 
     Args:
       images: [batch, height, width, channels] float images.
       train: batch norm uses batch statistics and updates its averages.
-      freeze_representation: the representation network runs in inference
-        mode and its outputs carry no gradient (location pretraining).
+      freeze_representation: the representation network's outputs carry no
+        gradient (location pretraining); it runs in inference mode unless
+        frozen_batch_statistics.
+      frozen_batch_statistics: with train and freeze_representation, the
+        frozen representation normalises with the batch's statistics, as the
+        original implementation's stage 2 does. Its moving averages are then
+        updated in the returned collection; callers that freeze it discard
+        those updates.
 
     Returns:
       (logits2d [batch, h, w, classes], mixed features F [batch, h, w, d]).
     """
-    rep = self.representation(images,
-                              train=train and not freeze_representation)
+    rep = self.representation(
+        images, train=train and (not freeze_representation
+                                 or frozen_batch_statistics))
     if freeze_representation:
       rep = bagnet.stop_gradient(rep)
     where = self.attention(rep.features2d, train=train)
