@@ -39,3 +39,17 @@ def test_benchmark_train_prints_its_tables(tmp_path):
   for stage in ("representation", "location", "policy"):
     assert f"Fashion-MNIST 64px: stage {stage}" in out
   assert "Flax ResNet-50" in out and "headroom" in out
+
+
+@pytest.mark.slow
+def test_benchmark_resume_prints_its_table(tmp_path):
+  source = os.path.join(str(tmp_path), "idx")
+  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+  from conftest import write_fake_fashion_mnist  # pylint: disable=g-import-not-at-top
+  write_fake_fashion_mnist(source, num_train=300)
+  out = run("experiments/benchmark_resume.py", "--repeats=1",
+            f"--data_dir={tmp_path}/tfds", f"--source_dir={source}",
+            "--dev_size=40", "--image_size=36")
+  assert "| resume at epoch | step | time to first batch (ms) |" in out
+  assert "| 100 | 200 |" in out  # 260 examples: 2 steps of 128 per epoch
+  assert "Epoch 100 / epoch 1:" in out

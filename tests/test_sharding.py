@@ -73,3 +73,35 @@ def test_two_processes_match_one_process(one_device, tmp_path):
   two = load(out)
   assert int(two["devices"]) == 4  # 2 processes x 2 devices
   assert_same_step(one_device, two)
+
+
+EVAL_HELPER = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                           "eval_on_two_hosts.py")
+
+
+@pytest.mark.slow
+def test_a_host_with_no_eval_examples_joins_every_eval_step(tmp_path):
+  from conftest import tiny_train_config  # pylint: disable=g-import-not-at-top
+  from saccader_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
+  data_dir = str(tmp_path / "data")
+  input_pipeline.get_builder(tiny_train_config(data_dir).dataset)
+  env = dict(os.environ, JAX_PLATFORMS="cpu",
+             XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  outs = {}
+  for processes in (1, 2):
+    outs[processes] = str(tmp_path / f"{processes}.npz")
+    address = f"localhost:{free_port()}"
+    commands = [[sys.executable, EVAL_HELPER, f"--data_dir={data_dir}",
+                 f"--out={outs[processes]}",
+                 f"--coordinator_address={address}",
+                 f"--num_processes={processes}", f"--process_id={i}"]
+                for i in range(processes)]
+    for process in [subprocess.Popen(c, env=env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True)
+                    for c in commands]:
+      finish(process, timeout=300)
+  one, two = load(outs[1]), load(outs[2])
+  assert int(two["processes"]) == 2
+  assert int(one["count"]) == int(two["count"]) == 1
+  for key in ("top1", "top5", "bagnet_top1", "nonfinite"):
+    np.testing.assert_array_equal(one[key], two[key], err_msg=key)

@@ -1,0 +1,50 @@
+"""Evaluates a split of one example on every process of a job; writes the
+results. Run by tests/test_sharding.py as two processes:
+
+  python tests/eval_on_two_hosts.py --data_dir=DIR --out=FILE
+      --coordinator_address=localhost:PORT --num_processes=2 --process_id=I
+
+With one example and two hosts, host 1's share is empty: it must still take
+part in every collective eval step.
+"""
+
+import os
+import sys
+
+from absl import app
+from absl import flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import jax  # pylint: disable=g-import-not-at-top
+import numpy as np
+
+flags.DEFINE_string("data_dir", None, "The tiny config's data directory.")
+flags.DEFINE_string("out", None, "Where process 0 writes its .npz.")
+flags.DEFINE_string("split", "test[:1]", "The split to evaluate.")
+flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
+flags.DEFINE_integer("num_processes", 1, "Processes in the job.")
+flags.DEFINE_integer("process_id", 0, "This process's index.")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  del argv
+  if FLAGS.num_processes > 1:
+    jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
+                               FLAGS.process_id)
+  from conftest import tiny_train_config  # pylint: disable=g-import-not-at-top
+  from saccader_jax import train  # pylint: disable=g-import-not-at-top
+  config = tiny_train_config(FLAGS.data_dir)
+  trainer = train.Trainer(config, os.path.join(FLAGS.data_dir, "workdir"))
+  variables = trainer.init_variables(jax.random.key(0))
+  results = trainer.evaluate(variables, FLAGS.split)
+  if jax.process_index() == 0:
+    np.savez(FLAGS.out, processes=jax.process_count(),
+             **{k: np.asarray(v) for k, v in results.items()})
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required(["data_dir", "out"])
+  app.run(main)
