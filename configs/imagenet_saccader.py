@@ -52,6 +52,15 @@ def get_config() -> ml_collections.ConfigDict:
       "prefetch": 4,
   })
   config.model = get_model_config()
+  # As the original code's stage 2: the frozen BagNet normalises with the
+  # batch's statistics.
+  config.stages.location.frozen_representation_bn = "batch"
+  # Eq. 5 sums the NLL of T = 12 steps over unnormalised policy logits: at
+  # learning rate 0.1 location pretraining blew up on the embedded data (NLL
+  # ~1e7, location weights x20-200) once stage 1 had trained; clipping the
+  # gradient's global norm to 1 kept it stable at the same rate
+  # (tests/test_stability.py).
+  config.stages.location.grad_clip_norm = 1.0
   config.batch_size = 1024
   config.eval_batch_size = 1024
   config.log_every_steps = 200

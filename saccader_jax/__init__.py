@@ -1,5 +1,6 @@
 """Saccader: hard visual attention (Elsayed, Kornblith & Le, NeurIPS 2019)."""
 
+from saccader_jax.checkpoints import load_variables
 from saccader_jax.models import create_model
 from saccader_jax.models import Saccader
 from saccader_jax.models import SaccaderOutput
@@ -8,4 +9,4 @@ from saccader_jax.policy import Policy
 from saccader_jax.policy import PolicyOutput
 
 __all__ = ["Policy", "PolicyOutput", "Saccader", "SaccaderOutput",
-           "create_model", "make_policy"]
+           "create_model", "load_variables", "make_policy"]

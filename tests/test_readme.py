@@ -8,15 +8,44 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_readme_policy_snippet_runs():
+def snippet(name):
   with open(os.path.join(ROOT, "README.md")) as f:
     readme = f.read()
-  match = re.search(r"<!-- policy-snippet -->\s*```python\n(.*?)```", readme,
-                    re.S)
-  assert match, "README lost its policy snippet"
-  result = subprocess.run([sys.executable, "-c", match.group(1)], cwd=ROOT,
+  match = re.search(rf"<!-- {name} -->\s*```python\n(.*?)```", readme, re.S)
+  assert match, f"README lost its {name}"
+  return match.group(1)
+
+
+def run_snippet(code):
+  result = subprocess.run([sys.executable, "-c", code], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr
-  lines = result.stdout.splitlines()
+  return result.stdout
+
+
+def test_readme_policy_snippet_runs():
+  lines = run_snippet(snippet("policy-snippet")).splitlines()
   assert lines[0] == "(2, 6, 2)"
   assert lines[2:] == ["(2, 6, 19, 19)", "(2, 6, 1001)", "(2, 1001)"]
+
+
+def test_readme_load_snippet_loads_a_workdir(tmp_path):
+  """A workdir holding a final checkpoint of the embedded config's model."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from configs import fashion_mnist_saccader  # pylint: disable=g-import-not-at-top
+  from saccader_jax import checkpoints  # pylint: disable=g-import-not-at-top
+  config = fashion_mnist_saccader.get_config()
+  abstract = checkpoints.abstract_variables(config)
+  variables = jax.tree_util.tree_map(lambda x: jnp.ones(x.shape, x.dtype),
+                                     abstract)
+  manager = checkpoints.create_manager(
+      tmp_path / "checkpoints" / config.run_stages[-1], 1, async_save=False)
+  checkpoints.save(manager, 7, {"step": jnp.int32(7), **variables},
+                   {"unused": jnp.zeros(())},
+                   config.optimizer.to_dict())
+  manager.close()
+  code = snippet("load-snippet")
+  assert '"/tmp/saccader_fmnist"' in code
+  out = run_snippet(code.replace("/tmp/saccader_fmnist", str(tmp_path)))
+  assert out.splitlines() == ["(1, 6, 4)"]

@@ -1,0 +1,107 @@
+"""A job whose workdir is on Cloud Storage writes nothing locally.
+
+Offline, gs:// is served by stand-ins at the three places a job touches it:
+TensorStore (orbax's arrays) and google-cloud-storage (orbax's bucket check)
+talk to tests/fake_gcs.py over loopback HTTP;
+etils.epath (orbax's directories, the results, the write probe) is mocked by
+`etils.epath.testing.mock_epath` onto the same directory; TensorFlow's summary
+writer (TensorBoard), whose GCS client cannot be pointed elsewhere, has its
+gs:// paths mapped there too. So everything the job writes under
+gs://bucket/run lands in one directory tree, and the test reads it there.
+"""
+
+import os
+
+from etils import epath
+from etils.epath import gpath
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import tiny_train_config
+from fake_gcs import FakeGcs
+from saccader_jax import checkpoints
+from saccader_jax import train
+
+
+@pytest.fixture()
+def gcs(tmp_path, monkeypatch):
+  """gs://<bucket>/<name> is tmp_path/gcs/<bucket>/<name> for every library."""
+  root = str(tmp_path / "gcs")
+  os.makedirs(root)
+
+  def local(path):
+    path = os.fspath(path)
+    return root + "/" + path[5:] if path.startswith("gs://") else path
+
+  def remote(path):
+    path = os.fspath(path)
+    return "gs://" + path[len(root) + 1:] if path.startswith(root + "/") else path
+
+  def one_path(fn, path, *args, **kwargs):
+    return fn(local(path), *args, **kwargs)
+
+  def two_paths(fn, src, dst, *args, **kwargs):
+    return fn(local(src), local(dst), *args, **kwargs)
+
+  def glob(fn, pattern):
+    return [remote(p) for p in fn(local(pattern))]
+
+  def walk(fn, top, **kwargs):
+    for directory, dirs, files in fn(local(top), **kwargs):
+      yield remote(directory), dirs, files
+
+  create_file_writer = tf.summary.create_file_writer
+  monkeypatch.setattr(tf.summary, "create_file_writer",
+                      lambda logdir, *a, **k: create_file_writer(
+                          local(logdir), *a, **k))
+  # With TensorFlow installed, epath sends gs:// to TensorFlow's GCS client
+  # before consulting the (mocked) backends.
+  monkeypatch.setattr(gpath, "_is_tf_installed", lambda: False)
+  with FakeGcs(root) as server:
+    monkeypatch.setenv("TENSORSTORE_GCS_HTTP_URL", server.url)
+    monkeypatch.setenv("GOOGLE_AUTH_TOKEN_FOR_TESTING", "offline")
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", server.url)
+    with epath.testing.mock_epath(
+        open=one_path, exists=one_path, isdir=one_path, listdir=one_path,
+        makedirs=one_path, mkdir=one_path, remove=one_path, rmtree=one_path,
+        stat=one_path, rename=two_paths, replace=two_paths, copy=two_paths,
+        glob=glob, walk=walk):
+      yield root
+
+
+def test_a_gs_workdir_holds_checkpoints_logs_and_results(gcs, tmp_path,
+                                                         monkeypatch):
+  data_dir = str(tmp_path / "data")
+  config = tiny_train_config(data_dir)
+  config.run_stages = ("representation", "location")
+  for stage in config.stages.values():
+    stage.num_steps = 2
+  cwd = tmp_path / "cwd"
+  cwd.mkdir()
+  monkeypatch.chdir(cwd)
+
+  first = train.train_and_evaluate(config, "gs://bucket/run")
+  run = os.path.join(gcs, "bucket", "run")
+  for stage in config.run_stages:
+    assert os.listdir(os.path.join(run, "checkpoints", stage)) == ["2"]
+  events = [f for _, _, files in os.walk(os.path.join(run, "tensorboard"))
+            for f in files if f.startswith("events.out.tfevents")]
+  assert events
+  for name in ("test_accuracy.json", "test_accuracy.md", "test_accuracy.png"):
+    assert os.path.getsize(os.path.join(run, name)) > 0, name
+  assert os.listdir(cwd) == []
+
+  # Read back from the bucket: a rerun restores every stage from there...
+  again = train.train_and_evaluate(config, "gs://bucket/run")
+  np.testing.assert_array_equal(first["test"]["top1"], again["test"]["top1"])
+  # ... and so does research code.
+  variables = checkpoints.load_variables("gs://bucket/run", config)
+  for a, b in zip(jax_leaves(first["variables"]), jax_leaves(variables)):
+    np.testing.assert_array_equal(a, b)
+  assert os.listdir(cwd) == []
+
+
+def jax_leaves(tree):
+  import jax  # pylint: disable=g-import-not-at-top
+  return [np.asarray(x) for x in jax.tree_util.tree_leaves(tree)]
