@@ -152,6 +152,22 @@ def stage_optimizer(config: ml_collections.ConfigDict, name: str,
   return tx, schedule
 
 
+def create_stage(config: ml_collections.ConfigDict, name: str, model,
+                 variables: dict, total_steps: int,
+                 skip_nonfinite: bool = False):
+  """(state, train_step) of stage `name`, starting from `variables`.
+
+  For notebooks and tests: the optimizer and schedule come from config as in
+  the trainer; train_step(state, batch, key) -> (state, metrics) is the pure,
+  unjitted step (`jax.jit` it, or see `jit_train_step` for a mesh).
+  """
+  tx, schedule = stage_optimizer(config, name, total_steps)
+  state = TrainState.create(apply_fn=model.apply, params=variables["params"],
+                            batch_stats=variables["batch_stats"], tx=tx)
+  loss_fn = objectives.get_stage(name).loss(model, config.stages[name])
+  return state, make_train_step(loss_fn, schedule, skip_nonfinite)
+
+
 def model_variables(state: TrainState) -> dict:
   return {"params": state.params, "batch_stats": state.batch_stats}
 

@@ -102,3 +102,22 @@ def tiny_train_config(tmp_dir, source_dir=None, canvas_size=36):
   config.checkpoint_every_steps = 2
   config.async_checkpoints = False
   return config
+
+
+@pytest.fixture(scope="session")
+def embedded_data(tmp_path_factory):
+  """(config, builder) of the embedded default on the real Fashion-MNIST
+  files, generated once per session. Skips without the files, except in CI,
+  which installs them."""
+  from configs import fashion_mnist_saccader  # pylint: disable=g-import-not-at-top
+  from saccader_jax.data import cluttered_fashion_mnist as cfm  # pylint: disable=g-import-not-at-top
+  from saccader_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
+  if cfm.find_source_files(None) is None:
+    message = ("Fashion-MNIST IDX files missing: apt-get install -y "
+               "dataset-fashion-mnist")
+    if os.environ.get("CI"):
+      pytest.fail(message)
+    pytest.skip(message)
+  config = fashion_mnist_saccader.get_config()
+  config.dataset.data_dir = str(tmp_path_factory.mktemp("embedded"))
+  return config, input_pipeline.get_builder(config.dataset)

@@ -166,3 +166,34 @@ def test_main_fails_fast_on_config_errors(tmp_path, override, message):
   # Nothing was built or trained: no data set, no workdir.
   assert not (tmp_path / "tfds").exists()
   assert not workdir.exists()
+
+
+def test_main_lists_every_config_error_at_once(tmp_path):
+  workdir = tmp_path / "workdir"
+  result = run_main(
+      workdir, "--config.dataset.data_dir=" + str(tmp_path / "tfds"),
+      "--config.eval_glimpses=0", "--config.batch_size=0",
+      "--config.optimizer.name=adagrad", "--config.schedule.name=linear",
+      "--config.model.dtype=float16", "--config.dataset.image_size=20",
+      "--config.stages.location.reading=book",
+      "--config.stages.policy.reinforce_reduction=avg",
+      "--config.stages.representation.l2_mode=l1",
+      "--config.stages.policy.learning_rate=-0.5",
+      "--config.stages.location.num_steps=-3",
+      "--config.on_nonfinite=ignore")
+  assert result.returncode == 2, result.stderr[-2000:]
+  lines = [l for l in result.stderr.splitlines()
+           if l.startswith("Config error: ")]
+  fields = ["eval_glimpses=0", "batch_size=0", "optimizer.name='adagrad'",
+            "schedule.name='linear'", "model.dtype='float16'",
+            "dataset.image_size=20", "stages.location.reading='book'",
+            "stages.policy.reinforce_reduction='avg'",
+            "stages.representation.l2_mode='l1'",
+            "stages.policy.learning_rate=-0.5",
+            "stages.location.num_steps=-3", "on_nonfinite='ignore'"]
+  assert len(lines) == len(fields), lines
+  for field in fields:
+    assert any(l.startswith(f"Config error: config.{field}: ") for l in lines), (
+        field, lines)
+  assert "Traceback" not in result.stderr
+  assert not workdir.exists() and not (tmp_path / "tfds").exists()

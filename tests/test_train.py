@@ -11,7 +11,6 @@ from conftest import tiny_train_config
 from conftest import with_unit_bn_scales
 from saccader_jax import errors
 from saccader_jax import models
-from saccader_jax import objectives
 from saccader_jax import train
 from saccader_jax.data import input_pipeline
 
@@ -32,14 +31,8 @@ def tiny_config(tmp_path_factory):
 
 def one_step(config, stage_name, variables, batch):
   model = models.create_model(config.model)
-  tx, schedule = train.stage_optimizer(config, stage_name, 10)
-  state = train.TrainState.create(
-      apply_fn=model.apply, params=variables["params"],
-      batch_stats=variables["batch_stats"], tx=tx)
-  loss_fn = objectives.get_stage(stage_name).loss(model,
-                                                  config.stages[stage_name])
-  step = jax.jit(train.make_train_step(loss_fn, schedule))
-  return step(state, batch, jax.random.key(0))
+  state, step = train.create_stage(config, stage_name, model, variables, 10)
+  return jax.jit(step)(state, batch, jax.random.key(0))
 
 
 @pytest.fixture(scope="module")
@@ -206,30 +199,17 @@ def test_unknown_optimizer_fails_with_the_valid_names(tiny_config, tmp_path):
     run_job(config, tmp_path)
 
 
-def test_stage1_loss_decreases_on_the_embedded_data(tmp_path):
-  from saccader_jax.data import cluttered_fashion_mnist as cfm  # pylint: disable=g-import-not-at-top
-  if cfm.find_source_files(None) is None:
-    message = ("Fashion-MNIST IDX files missing: apt-get install -y "
-               "dataset-fashion-mnist")
-    if os.environ.get("CI"):
-      pytest.fail(message)
-    pytest.skip(message)
-  from configs import fashion_mnist_saccader  # pylint: disable=g-import-not-at-top
-  config = fashion_mnist_saccader.get_config()  # the embedded default
-  config.dataset.data_dir = str(tmp_path)
+def test_stage1_loss_decreases_on_the_embedded_data(embedded_data):
+  config, builder = embedded_data  # the embedded default
+  config = config.copy_and_resolve_references()
   config.schedule.name = "constant"
-  builder = input_pipeline.get_builder(config.dataset)
   assert builder.info.splits["train"].num_examples == 55000
   model = models.create_model(config.model)
   variables = model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 1)),
                          num_glimpses=1)
-  tx, schedule = train.stage_optimizer(config, "representation", 48)
-  state = train.TrainState.create(
-      apply_fn=model.apply, params=variables["params"],
-      batch_stats=variables["batch_stats"], tx=tx)
-  loss_fn = objectives.get_stage("representation").loss(
-      model, config.stages.representation)
-  step = jax.jit(train.make_train_step(loss_fn, schedule))
+  state, step = train.create_stage(config, "representation", model,
+                                   variables, 48)
+  step = jax.jit(step)
   batches = input_pipeline.train_batches(config.dataset, builder, 32, seed=0)
   losses = []
   for _ in range(48):
@@ -244,14 +224,9 @@ def test_nonfinite_step_is_skipped_or_reported(tiny_config,
   variables, batch = tiny_variables_and_batch
   poisoned = dict(batch, image=batch["image"].at[0, 0, 0, 0].set(jnp.nan))
   model = models.create_model(tiny_config.model)
-  tx, schedule = train.stage_optimizer(tiny_config, "policy", 10)
-  state = train.TrainState.create(
-      apply_fn=model.apply, params=variables["params"],
-      batch_stats=variables["batch_stats"], tx=tx)
-  loss_fn = objectives.get_stage("policy").loss(model,
-                                                tiny_config.stages.policy)
-  skipping = jax.jit(train.make_train_step(loss_fn, schedule,
-                                           skip_nonfinite=True))
+  state, skipping = train.create_stage(tiny_config, "policy", model,
+                                       variables, 10, skip_nonfinite=True)
+  skipping = jax.jit(skipping)
   skipped, metrics = skipping(state, poisoned, jax.random.key(0))
   assert float(metrics["nonfinite"]) == 1.0
   assert int(skipped.step) == 1
@@ -263,7 +238,9 @@ def test_nonfinite_step_is_skipped_or_reported(tiny_config,
   assert np.isfinite(float(metrics["grad_norm"]))
   assert trees_differ(moved.params, state.params)
 
-  stopping = jax.jit(train.make_train_step(loss_fn, schedule))
+  _, stopping = train.create_stage(tiny_config, "policy", model, variables,
+                                   10)
+  stopping = jax.jit(stopping)
   _, metrics = stopping(state, poisoned, jax.random.key(0))
   fetched = jax.device_get([{"nonfinite": 0.0, "loss": 1.0, "grad_norm": 1.0},
                             metrics])
