@@ -3,7 +3,8 @@
 Each checkpoint holds three items:
   model:     {"step", "params", "batch_stats"}
   opt_state: the optimizer state,
-  meta:      JSON: the optimizer config that produced opt_state.
+  meta:      JSON: the optimizer config that produced opt_state, and where
+             the input pipeline stands (data_position).
 Keeping the optimizer state apart lets a job resume with another optimizer:
 the model carries over and the optimizer starts fresh.
 
@@ -19,7 +20,7 @@ checkpoint written on N devices restores on M.
 from __future__ import annotations
 
 import time
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 from absl import logging
 from etils import epath
@@ -63,11 +64,20 @@ def create_manager(directory: epath.PathLike, max_to_keep: int,
 
 
 def save(manager: ocp.CheckpointManager, step: int, model_state: Any,
-         opt_state: Any, optimizer_config: dict, force: bool = False) -> None:
+         opt_state: Any, optimizer_config: dict,
+         data_position: Optional[dict] = None, force: bool = False) -> None:
+  """Writes checkpoint `step` (in the background if the manager is async).
+
+  data_position: JSON-able description of the input stream's position (see
+  `train.Trainer`), restored with the checkpoint's meta.
+  """
+  meta = {"optimizer": optimizer_config}
+  if data_position is not None:
+    meta["data_position"] = data_position
   manager.save(step, args=ocp.args.Composite(**{
       MODEL: ocp.args.StandardSave(model_state),
       OPT_STATE: ocp.args.StandardSave(opt_state),
-      META: ocp.args.JsonSave({"optimizer": optimizer_config}),
+      META: ocp.args.JsonSave(meta),
   }), force=force)
 
 
@@ -132,12 +142,15 @@ def restore_model(manager: ocp.CheckpointManager, step: int,
   return restored[MODEL]
 
 
-def restore_optimizer(manager: ocp.CheckpointManager, step: int,
-                      abstract_opt_state: Any,
-                      optimizer_config: dict) -> Optional[Any]:
-  """The saved optimizer state, or None if another optimizer wrote it."""
-  meta = manager.restore(step, args=ocp.args.Composite(**{
+def restore_meta(manager: ocp.CheckpointManager, step: int) -> dict:
+  return manager.restore(step, args=ocp.args.Composite(**{
       META: ocp.args.JsonRestore()}))[META]
+
+
+def restore_optimizer(manager: ocp.CheckpointManager, step: int,
+                      abstract_opt_state: Any, optimizer_config: dict,
+                      meta: dict) -> Optional[Any]:
+  """The saved optimizer state, or None if another optimizer wrote it."""
   if meta.get("optimizer") != optimizer_config:
     logging.warning(
         "Checkpoint %s/%d was written with optimizer %s; this run uses %s. "
@@ -161,10 +174,16 @@ def _set_aside(manager: ocp.CheckpointManager, step: int) -> epath.Path:
   return target
 
 
+class Restored(NamedTuple):
+  model: Any                 # {"step", "params", "batch_stats"}
+  opt_state: Optional[Any]   # None if another optimizer wrote it
+  meta: dict
+
+
 def restore_latest(manager: ocp.CheckpointManager, abstract_model: Any,
                    abstract_opt_state: Any, optimizer_config: dict
-                   ) -> Optional[tuple[Any, Optional[Any]]]:
-  """(model, optimizer state or None) of the newest checkpoint that restores.
+                   ) -> Optional[Restored]:
+  """The newest checkpoint that restores.
 
   Checkpoints newer than that one could not be restored: each is logged
   with the reason and moved to `<checkpoints>/damaged/`. Returns None when
@@ -176,8 +195,9 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_model: Any,
   for step in sorted(manager.all_steps(), reverse=True):
     try:
       model = restore_model(manager, step, abstract_model)
+      meta = restore_meta(manager, step)
       opt_state = restore_optimizer(manager, step, abstract_opt_state,
-                                    optimizer_config)
+                                    optimizer_config, meta)
     except CheckpointMismatchError:
       raise
     except Exception as e:  # pylint: disable=broad-except
@@ -195,7 +215,7 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_model: Any,
         multihost_utils.sync_global_devices(
             "damaged checkpoints set aside")
       manager.reload()
-    return model, opt_state
+    return Restored(model, opt_state, meta)
   if failures:
     newest, reason = failures[0]
     raise errors.CheckpointError(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from absl import logging
 from clu import metric_writers
@@ -93,16 +93,17 @@ def make_train_step(loss_fn, schedule, skip_nonfinite: bool = False):
 
 
 def check_finite(stage: str, first_step: int, metrics: list[dict],
-                 last_checkpoint: str) -> None:
+                 last_checkpoint: Callable[[], str]) -> None:
   """Raises DivergenceError at the first step whose loss or gradient norm
-  is not finite; metrics[i] are the fetched metrics of step first_step + i."""
+  is not finite; metrics[i] are the fetched metrics of step first_step + i,
+  and last_checkpoint() describes the checkpoint to fall back to."""
   for offset, step_metrics in enumerate(metrics):
     if step_metrics["nonfinite"]:
       raise errors.DivergenceError(
           f"Stage {stage!r} diverged at step {first_step + offset}: loss "
           f"{float(step_metrics['loss'])}, gradient norm "
           f"{float(step_metrics['grad_norm'])}. No later state was saved; "
-          f"the last finite checkpoint is {last_checkpoint}. Lower "
+          f"the last finite checkpoint is {last_checkpoint()}. Lower "
           f"config.stages.{stage}.learning_rate, set "
           "config.optimizer.grad_clip_norm, or set "
           "config.on_nonfinite='skip' to skip such steps.")
@@ -237,8 +238,9 @@ class Trainer:
 
   def initial_state(self, name: str, tx, optimizer_config: dict, manager,
                     key, previous: Optional[dict]) -> tuple[TrainState, int]:
-    """The stage's state and step: its newest checkpoint that restores, else
-    the previous stage's model, else a random initialisation."""
+    """The stage's state and this host's input position: its newest
+    checkpoint that restores, else the previous stage's model, else a random
+    initialisation."""
     abstract = checkpoints.abstract_variables(self.config)
     abstract_model = checkpoints.with_sharding(
         {"step": jax.ShapeDtypeStruct((), jnp.int32), **abstract},
@@ -247,12 +249,13 @@ class Trainer:
         jax.eval_shape(tx.init, abstract["params"]), self.replicated)
     restored = checkpoints.restore_latest(manager, abstract_model,
                                           abstract_opt_state, optimizer_config)
-    opt_state = None
+    opt_state, data_position = None, None
     if restored is not None:
-      model, opt_state = restored
-      variables = {"params": model["params"],
-                   "batch_stats": model["batch_stats"]}
-      start_step = int(model["step"])
+      opt_state, data_position = (restored.opt_state,
+                                  restored.meta.get("data_position"))
+      variables = {"params": restored.model["params"],
+                   "batch_stats": restored.model["batch_stats"]}
+      start_step = int(restored.model["step"])
       logging.info("Stage %s: resuming from step %d.", name, start_step)
     elif previous is not None:
       variables, start_step = previous, 0
@@ -267,7 +270,16 @@ class Trainer:
                        apply_fn=self.model.apply, params=variables["params"],
                        batch_stats=variables["batch_stats"], tx=tx,
                        opt_state=opt_state)
-    return jax.device_put(state, self.replicated), start_step
+    return (jax.device_put(state, self.replicated),
+            self.input_position(start_step, data_position))
+
+  def input_position(self, step: int, saved: Optional[dict]) -> int:
+    """Where this host's training stream resumes: the position saved with
+    the checkpoint when the job has as many hosts as the one that saved it
+    (their streams are the same), else step x this job's local batch."""
+    if saved and saved.get("process_count") == jax.process_count():
+      return int(saved["examples_per_host"])
+    return step * input_pipeline.local_batch_size(self.config.batch_size)
 
   def run_stage(self, index: int, name: str,
                 previous: Optional[dict]) -> dict:
@@ -282,8 +294,9 @@ class Trainer:
         self.workdir / "checkpoints" / name,
         config.keep_checkpoints, config.get("async_checkpoints", True))
     stage_key = jax.random.fold_in(jax.random.key(config.seed), index)
-    state, start_step = self.initial_state(name, tx, optimizer_config,
-                                           manager, stage_key, previous)
+    state, position = self.initial_state(name, tx, optimizer_config,
+                                         manager, stage_key, previous)
+    start_step = int(state.step)
     if start_step >= total_steps:
       logging.info("Stage %s: already complete (%d steps).", name, total_steps)
       manager.close()
@@ -294,7 +307,8 @@ class Trainer:
                                 schedule, self.mesh, skip_nonfinite)
     batches = input_pipeline.train_batches(
         config.dataset, self.builder, config.batch_size,
-        seed=config.seed + index, start_step=start_step)
+        seed=config.seed + index, start_position=position)
+    local_batch = input_pipeline.local_batch_size(config.batch_size)
 
     hooks = []
     if jax.process_index() == 0:
@@ -323,15 +337,19 @@ class Trainer:
         fetched = jax.device_get(pending)
         if not skip_nonfinite:
           check_finite(name, step - len(fetched) + 1, fetched,
-                       checkpoints.describe_latest(manager))
+                       lambda: checkpoints.describe_latest(manager))
         pending = []
         self.writer.write_scalars(step,
                                   interval_scalars(f"{name}/train", fetched))
       for hook in hooks:
         hook(step)
       if save:
-        checkpoints.save(manager, step, model_state(state), state.opt_state,
-                         optimizer_config, force=last)
+        checkpoints.save(
+            manager, step, model_state(state), state.opt_state,
+            optimizer_config, force=last, data_position={
+                "examples_per_host":
+                    position + (step - start_step) * local_batch,
+                "process_count": jax.process_count()})
       if last or (config.eval_every_steps
                   and step % config.eval_every_steps == 0):
         results = self.evaluate(model_variables(state),

@@ -53,6 +53,27 @@ ONE_STAGE = ("--config.run_stages=('representation',)",
              "--config.checkpoint_every_steps=2")
 
 
+def four_step_workdir(data_dir, tmp_path):
+  """A finished one-stage job with checkpoints at steps 2 and 4."""
+  workdir = str(tmp_path / "workdir")
+  first = run_main(data_dir, workdir, *ONE_STAGE,
+                   "--config.stages.representation.num_steps=4")
+  assert first.returncode == 0, first.stderr[-3000:]
+  assert steps_of(workdir, "representation") == [2, 4]
+  return workdir
+
+
+def damage(directory, garbage):
+  """Overwrites every file under directory; returns how many."""
+  count = 0
+  for root, _, files in os.walk(directory):
+    for name in files:
+      with open(os.path.join(root, name), "wb") as f:
+        f.write(garbage)
+      count += 1
+  return count
+
+
 @pytest.mark.slow
 def test_divergence_stops_the_stage_and_keeps_the_last_finite_checkpoint(
     data_dir, tmp_path):
@@ -84,19 +105,9 @@ def test_divergence_stops_the_stage_and_keeps_the_last_finite_checkpoint(
 @pytest.mark.slow
 def test_damaged_newest_checkpoint_is_set_aside_and_an_older_one_resumes(
     data_dir, tmp_path):
-  workdir = str(tmp_path / "workdir")
-  first = run_main(data_dir, workdir, *ONE_STAGE,
-                   "--config.stages.representation.num_steps=4")
-  assert first.returncode == 0, first.stderr[-3000:]
-  assert steps_of(workdir, "representation") == [2, 4]
+  workdir = four_step_workdir(data_dir, tmp_path)
   newest = os.path.join(workdir, "checkpoints", "representation", "4")
-  damaged_files = 0
-  for root, _, files in os.walk(newest):
-    for name in files:
-      with open(os.path.join(root, name), "wb") as f:
-        f.write(b"\xff\xfe damaged \x00" * 7)
-      damaged_files += 1
-  assert damaged_files
+  assert damage(newest, b"\xff\xfe damaged \x00" * 7)
 
   second = run_main(data_dir, workdir, *ONE_STAGE,
                     "--config.stages.representation.num_steps=6")
@@ -119,15 +130,9 @@ def test_damaged_newest_checkpoint_is_set_aside_and_an_older_one_resumes(
 @pytest.mark.slow
 def test_no_restorable_checkpoint_fails_with_the_directory_and_reason(
     data_dir, tmp_path):
-  workdir = str(tmp_path / "workdir")
-  first = run_main(data_dir, workdir, *ONE_STAGE,
-                   "--config.stages.representation.num_steps=4")
-  assert first.returncode == 0, first.stderr[-3000:]
+  workdir = four_step_workdir(data_dir, tmp_path)
   stage_dir = os.path.join(workdir, "checkpoints", "representation")
-  for root, _, files in os.walk(stage_dir):
-    for name in files:
-      with open(os.path.join(root, name), "wb") as f:
-        f.write(b"\xff garbage")
+  assert damage(stage_dir, b"\xff garbage")
   second = run_main(data_dir, workdir, *ONE_STAGE,
                     "--config.stages.representation.num_steps=6")
   assert second.returncode == 1

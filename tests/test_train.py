@@ -124,7 +124,7 @@ def test_killed_job_resumes_to_the_same_parameters(tiny_config, tmp_path,
 
   def dying_batches(*args, **kwargs):
     iterator = real_batches(*args, **kwargs)
-    calls.append(kwargs.get("start_step"))
+    calls.append(kwargs.get("start_position"))
     def gen():
       for i, batch in enumerate(iterator):
         if len(calls) == 2 and i == 1:  # stage 2, after its step-2 checkpoint
@@ -247,7 +247,29 @@ def test_nonfinite_step_is_skipped_or_reported(tiny_config,
   with pytest.raises(errors.DivergenceError,
                      match=r"Stage 'policy' diverged at step 8: loss nan.*"
                      r"last finite checkpoint is DIR/6\."):
-    train.check_finite("policy", 7, fetched, "DIR/6")
+    train.check_finite("policy", 7, fetched, lambda: "DIR/6")
   scalars = train.interval_scalars("policy/train", fetched)
   assert scalars["policy/train/nonfinite_steps"] == 1.0
   assert scalars["policy/train/loss"] == 1.0  # the finite steps' mean
+
+
+def test_resume_reads_the_input_position_saved_with_the_checkpoint(
+    tiny_config, tmp_path):
+  config = tiny_config.copy_and_resolve_references()
+  config.run_stages = ("representation",)
+  config.stages.representation.num_steps = 2
+  run_job(config, tmp_path)
+  manager = train.checkpoints.create_manager(
+      tmp_path / "checkpoints" / "representation", 1, read_only=True)
+  meta = train.checkpoints.restore_meta(manager, 2)
+  manager.close()
+  assert meta["data_position"] == {"examples_per_host": 32,
+                                   "process_count": 1}
+  # Resumed with another batch size, the stream goes on where it stopped.
+  config.batch_size = 8
+  trainer = train.Trainer(config, str(tmp_path))
+  assert trainer.input_position(2, meta["data_position"]) == 32
+  # Saved by a job with another number of hosts: their streams differ.
+  assert trainer.input_position(
+      2, {"examples_per_host": 32, "process_count": 2}) == 16
+  assert trainer.input_position(2, None) == 16

@@ -222,8 +222,12 @@ def _examples(source: Sequence[dict], indices: Iterable[tuple[int, int]],
 
 def train_batches(config: ml_collections.ConfigDict,
                   builder: tfds.core.DatasetBuilder, global_batch_size: int,
-                  seed: int, start_step: int = 0) -> Iterator[Batch]:
+                  seed: int, start_step: int = 0,
+                  start_position: Optional[int] = None) -> Iterator[Batch]:
   """An endless iterator over this host's share of the training batches.
+
+  It starts at stream position start_position, by default start_step x the
+  local batch (the position a job that ran start_step steps has reached).
 
   The examples of stream position p are a pure function of (seed, process
   index, p): each epoch is a seeded permutation of this host's examples and
@@ -236,8 +240,9 @@ def train_batches(config: ml_collections.ConfigDict,
   source = data_source(builder, tfds.split_for_jax_process(config.train_split),
                        spec)
   local_batch = local_batch_size(global_batch_size)
-  ds = _examples(source, train_indices(seed, len(source),
-                                       start_step * local_batch),
+  if start_position is None:
+    start_position = start_step * local_batch
+  ds = _examples(source, train_indices(seed, len(source), start_position),
                  _signature(source[0]))
   ds = ds.map(lambda item: spec.preprocess(
       dict(item["example"], seed=tf.stack([tf.constant(seed, tf.int64),
