@@ -105,7 +105,7 @@ def check_finite(stage: str, first_step: int, metrics: list[dict],
           f"{float(step_metrics['grad_norm'])}. No later state was saved; "
           f"the last finite checkpoint is {last_checkpoint()}. Lower "
           f"config.stages.{stage}.learning_rate, set "
-          "config.optimizer.grad_clip_norm, or set "
+          f"config.stages.{stage}.grad_clip_norm, or set "
           "config.on_nonfinite='skip' to skip such steps.")
 
 
