@@ -31,6 +31,8 @@ def get_config() -> ml_collections.ConfigDict:
       "test_split": "test",
       "mean": (0.096,),
       "std": (0.247,),
+      # Read each split into memory once (55,000 PNGs, ~60 MB).
+      "cache": True,
       "num_threads": 1,
       "prefetch": 2,
   })

@@ -48,6 +48,7 @@ def get_config() -> ml_collections.ConfigDict:
       "test_split": "validation",
       "mean": (0.485, 0.456, 0.406),
       "std": (0.229, 0.224, 0.225),
+      "cache": False,            # read records from disk as they are needed
       "num_threads": 0,
       "prefetch": 4,
   })

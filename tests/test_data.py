@@ -178,3 +178,18 @@ def test_eval_central_crop_resizes_that_window_bicubically():
   decoded = tf.io.decode_jpeg(jpeg).numpy()[y:y + side, x:x + side]
   expected = tf.image.resize(decoded, [32, 32], method="bicubic").numpy()
   np.testing.assert_allclose(got, expected, atol=1e-3)
+
+
+def test_a_tfrecord_copy_is_refused_with_the_conversion_command(tmp_path):
+  source = write_fake_fashion_mnist(str(tmp_path / "idx"), 100, 30)
+  config = cfm.make_builder_config(canvas_size=40, num_clutter=4,
+                                   dev_size=20)
+  builder = cfm.ClutteredFashionMnist(config=config,
+                                      data_dir=str(tmp_path / "tfds"),
+                                      file_format="tfrecord")
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+      manual_dir=source, try_download_gcs=False))
+  spec = input_pipeline.DATASETS["cluttered_fashion_mnist"]
+  with pytest.raises(ValueError, match=r"needs array_record files.*"
+                     r"tfds convert_format --dataset_version_dir="):
+    input_pipeline.data_source(builder, "train", spec)

@@ -22,7 +22,7 @@ from saccader_jax.data import input_pipeline
 
 BATCH = 64
 STAGE1_STEPS = 150
-STAGE2_STEPS = 300
+STAGE2_STEPS = 200
 
 
 def location_kernel_norm(params):
