@@ -62,6 +62,9 @@ def make_eval_step(model: Saccader, num_glimpses: int):
   return eval_step
 
 
+NONFINITE_KEYS = ("nonfinite", "bagnet_nonfinite")
+
+
 def evaluate(eval_step, variables: Any, batches: Iterable[Any]) -> dict:
   """Runs eval_step over batches; accuracies as NumPy, fetched once."""
   totals = None
@@ -72,20 +75,22 @@ def evaluate(eval_step, variables: Any, batches: Iterable[Any]) -> dict:
   totals = jax.device_get(totals)
   count = max(float(totals.pop("count")), 1.0)
   results = {k: np.asarray(v) / count for k, v in totals.items()
-             if "nonfinite" not in k}
+             if k not in NONFINITE_KEYS}
   for key in NONFINITE_KEYS:
     results[key] = np.asarray(totals[key]).astype(np.int64)
   results["count"] = int(count)
   return results
 
 
-NONFINITE_KEYS = ("nonfinite", "bagnet_nonfinite")
+def _most_nonfinite(results: dict) -> int:
+  """The most non-finite predictions of any readout (t glimpses, BagNet)."""
+  return int(max(np.max(results["nonfinite"]), results["bagnet_nonfinite"]))
 
 
 def nonfinite_summary(results: dict) -> str:
   """'' when every prediction was finite, else a sentence saying how many
   were not (they count as misses)."""
-  worst = int(max(np.max(results["nonfinite"]), results["bagnet_nonfinite"]))
+  worst = _most_nonfinite(results)
   if not worst:
     return ""
   return (f"{worst} of {results['count']} predictions had non-finite logits "
@@ -98,8 +103,7 @@ def scalars(results: dict, prefix: str) -> dict[str, float]:
   """Flat scalars for a metric writer: top-1 at every number of glimpses."""
   out = {f"{prefix}/bagnet_top1": float(results["bagnet_top1"]),
          f"{prefix}/bagnet_top5": float(results["bagnet_top5"]),
-         f"{prefix}/nonfinite_predictions": float(
-             max(np.max(results["nonfinite"]), results["bagnet_nonfinite"]))}
+         f"{prefix}/nonfinite_predictions": float(_most_nonfinite(results))}
   for t, (top1, top5) in enumerate(zip(results["top1"], results["top5"]), 1):
     out[f"{prefix}/top1_glimpses{t:02d}"] = float(top1)
     out[f"{prefix}/top5_glimpses{t:02d}"] = float(top5)
