@@ -76,7 +76,7 @@ def make_train_step(loss_fn, schedule, skip_nonfinite: bool = False):
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
     (loss, (batch_stats, metrics)), grads = grad_fn(
         state.params, state.batch_stats, batch, step_key)
-    grad_norm = optax.global_norm(grads)
+    grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     metrics = dict(metrics, learning_rate=schedule(state.step),
                    grad_norm=grad_norm,
