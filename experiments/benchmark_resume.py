@@ -4,7 +4,9 @@ The input order is a pure function of (seed, epoch, position), so resuming
 at step N costs one permutation of N's epoch, not a pass over the N x batch
 examples before it. Prints a Markdown table: time to the first batch when
 resuming 0, 1 and 100 epochs into the embedded data set, and the ratio of
-the 100-epoch time to the 1-epoch time.
+the 100-epoch time to the 1-epoch time. A new process pays once more for
+starting TensorFlow and, with `dataset.cache`, for reading the split into
+memory; the first line says how long.
 
     python experiments/benchmark_resume.py [--repeats=5]
 """
@@ -55,10 +57,14 @@ def main(argv):
     assert batch["image"].shape[0] == config.batch_size
     return seconds
 
-  first_batch_seconds(0)  # warm the page cache and TensorFlow's start-up
+  # The process's first pipeline also starts TensorFlow's and reads the
+  # split into memory when config.dataset.cache is set.
+  startup = first_batch_seconds(0)
   print(f"Resuming the embedded input pipeline ({examples} training examples, "
-        f"batch {config.batch_size}, {steps_per_epoch} steps per epoch), "
-        f"median of {FLAGS.repeats}:\n")
+        f"batch {config.batch_size}, {steps_per_epoch} steps per epoch, "
+        f"cache={config.dataset.get('cache', False)}), median of "
+        f"{FLAGS.repeats}; the process's first pipeline took "
+        f"{1e3 * startup:.0f} ms:\n")
   print("| resume at epoch | step | time to first batch (ms) |")
   print("|---:|---:|---:|")
   times = {}

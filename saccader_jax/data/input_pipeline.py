@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-from typing import Callable, Iterable, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
 from etils import epath
 import jax
@@ -221,24 +221,39 @@ def _stack(examples: Sequence[dict]) -> dict[str, np.ndarray]:
           for k in examples[0]}
 
 
-def _reader(source: Sequence[dict],
-            in_memory: bool) -> Callable[[list[int]], dict[str, np.ndarray]]:
+# Splits read into memory (config.dataset.cache), by (data_dir, split): each
+# is read once per process, however many stages and evaluations use it.
+_IN_MEMORY: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+
+
+def _reader(source: Sequence[dict], in_memory: Optional[tuple[str, str]]
+            ) -> Callable[[list[int]], dict[str, np.ndarray]]:
   """read(keys) -> the examples source[keys], stacked.
 
-  in_memory reads the whole source once, here (small data sets: later reads
-  are array indexing); otherwise each read goes to the source one record at
-  a time (array_record's batched read, 3x faster, hung once in testing when
-  called from tf.data's generator thread).
+  in_memory, a (data_dir, split) key, holds the whole source in memory
+  after its first read (small data sets: later reads are array indexing);
+  otherwise each read goes to the source one record at a time
+  (array_record's batched read, 3x faster, hung once in testing when called
+  from tf.data's generator thread).
   """
   if not in_memory:
     return lambda keys: _stack([source[key] for key in keys])
   if not len(source):
     return lambda keys: {}
-  chunks = [_stack(source.__getitems__(list(range(i, min(i + 4096,
-                                                         len(source))))))
-            for i in range(0, len(source), 4096)]
-  arrays = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+  if in_memory not in _IN_MEMORY:
+    chunks = [_stack(source.__getitems__(list(range(i, min(i + 4096,
+                                                           len(source))))))
+              for i in range(0, len(source), 4096)]
+    _IN_MEMORY[in_memory] = {k: np.concatenate([c[k] for c in chunks])
+                             for k in chunks[0]}
+  arrays = _IN_MEMORY[in_memory]
   return lambda keys: {k: v[keys] for k, v in arrays.items()}
+
+
+def _memory_key(config: ml_collections.ConfigDict,
+                builder: tfds.core.DatasetBuilder,
+                split: Any) -> Optional[tuple[str, str]]:
+  return (str(builder.data_dir), str(split)) if config.get("cache") else None
 
 
 def _examples(read: Callable[[list[int]], dict[str, np.ndarray]],
@@ -279,12 +294,12 @@ def train_batches(config: ml_collections.ConfigDict,
   """
   spec = _spec(config)
   seed = seed + 1000 * jax.process_index()
-  source = data_source(builder, tfds.split_for_jax_process(config.train_split),
-                       spec)
+  split = tfds.split_for_jax_process(config.train_split)
+  source = data_source(builder, split, spec)
   local_batch = local_batch_size(global_batch_size)
   if start_position is None:
     start_position = start_step * local_batch
-  ds = _examples(_reader(source, config.get("cache", False)),
+  ds = _examples(_reader(source, _memory_key(config, builder, split)),
                  train_indices(seed, len(source), start_position),
                  _signature(source[0]))
   ds = ds.map(lambda item: spec.preprocess(
@@ -319,16 +334,16 @@ def eval_batches(config: ml_collections.ConfigDict,
   host_limit = (math.ceil(max_examples / jax.process_count())
                 if max_examples else math.inf)
   whole = data_source(builder, split, spec)
+  host_split = tfds.split_for_jax_process(split, drop_remainder=False)
   try:
-    source = data_source(builder, tfds.split_for_jax_process(
-        split, drop_remainder=False), spec)
+    source = data_source(builder, host_split, spec)
   except ValueError:  # TFDS refuses an empty share (fewer examples than hosts)
     source = []
   count = min(len(source), host_limit)
   largest = count
   if jax.process_count() > 1:
     largest = int(np.max(multihost_utils.process_allgather(np.int64(count))))
-  ds = _examples(_reader(source, config.get("cache", False)),
+  ds = _examples(_reader(source, _memory_key(config, builder, host_split)),
                  ((i, i) for i in range(count)), _signature(whole[0]))
   ds = ds.map(lambda item: spec.preprocess(item["example"], config,
                                            train=False),
