@@ -228,11 +228,9 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_model: Any,
 def abstract_variables(config: ml_collections.ConfigDict) -> dict:
   """ShapeDtypeStructs of {"params", "batch_stats"} of config's model."""
   model = models.create_model(config.model)
-  size, channels = config.dataset.image_size, config.dataset.num_channels
-  images = jax.ShapeDtypeStruct((1, size, size, channels), jnp.float32)
   return jax.eval_shape(
-      lambda key, x: model.init(key, x, num_glimpses=1),
-      jax.random.key(0), images)
+      lambda key: models.init_variables(model, config.dataset, key),
+      jax.random.key(0))
 
 
 def load_variables(workdir: epath.PathLike, config: ml_collections.ConfigDict,

@@ -194,9 +194,7 @@ def config_problems(config: ml_collections.ConfigDict, num_devices: int = 1,
   problems.choice("on_nonfinite", config.get("on_nonfinite", "stop"),
                   NONFINITE_POLICIES)
   fusions = config.get("cpu_ynn_fusions", "")
-  unknown = sorted(set(k for k in str(fusions).split(",") if k)
-                   - set(runtime.YNN_FUSION_KINDS))
-  if unknown:
+  if not isinstance(fusions, str) or runtime.unknown_ynn_fusion_kinds(fusions):
     problems.add("cpu_ynn_fusions", fusions,
                  f"must be a comma-separated subset of "
                  f"{list(runtime.YNN_FUSION_KINDS)} or ''")

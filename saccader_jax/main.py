@@ -52,14 +52,11 @@ def main(argv):
 
 
 def run(config, workdir: str) -> None:
-  # Both must precede the first computation.
-  if not isinstance(config.get("cpu_ynn_fusions", ""), str):
-    raise errors.ConfigError([f"config.cpu_ynn_fusions="
-                              f"{config.cpu_ynn_fusions!r}: must be a string."])
-  try:
-    runtime.use_cpu_ynn_fusions(config.get("cpu_ynn_fusions", ""))
-  except ValueError as e:
-    raise errors.ConfigError([f"config.cpu_ynn_fusions: {e}"]) from e
+  # Both must precede the first computation. A bad cpu_ynn_fusions is left
+  # to the config check, which reports it with every other problem.
+  fusions = config.get("cpu_ynn_fusions", "")
+  if isinstance(fusions, str) and not runtime.unknown_ynn_fusion_kinds(fusions):
+    runtime.use_cpu_ynn_fusions(fusions)
   if FLAGS.distributed:
     jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
                                num_processes=FLAGS.num_processes,

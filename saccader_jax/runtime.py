@@ -14,6 +14,11 @@ _YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
 YNN_FUSION_KINDS = ("dot", "eltwise", "reduce")
 
 
+def unknown_ynn_fusion_kinds(fusions: str) -> list[str]:
+  """The kinds in a comma-separated fusions string that XLA does not know."""
+  return sorted(set(k for k in fusions.split(",") if k) - set(YNN_FUSION_KINDS))
+
+
 def use_cpu_ynn_fusions(fusions: str = DEFAULT_CPU_YNN_FUSIONS) -> None:
   """Adds XLA's YNNPACK fusion flag to XLA_FLAGS.
 
@@ -25,7 +30,7 @@ def use_cpu_ynn_fusions(fusions: str = DEFAULT_CPU_YNN_FUSIONS) -> None:
     fusions: comma-separated kinds from YNN_FUSION_KINDS; "" adds nothing.
   """
   kinds = [k for k in fusions.split(",") if k]
-  unknown = sorted(set(kinds) - set(YNN_FUSION_KINDS))
+  unknown = unknown_ynn_fusion_kinds(fusions)
   if unknown:
     raise ValueError(f"Unknown YNNPACK fusion kinds {unknown} in "
                      f"{fusions!r}; valid: {YNN_FUSION_KINDS}.")

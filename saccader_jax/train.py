@@ -222,11 +222,8 @@ class Trainer:
                          self.config.batch_size))
 
   def init_variables(self, key) -> dict:
-    size, channels = (self.config.dataset.image_size,
-                      self.config.dataset.num_channels)
-    images = jnp.zeros((1, size, size, channels), jnp.float32)
-    init = jax.jit(lambda k: self.model.init(k, images, num_glimpses=1),
-                   out_shardings=self.replicated)
+    init = jax.jit(lambda k: models.init_variables(
+        self.model, self.config.dataset, k), out_shardings=self.replicated)
     return init(key)
 
   def evaluate(self, variables, split: str, max_examples=None) -> dict:

@@ -333,7 +333,6 @@ def eval_batches(config: ml_collections.ConfigDict,
   # each host reads its share of the cap.
   host_limit = (math.ceil(max_examples / jax.process_count())
                 if max_examples else math.inf)
-  whole = data_source(builder, split, spec)
   host_split = tfds.split_for_jax_process(split, drop_remainder=False)
   try:
     source = data_source(builder, host_split, spec)
@@ -343,8 +342,10 @@ def eval_batches(config: ml_collections.ConfigDict,
   largest = count
   if jax.process_count() > 1:
     largest = int(np.max(multihost_utils.process_allgather(np.int64(count))))
+  # An empty share still needs the element signature: from the whole split.
+  first = source[0] if len(source) else data_source(builder, split, spec)[0]
   ds = _examples(_reader(source, _memory_key(config, builder, host_split)),
-                 ((i, i) for i in range(count)), _signature(whole[0]))
+                 ((i, i) for i in range(count)), _signature(first))
   ds = ds.map(lambda item: spec.preprocess(item["example"], config,
                                            train=False),
               num_parallel_calls=tf.data.AUTOTUNE)

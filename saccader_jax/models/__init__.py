@@ -50,6 +50,15 @@ MODELS: dict[str, Callable[[ml_collections.ConfigDict], Any]] = {
 }
 
 
+def init_variables(model, dataset_config: ml_collections.ConfigDict,
+                   key) -> dict:
+  """{"params", "batch_stats"} of model for the configured images (traceable:
+  jit it, or eval_shape it for shapes alone)."""
+  size, channels = dataset_config.image_size, dataset_config.num_channels
+  images = jnp.zeros((1, size, size, channels), jnp.float32)
+  return model.init(key, images, num_glimpses=1)
+
+
 def create_model(config: ml_collections.ConfigDict):
   """Builds the model named by config.name (the `model` field of a config)."""
   if config.name not in MODELS:
@@ -58,4 +67,4 @@ def create_model(config: ml_collections.ConfigDict):
 
 
 __all__ = ["AttentionNetwork", "BagNet", "Saccader", "SaccaderOutput",
-           "create_model", "compute_dtype"]
+           "create_model", "compute_dtype", "init_variables"]
