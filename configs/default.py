@@ -47,6 +47,8 @@ def get_config() -> ml_collections.ConfigDict:
                        # (moving averages) or "batch" (the batch's
                        # statistics, as the original code's stage 2).
                        frozen_representation_bn="inference"),
+      # The full-image classifier of the occlusion analysis (config.classifier).
+      "classifier": dict(l2, num_epochs=90.0, num_steps=0, learning_rate=0.1),
       "policy": dict(l2, num_epochs=120.0, num_steps=0, learning_rate=0.01,
                      num_glimpses=6, num_trajectories=2,
                      plus_minus_one_rewards=False, location_l2_weight=8e-5,
@@ -62,6 +64,14 @@ def get_config() -> ml_collections.ConfigDict:
   config.on_nonfinite = "stop"
 
   config.eval_glimpses = 12
+  # Evaluators of the policy (saccader_jax/evaluators), run on the dev split
+  # after each stage and on the test split at the end. "occlusion" needs
+  # the full-image classifier: config.classifier and its stage in run_stages.
+  config.evals = ml_collections.ConfigDict({
+      "accuracy": {},
+      "coverage": {},
+      "glimpses": {"num_images": 8},
+  })
   config.log_every_steps = 100
   config.eval_every_steps = 0        # 0: only at the end of each stage
   config.eval_max_examples = 0       # dev examples per periodic eval; 0: all

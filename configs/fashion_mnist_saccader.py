@@ -54,6 +54,23 @@ def get_config() -> ml_collections.ConfigDict:
       "attention": {"widths": (64, 32), "dilation": 2},
       "mixed_channels": 32,
   })
+  # The full-image classifier of the occlusion analysis, trained by the
+  # "classifier" stage when run_stages includes it (experiments.paper_figures
+  # does): a small ResNet-v2 whose root convolution halves the canvas.
+  config.classifier = ml_collections.ConfigDict({
+      "name": "resnet_v2",
+      "num_classes": 10,
+      "dtype": "float32",
+      "units": (2, 2, 2),
+      "widths": (16, 32, 64),
+      "strides": (2, 2, 1),
+      "root_channels": 32,
+      "root_kernel": 5,
+      "root_stride": 2,
+      "root_pool": False,
+      "bn_momentum": 0.9,
+      "bn_epsilon": 1e-5,
+  })
   config.batch_size = 128
   config.eval_batch_size = 500
   # About 10 minutes on 2 CPU cores at batch 128: stage 1 ~0.45 s/step,
@@ -66,6 +83,7 @@ def get_config() -> ml_collections.ConfigDict:
   # up (NLL ~1e7 within 50 steps) and stage 3 starts from a broken policy.
   config.stages.location.learning_rate = 0.03
   config.stages.policy.num_epochs = 0.3
+  config.stages.classifier.num_epochs = 1.0
   config.stages.policy.learning_rate = 0.002
   config.log_every_steps = 50
   config.eval_every_steps = 0

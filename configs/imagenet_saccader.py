@@ -33,6 +33,25 @@ def get_model_config() -> ml_collections.ConfigDict:
   })
 
 
+def get_classifier_config() -> ml_collections.ConfigDict:
+  """The full-image classifier of the occlusion analysis: ResNet-v2-50
+  (the layout of tf.keras.applications.ResNet50V2)."""
+  return ml_collections.ConfigDict({
+      "name": "resnet_v2",
+      "num_classes": 1001,
+      "dtype": "float32",
+      "units": (3, 4, 6, 3),
+      "widths": (64, 128, 256, 512),
+      "strides": (2, 2, 2, 1),
+      "root_channels": 64,
+      "root_kernel": 7,
+      "root_stride": 2,
+      "root_pool": True,
+      "bn_momentum": 0.9,
+      "bn_epsilon": 1.001e-5,
+  })
+
+
 def get_config() -> ml_collections.ConfigDict:
   config = default.get_config()
   config.dataset = ml_collections.ConfigDict({
@@ -53,6 +72,8 @@ def get_config() -> ml_collections.ConfigDict:
       "prefetch": 4,
   })
   config.model = get_model_config()
+  # Trained by the "classifier" stage when run_stages includes it.
+  config.classifier = get_classifier_config()
   # As the original code's stage 2: the frozen BagNet normalises with the
   # batch's statistics.
   config.stages.location.frozen_representation_bn = "batch"

@@ -5,19 +5,17 @@ after compilation, beside the representation network's forward pass alone at
 the same batch size, and the compile time of the policy and of the rollout
 alone at T = 1, 6, 12, 24. Weights are random: latency does not depend on them.
 
-    python experiments/benchmark_policy.py [--batch_sizes=1,64] [--repeats=5]
+    python -m experiments.benchmark_policy [--batch_sizes=1,64] [--repeats=5]
 """
 
 import os
-import sys
 import time
 
 from absl import app
 from absl import flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import jax  # pylint: disable=g-import-not-at-top
+import jax
 import jax.numpy as jnp
 
 from configs import imagenet_saccader
@@ -68,9 +66,8 @@ def main(argv):
         FLAGS.repeats)
     rep_s = timing.median_seconds(lambda: represent(variables, images),
                            FLAGS.repeats)
-    policy_flops = policy._jitted.lower(  # pylint: disable=protected-access
-        variables, images, num_glimpses=FLAGS.num_glimpses,
-        key=None).compile().cost_analysis()["flops"]
+    policy_flops = policy.lower(
+        images, FLAGS.num_glimpses).compile().cost_analysis()["flops"]
     rep_flops = represent.lower(variables,
                                 images).compile().cost_analysis()["flops"]
     print(f"| {batch} | {1e3 * policy_s:.1f} | {1e3 * rep_s:.1f} | "
@@ -88,11 +85,7 @@ def main(argv):
   for num_glimpses in map(int, FLAGS.compile_glimpses):
     # No compile cache may be shared with earlier rows.
     jax.clear_caches()
-    policy_jit = jax.jit(policy._run,  # pylint: disable=protected-access
-                         static_argnames=("num_glimpses",))
-    policy_compile, _ = compile_seconds(
-        policy_jit.trace(variables, images, num_glimpses=num_glimpses,
-                         key=None))
+    policy_compile, _ = compile_seconds(policy.trace(images, num_glimpses))
     rollout_jit = jax.jit(cell.rollout, static_argnums=2)
     rollout_compile, compiled = compile_seconds(
         rollout_jit.trace(features, scores, num_glimpses))

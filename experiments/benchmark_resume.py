@@ -8,19 +8,16 @@ the 100-epoch time to the 1-epoch time. A new process pays once more for
 starting TensorFlow and, with `dataset.cache`, for reading the split into
 memory; the first line says how long.
 
-    python experiments/benchmark_resume.py [--repeats=5]
+    python -m experiments.benchmark_resume [--repeats=5]
 """
 
-import os
-import sys
 import time
 
 from absl import app
 from absl import flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import numpy as np  # pylint: disable=g-import-not-at-top
+import numpy as np
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("repeats", 5, "Timed restarts per row (median).")
@@ -35,9 +32,9 @@ flags.DEFINE_integer("image_size", None, "Embedded canvas size override.")
 
 def main(argv):
   del argv
-  from configs import fashion_mnist_saccader  # pylint: disable=g-import-not-at-top
-  from saccader_jax import runtime  # pylint: disable=g-import-not-at-top
-  from saccader_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
+  from configs import fashion_mnist_saccader
+  from saccader_jax import runtime
+  from saccader_jax.data import input_pipeline
   runtime.hide_accelerators_from_tensorflow()
   config = fashion_mnist_saccader.get_config()
   config.dataset.data_dir = FLAGS.data_dir

@@ -8,20 +8,18 @@ Prints Markdown tables:
      ResNet-50 train step (oneDNN kernels), same machine, same run;
   3. the embedded input pipeline's images/s beside the stage-1 step's.
 
-    python experiments/benchmark_train.py [--imagenet_batch=8] [--repeats=3]
+    python -m experiments.benchmark_train [--imagenet_batch=8] [--repeats=3]
 """
 
 import functools
 import os
-import sys
 import time
 
 from absl import app
 from absl import flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import jax  # pylint: disable=g-import-not-at-top
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -50,7 +48,7 @@ def row(name, batch, seconds, flops):
 
 
 def saccader_rows(config, batch_size, label, repeats):
-  from saccader_jax import models, objectives, train  # pylint: disable=g-import-not-at-top,g-multiple-import
+  from saccader_jax import models, train  # pylint: disable=g-multiple-import
   model = models.create_model(config.model)
   size, channels = config.dataset.image_size, config.dataset.num_channels
   rng = np.random.default_rng(0)
@@ -58,15 +56,11 @@ def saccader_rows(config, batch_size, label, repeats):
                                                  channels)), jnp.float32),
            "label": jnp.asarray(rng.integers(0, config.model.num_classes,
                                              batch_size), jnp.int32)}
-  variables = jax.jit(lambda k: model.init(
-      k, batch["image"][:1], num_glimpses=1))(jax.random.key(0))
+  variables = jax.jit(lambda k: models.init_variables(
+      model, config.dataset, k))(jax.random.key(0))
   for name in ("representation", "location", "policy"):
-    tx, schedule = train.stage_optimizer(config, name, 1000)
-    state = train.TrainState.create(
-        apply_fn=model.apply, params=variables["params"],
-        batch_stats=variables["batch_stats"], tx=tx)
-    loss_fn = objectives.get_stage(name).loss(model, config.stages[name])
-    step = jax.jit(train.make_train_step(loss_fn, schedule))
+    state, step, *_ = train.create_stage(config, name, model, variables, 1000)
+    step = jax.jit(step)
     compiled = step.lower(state, batch, jax.random.key(0)).compile()
     flops = compiled.cost_analysis()["flops"]
     seconds = timing.median_seconds(
@@ -78,8 +72,8 @@ def saccader_rows(config, batch_size, label, repeats):
 
 
 def flax_resnet50_row(batch_size, repeats):
-  import flax.linen as nn  # pylint: disable=g-import-not-at-top
-  import optax  # pylint: disable=g-import-not-at-top
+  import flax.linen as nn
+  import optax
 
   class Block(nn.Module):
     filters: int
@@ -145,7 +139,7 @@ def flax_resnet50_row(batch_size, repeats):
 
 
 def keras_resnet50_row(batch_size, repeats, flops_per_image):
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
   model = tf.keras.applications.ResNet50(weights=None)
   optimizer = tf.keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True)
   images = tf.random.normal((batch_size, 224, 224, 3))
@@ -168,7 +162,7 @@ def keras_resnet50_row(batch_size, repeats, flops_per_image):
 
 
 def pipeline_rate(config, batch_size, num_batches=30):
-  from saccader_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
+  from saccader_jax.data import input_pipeline
   builder = input_pipeline.get_builder(config.dataset)
   batches = input_pipeline.train_batches(config.dataset, builder, batch_size,
                                          seed=0)
@@ -184,7 +178,7 @@ def main(argv):
   del argv
   runtime.use_cpu_ynn_fusions(timing.CPU_YNN_FUSIONS.value)
   runtime.hide_accelerators_from_tensorflow()
-  from configs import fashion_mnist_saccader, imagenet_saccader  # pylint: disable=g-import-not-at-top,g-multiple-import
+  from configs import fashion_mnist_saccader, imagenet_saccader  # pylint: disable=g-multiple-import
   print(f"# Train-step benchmark ({jax.devices()[0].device_kind}, "
         f"{os.cpu_count()} CPUs, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r})"
         "\n")

@@ -33,6 +33,7 @@ import orbax.checkpoint as ocp
 
 from saccader_jax import errors
 from saccader_jax import models
+from saccader_jax import objectives
 
 MODEL, OPT_STATE, META = "model", "opt_state", "meta"
 DAMAGED = "damaged"
@@ -225,9 +226,11 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_model: Any,
   return None
 
 
-def abstract_variables(config: ml_collections.ConfigDict) -> dict:
-  """ShapeDtypeStructs of {"params", "batch_stats"} of config's model."""
-  model = models.create_model(config.model)
+def abstract_variables(config: ml_collections.ConfigDict,
+                       field: str = "model") -> dict:
+  """ShapeDtypeStructs of {"params", "batch_stats"} of the model of
+  config.<field> ("model", or e.g. "classifier")."""
+  model = models.create_model(config[field])
   return jax.eval_shape(
       lambda key: models.init_variables(model, config.dataset, key),
       jax.random.key(0))
@@ -273,7 +276,8 @@ def load_variables(workdir: epath.PathLike, config: ml_collections.ConfigDict,
                                    f"{step}; it has {sorted(steps)}.")
     abstract = with_sharding(
         {"step": jax.ShapeDtypeStruct((), jnp.int32),
-         **abstract_variables(config)}, sharding)
+         **abstract_variables(config, objectives.get_stage(stage).model_field)},
+        sharding)
     model = restore_model(manager, step, abstract)
   finally:
     manager.close()

@@ -144,6 +144,47 @@ def _stage(problems: Problems, config: ml_collections.ConfigDict,
     problems.number(f"{prefix}.{field}", stage_config.get(field))
 
 
+def _stage_models(problems: Problems, config: ml_collections.ConfigDict,
+                  run_stages: Sequence[str]) -> None:
+  """Each stage's model (beyond config.model, checked with the grid)."""
+  fields = {objectives.STAGES[name].model_field for name in run_stages
+            if name in objectives.STAGES} - {"model"}
+  for field in sorted(fields):
+    if field not in config:
+      users = [n for n in run_stages if n in objectives.STAGES
+               and objectives.STAGES[n].model_field == field]
+      problems.add(field, None, f"must be a model config: stage(s) {users} "
+                   "train it")
+      continue
+    if problems.choice(f"{field}.name", config[field].get("name"),
+                       models.MODELS):
+      problems.choice(f"{field}.dtype", config[field].get("dtype", "float32"),
+                      models.COMPUTE_DTYPES)
+
+
+def _evals(problems: Problems, config: ml_collections.ConfigDict,
+           run_stages: Sequence[str]) -> None:
+  from saccader_jax import evaluators  # pylint: disable=g-import-not-at-top
+  evals = config.get("evals", {})
+  for name, eval_config in evals.items():
+    if name not in evaluators.EVALUATORS:
+      problems.add("evals", sorted(evals), f"{name!r} is not an evaluator; "
+                   f"valid: {sorted(evaluators.EVALUATORS)}")
+      continue
+    evaluator = evaluators.EVALUATORS[name](
+        eval_config or ml_collections.ConfigDict(), 1)
+    for stage in evaluator.references:
+      if stage not in run_stages or not (
+          stage in objectives.STAGES and objectives.STAGES[stage].reference):
+        problems.add(f"evals.{name}", eval_config.to_dict() if hasattr(
+            eval_config, "to_dict") else eval_config,
+                     f"needs the classifier trained by stage {stage!r}, "
+                     "which must be in config.run_stages")
+    if name == "glimpses":
+      problems.integer("evals.glimpses.num_images",
+                       (eval_config or {}).get("num_images", 8), 1)
+
+
 def config_problems(config: ml_collections.ConfigDict, num_devices: int = 1,
                     num_processes: int = 1) -> list[str]:
   """Every problem of a training config, one line each ([] if it can run)."""
@@ -185,6 +226,8 @@ def config_problems(config: ml_collections.ConfigDict, num_devices: int = 1,
     _stage(problems, config, name, grid)
   if len(set(run_stages)) != len(run_stages):
     problems.add("run_stages", tuple(run_stages), "names a stage twice")
+  _stage_models(problems, config, run_stages)
+  _evals(problems, config, run_stages)
 
   for field in ("log_every_steps", "checkpoint_every_steps",
                 "keep_checkpoints"):

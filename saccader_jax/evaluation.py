@@ -1,163 +1,287 @@
-"""Top-1 / top-5 accuracy of the greedy policy against the number of glimpses.
+"""Evaluation of any glimpse policy, and of whole-image reference classifiers.
 
-One greedy rollout of T_max glimpses gives the prediction after every t <= T
-at once: the greedy rollout's first t steps do not depend on T_max, and the
-prediction after t glimpses is the mean of the first t glimpse logits.
+A policy (`saccader_jax.Policy`: the learned one or a baseline) is rolled
+out once per batch for T_max glimpses; every configured evaluator
+(`saccader_jax.evaluators`) reads that rollout and returns sums over the
+batch, added up here over the split and divided by its size. Reference
+classifiers (the stage-1 BagNet on all locations, the full-image classifier)
+are scored on whole images and drawn beside the policy.
+
+    evaluators = evaluators_lib.create_evaluators(config.evals, 12)
+    results = evaluate_policy(policy, evaluators, batches, num_glimpses=12,
+                              references={"classifier": (fn, variables)})
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import json
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 from etils import epath
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from saccader_jax.models import Saccader
+from saccader_jax.evaluators import base
+
+# (variables, images [batch, H, W, C]) -> logits [batch, classes].
+ClassifyFn = Callable[[Any, jnp.ndarray], jnp.ndarray]
+Reference = tuple[ClassifyFn, Any]   # (classify_fn, its variables)
 
 
-def _finite(logits: jnp.ndarray) -> jnp.ndarray:
-  """[..., C] logits -> [...] True where every logit is finite."""
-  return jnp.all(jnp.isfinite(logits), axis=-1)
+def make_policy_eval_step(policy, evaluators: Sequence[base.Evaluator],
+                          num_glimpses: int,
+                          classify_fns: Mapping[str, ClassifyFn]):
+  """step(policy_variables, reference_variables, batch, key) -> batch sums.
 
-
-def _topk_hits(logits: jnp.ndarray, labels: jnp.ndarray, k: int):
-  """[..., C] logits, [...] labels -> [...] 1.0 where the label is in the top
-  k. A prediction with any non-finite logit is a miss: no comparison with a
-  NaN is true, so it would otherwise rank every label first."""
-  label_logit = jnp.take_along_axis(logits, labels[..., None], axis=-1)
-  in_top_k = jnp.sum(logits > label_logit, axis=-1) < k
-  return (in_top_k & _finite(logits)).astype(jnp.float32)
-
-
-def make_eval_step(model: Saccader, num_glimpses: int):
-  """eval_step(variables, batch) -> summed hit counts of one batch.
-
-  Returns a dict: top1, top5 [T] (hits with 1..T glimpses), bagnet_top1,
-  bagnet_top5 (the representation network on all locations), nonfinite [T]
-  and bagnet_nonfinite (predictions with a non-finite logit, counted as
-  misses) and count.
+  policy: a `Policy` (its `apply` is traced, so a new policy of the same
+  model reuses a compiled step). reference_variables maps the names of
+  classify_fns to their variables. key: None (greedy) or a PRNG key.
   """
 
-  def eval_step(variables, batch):
-    out = model.apply(variables, batch["image"], num_glimpses=num_glimpses)
-    steps = jnp.arange(1, num_glimpses + 1, dtype=jnp.float32)
-    running = jnp.cumsum(out.glimpse_logits, axis=1) / steps[None, :, None]
+  def step(policy_variables, reference_variables, batch, key):
+    out = policy.apply(policy_variables, batch["image"], num_glimpses, key)
+    references = {name: functools.partial(fn, reference_variables[name])
+                  for name, fn in classify_fns.items()}
+    context = base.Context(out=out, images=batch["image"],
+                           labels=batch["label"], mask=batch["mask"],
+                           references=references)
+    sums = {"count": jnp.sum(batch["mask"])}
+    for evaluator in evaluators:
+      sums.update(evaluator.batch_sums(context))
+    return sums
+
+  return step
+
+
+def make_classifier_eval_step(classify_fn: ClassifyFn):
+  """step(variables, batch) -> sums of top1, top5, nonfinite and count."""
+
+  def step(variables, batch):
+    logits = classify_fn(variables, batch["image"])
     labels, mask = batch["label"], batch["mask"]
-    whole_image = jnp.mean(out.logits2d, axis=(1, 2))
-    per_t = lambda k: jnp.sum(
-        _topk_hits(running, labels[:, None], k) * mask[:, None], axis=0)
-    return {
-        "top1": per_t(1), "top5": per_t(5),
-        "bagnet_top1": jnp.sum(_topk_hits(whole_image, labels, 1) * mask),
-        "bagnet_top5": jnp.sum(_topk_hits(whole_image, labels, 5) * mask),
-        "nonfinite": jnp.sum(~_finite(running) * mask[:, None], axis=0),
-        "bagnet_nonfinite": jnp.sum(~_finite(whole_image) * mask),
-        "count": jnp.sum(mask),
-    }
+    return {"top1": base.masked_sum(base.topk_hits(logits, labels, 1), mask),
+            "top5": base.masked_sum(base.topk_hits(logits, labels, 5), mask),
+            "nonfinite": base.masked_sum(~base.finite(logits), mask),
+            "count": jnp.sum(mask)}
 
-  return eval_step
+  return step
 
 
-NONFINITE_KEYS = ("nonfinite", "bagnet_nonfinite")
-
-
-def evaluate(eval_step, variables: Any, batches: Iterable[Any]) -> dict:
-  """Runs eval_step over batches; accuracies as NumPy, fetched once."""
-  totals = None
-  for batch in batches:
-    counts = eval_step(variables, batch)
-    totals = counts if totals is None else jax.tree_util.tree_map(
-        jnp.add, totals, counts)
+def finalize(totals: dict) -> dict:
+  """Summed counts -> fractions of the examples (NumPy), fetched once.
+  Keys ending in "nonfinite" stay integer counts."""
   totals = jax.device_get(totals)
   count = max(float(totals.pop("count")), 1.0)
-  results = {k: np.asarray(v) / count for k, v in totals.items()
-             if k not in NONFINITE_KEYS}
-  for key in NONFINITE_KEYS:
-    results[key] = np.asarray(totals[key]).astype(np.int64)
+  results = {}
+  for key, value in totals.items():
+    value = np.asarray(value)
+    results[key] = (value.astype(np.int64) if key.endswith("nonfinite")
+                    else value / count)
   results["count"] = int(count)
   return results
 
 
-def _most_nonfinite(results: dict) -> int:
-  """The most non-finite predictions of any readout (t glimpses, BagNet)."""
-  return int(max(np.max(results["nonfinite"]), results["bagnet_nonfinite"]))
+def evaluate(step, batches: Iterable[Any], *args,
+             key: Optional[jax.Array] = None) -> dict:
+  """Runs step(*args, batch[, key_i]) over batches and finalizes the sums;
+  with a key, batch i gets fold_in(key, i)."""
+  totals = None
+  for i, batch in enumerate(batches):
+    if key is None:
+      sums = step(*args, batch)
+    else:
+      sums = step(*args, batch, jax.random.fold_in(key, i))
+    totals = sums if totals is None else jax.tree_util.tree_map(
+        jnp.add, totals, sums)
+  if totals is None:
+    raise ValueError("evaluate: the split yielded no batch.")
+  return finalize(totals)
+
+
+class PolicyEvaluator:
+  """Evaluates policies of one model (or baselines) on batches, compiled
+  once.
+
+  Args:
+    policy: a `Policy`; later calls may pass other variables of the model.
+    evaluators: from `evaluators.create_evaluators(config.evals, T_max)`.
+    num_glimpses: T_max.
+    classify_fns: the reference classifiers the evaluators need, by stage.
+    out_sharding: where the sums go (e.g. replicated over a mesh).
+  """
+
+  def __init__(self, policy, evaluators: Sequence[base.Evaluator],
+               num_glimpses: int,
+               classify_fns: Optional[Mapping[str, ClassifyFn]] = None,
+               out_sharding: Optional[jax.sharding.Sharding] = None):
+    self.policy = policy
+    self.num_glimpses = num_glimpses
+    self.evaluators = list(evaluators)
+    needed = {name for e in self.evaluators for name in e.references}
+    missing = needed - set(classify_fns or {})
+    if missing:
+      raise ValueError(f"Evaluators need the reference classifiers "
+                       f"{sorted(missing)}; none was given.")
+    self.classify_fns = {k: v for k, v in (classify_fns or {}).items()
+                         if k in needed}
+    step = make_policy_eval_step(policy, self.evaluators, num_glimpses,
+                                 self.classify_fns)
+    self._step = jax.jit(step, out_shardings=out_sharding)
+
+  def __call__(self, batches: Iterable[Any], variables: Any = None,
+               reference_variables: Optional[Mapping[str, Any]] = None,
+               key: Optional[jax.Array] = None) -> dict:
+    """Results over batches: fractions per evaluator key, "count".
+
+    variables: the policy's (default: policy.variables). key: for a
+    sampling policy (each batch gets fold_in(key, i)); None is greedy.
+    """
+    if key is None and self.policy.requires_key:
+      raise ValueError(f"{self.policy.name}: key must be a PRNG key: this "
+                       "policy samples its locations.")
+    variables = self.policy.variables if variables is None else variables
+    reference_variables = {k: (reference_variables or {})[k]
+                           for k in self.classify_fns}
+    step = self._step
+    if key is None:
+      step = functools.partial(self._step, key=None)
+    return evaluate(step, batches, variables, reference_variables, key=key)
+
+
+def reference_results(results: dict, name: str, label: str) -> dict:
+  """A classifier's results as an entry of results["references"]."""
+  return {"label": label, "top1": float(results["top1"]),
+          "top5": float(results["top5"]),
+          "nonfinite": int(results["nonfinite"]), "count": results["count"]}
+
+
+def _nonfinite_counts(results: dict) -> dict[str, int]:
+  counts = {key: int(np.max(value)) for key, value in results.items()
+            if key.endswith("nonfinite")}
+  for name, ref in results.get("references", {}).items():
+    counts[name] = int(ref["nonfinite"])
+  return counts
 
 
 def nonfinite_summary(results: dict) -> str:
   """'' when every prediction was finite, else a sentence saying how many
   were not (they count as misses)."""
-  worst = _most_nonfinite(results)
+  counts = _nonfinite_counts(results)
+  worst = max(counts.values(), default=0)
   if not worst:
     return ""
+  detail = "; ".join(f"{k}: {v}" for k, v in counts.items() if v)
   return (f"{worst} of {results['count']} predictions had non-finite logits "
-          "and count as misses (per number of glimpses: "
-          f"{np.asarray(results['nonfinite']).tolist()}; BagNet: "
-          f"{int(results['bagnet_nonfinite'])}).")
+          f"and count as misses (most per readout: {detail}).")
 
 
-def scalars(results: dict, prefix: str) -> dict[str, float]:
-  """Flat scalars for a metric writer: top-1 at every number of glimpses."""
-  out = {f"{prefix}/bagnet_top1": float(results["bagnet_top1"]),
-         f"{prefix}/bagnet_top5": float(results["bagnet_top5"]),
-         f"{prefix}/nonfinite_predictions": float(_most_nonfinite(results))}
-  for t, (top1, top5) in enumerate(zip(results["top1"], results["top5"]), 1):
-    out[f"{prefix}/top1_glimpses{t:02d}"] = float(top1)
-    out[f"{prefix}/top5_glimpses{t:02d}"] = float(top5)
+def scalars(results: dict, evaluators: Sequence[base.Evaluator],
+            prefix: str) -> dict[str, float]:
+  """Flat scalars for a metric writer."""
+  out = {f"{prefix}/nonfinite_predictions":
+             float(max(_nonfinite_counts(results).values(), default=0))}
+  for evaluator in evaluators:
+    if all(key in results for key in evaluator.keys):
+      out.update(evaluator.scalars(results, prefix))
+  for name, ref in results.get("references", {}).items():
+    out[f"{prefix}/{name}_top1"] = ref["top1"]
+    out[f"{prefix}/{name}_top5"] = ref["top5"]
   return out
 
 
-def format_table(results: dict, title: str) -> str:
-  """A Markdown table of accuracy against the number of glimpses."""
-  lines = [f"{title} ({results['count']} images)", "",
-           "| glimpses | top-1 | top-5 |", "|---:|---:|---:|"]
-  for t, (top1, top5) in enumerate(zip(results["top1"], results["top5"]), 1):
-    lines.append(f"| {t} | {100 * top1:.2f} | {100 * top5:.2f} |")
-  lines.append(f"| all locations (BagNet) | {100 * results['bagnet_top1']:.2f}"
-               f" | {100 * results['bagnet_top5']:.2f} |")
+def format_table(results: dict, title: str,
+                 evaluators: Sequence[base.Evaluator]) -> str:
+  """A Markdown table: one row per number of glimpses, one column per
+  evaluator column; reference classifiers below."""
+  columns = [c for e in evaluators
+             if all(key in results for key in e.keys)
+             for c in e.columns(results)]
+  lines = [f"{title} ({results['count']} images)", ""]
+  if columns:
+    lines += ["| glimpses | " + " | ".join(h for h, _ in columns) + " |",
+              "|---:|" + "---:|" * len(columns)]
+    for t in range(len(columns[0][1])):
+      lines.append(f"| {t + 1} | " + " | ".join(
+          f"{100 * values[t]:.2f}" for _, values in columns) + " |")
+  references = results.get("references", {})
+  if references:
+    if columns:
+      lines.append("")
+    lines += ["| reference, whole images | top-1 | top-5 |",
+              "|---|---:|---:|"]
+    for name, ref in references.items():
+      lines.append(f"| {ref['label']} (stage {name}) | "
+                   f"{100 * ref['top1']:.2f} | {100 * ref['top5']:.2f} |")
   if nonfinite_summary(results):
     lines += ["", nonfinite_summary(results)]
   return "\n".join(lines)
 
 
+def _to_json(value):
+  if isinstance(value, dict):
+    return {k: _to_json(v) for k, v in value.items()}
+  if isinstance(value, (str, int, float)):
+    return value
+  return np.asarray(value).tolist()
+
+
+def _png(fig) -> bytes:
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  png = io.BytesIO()
+  fig.savefig(png, format="png", dpi=120)
+  plt.close(fig)
+  return png.getvalue()
+
+
+def picture_png(picture: np.ndarray) -> bytes:
+  """An RGB uint8 picture [H, W, 3] as PNG bytes."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  png = io.BytesIO()
+  plt.imsave(png, picture, format="png")
+  return png.getvalue()
+
+
 def save_results(results: dict, workdir: epath.PathLike, name: str,
-                 title: str = "", table: str = "") -> list[epath.Path]:
-  """Writes <name>.json, <name>.md (the table, if given) and an
-  accuracy-vs-glimpses plot <name>.png into workdir (local or a URL);
-  returns the paths."""
+                 title: str = "", table: str = "",
+                 pictures: Optional[Mapping[str, np.ndarray]] = None
+                 ) -> list[epath.Path]:
+  """Writes <name>.json, <name>.md (the table, if given), an
+  accuracy-vs-glimpses plot <name>.png and each picture as
+  <name>_<key>.png into workdir (local or a URL); returns the paths."""
   workdir = epath.Path(workdir)
   paths = [workdir / f"{name}.json"]
-  paths[0].write_text(json.dumps(
-      {k: np.asarray(v).tolist() for k, v in results.items()}, indent=1))
+  paths[0].write_text(json.dumps(_to_json(results), indent=1))
   if table:
     paths.append(workdir / f"{name}.md")
     paths[-1].write_text(table + "\n")
-  try:
-    import matplotlib  # pylint: disable=g-import-not-at-top
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  except ImportError:
+  for key, picture in (pictures or {}).items():
+    paths.append(workdir / f"{name}_{key}.png")
+    paths[-1].write_bytes(picture_png(picture))
+  if "top1" not in results:
     return paths
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   glimpses = np.arange(1, len(results["top1"]) + 1)
   fig, ax = plt.subplots(figsize=(5, 3.5))
   for key, label, color in (("top1", "top-1", "C0"), ("top5", "top-5", "C1")):
-    ax.plot(glimpses, 100 * results[key], "o-", color=color,
-            label=f"Saccader {label}")
-    ax.axhline(100 * results[f"bagnet_{key}"], color=color, ls=":",
-               label=f"BagNet, all locations, {label}")
+    ax.plot(glimpses, 100 * np.asarray(results[key]), "o-", color=color,
+            label=f"policy {label}")
+    for i, ref in enumerate(results.get("references", {}).values()):
+      ax.axhline(100 * ref[key], color=color, ls=(":", "--", "-.")[i % 3],
+                 lw=1, label=f"{ref['label']}, {label}")
   ax.set_xlabel("glimpses")
   ax.set_ylabel("accuracy (%)")
   ax.set_title(f"{title or name} ({results['count']} images)", fontsize=9)
   ax.set_xticks(glimpses)
   ax.grid(alpha=0.3)
-  ax.legend(fontsize=7)
+  ax.legend(fontsize=6)
   fig.tight_layout()
-  png = io.BytesIO()
-  fig.savefig(png, format="png", dpi=120)
-  plt.close(fig)
   paths.append(workdir / f"{name}.png")
-  paths[-1].write_bytes(png.getvalue())
+  paths[-1].write_bytes(_png(fig))
   return paths

@@ -68,7 +68,8 @@ class Policy:
 
   def __init__(self, glimpse_fn: GlimpseFn, variables: Any,
                geometry_fn: Callable[[int, int], geometry_lib.GridGeometry],
-               num_channels: int, name: str = "policy"):
+               num_channels: int, name: str = "policy",
+               requires_key: bool = False):
     """
     Args:
       glimpse_fn: the policy's computation (see GlimpseFn).
@@ -77,19 +78,26 @@ class Policy:
         classification path.
       num_channels: channels the images must have.
       name: shown in error messages.
+      requires_key: the policy only samples (e.g. the random baseline), so
+        key=None is an error.
     """
     self.name = name
     self.num_channels = num_channels
     self.variables = variables
+    self.requires_key = requires_key
     self._glimpse_fn = glimpse_fn
     self._geometry_fn = geometry_fn
-    self._jitted = jax.jit(self._run, static_argnames=("num_glimpses",))
+    self._jitted = jax.jit(self.apply, static_argnames=("num_glimpses",))
 
   def geometry(self, image_height: int,
                image_width: int) -> geometry_lib.GridGeometry:
     return self._geometry_fn(image_height, image_width)
 
-  def _run(self, variables, images, num_glimpses, key):
+  def apply(self, variables: Any, images: jnp.ndarray, num_glimpses: int,
+            key: Optional[jax.Array]) -> PolicyOutput:
+    """The policy as a pure, traceable function of its variables: for use
+    inside a caller's own `jax.jit` (evaluators, sharded steps). Inputs are
+    not checked; `validate` them first."""
     grid = self._geometry_fn(images.shape[1], images.shape[2])
     locations, location_logits, glimpse_logits = self._glimpse_fn(
         variables, images, num_glimpses, key)
@@ -137,6 +145,9 @@ class Policy:
           prefix + f"num_glimpses must be in [1, {grid.num_locations}] (the "
           f"{grid.grid_height}x{grid.grid_width} locations of a {height}x"
           f"{width} image, each visited once); got {num_glimpses}.")
+    if key is None and self.requires_key:
+      raise ValueError(prefix + "key must be a PRNG key: this policy samples "
+                       "its locations and has no greedy form.")
     if key is not None:
       key_dtype = getattr(key, "dtype", None)
       is_typed = key_dtype is not None and jnp.issubdtype(
@@ -164,14 +175,28 @@ class Policy:
     return self._jitted(self.variables, images,
                         num_glimpses=int(num_glimpses), key=key)
 
+  def trace(self, images: jnp.ndarray, num_glimpses: int,
+            key: Optional[jax.Array] = None) -> jax.stages.Traced:
+    """The checked call, traced: `.lower().compile()` gives the compiled
+    program (cost analysis, compile time) without running it."""
+    self.validate(images, num_glimpses, key)
+    return self._jitted.trace(self.variables, images,
+                              num_glimpses=int(num_glimpses), key=key)
+
+  def lower(self, images: jnp.ndarray, num_glimpses: int,
+            key: Optional[jax.Array] = None) -> jax.stages.Lowered:
+    """The checked call, lowered (`.compile()` it, or read its HLO)."""
+    return self.trace(images, num_glimpses, key).lower()
+
 
 def make_policy(model_or_config: Any, variables: Any,
                 num_channels: Optional[int] = None) -> Policy:
-  """The learned Saccader policy, jitted, in inference mode.
+  """A model's learned policy, jitted, in inference mode (greedy, or
+  sampled when called with a key).
 
   Args:
-    model_or_config: a `Saccader` module, a full config (with `model` and
-      `dataset.num_channels` fields) or a model config.
+    model_or_config: a policy model (e.g. `Saccader`), a full config (with
+      `model` and `dataset.num_channels` fields) or a model config.
     variables: the model's variables, {"params": ..., "batch_stats": ...}.
     num_channels: image channels; read from a full config, else 3.
 
@@ -185,13 +210,10 @@ def make_policy(model_or_config: Any, variables: Any,
       num_channels = num_channels or config.dataset.get("num_channels")
       config = config.model
     model = models.create_model(config)
-  if not isinstance(model, models.Saccader):
-    raise ValueError("make_policy takes a Saccader module or a config; got "
-                     f"{type(model_or_config).__name__}.")
-
-  def glimpse_fn(variables, images, num_glimpses, key):
-    out = model.apply(variables, images, num_glimpses=num_glimpses, key=key)
-    return out.locations, out.location_logits, out.glimpse_logits
-
-  return Policy(glimpse_fn, variables, model.grid_geometry, num_channels or 3,
-                name="saccader policy")
+  if not models.is_policy(model):
+    raise ValueError("make_policy takes a policy model (one with glimpse_fn, "
+                     "e.g. Saccader) or its config; got "
+                     f"{type(model).__name__}.")
+  return Policy(model.glimpse_fn, variables, model.grid_geometry,
+                num_channels or 3,
+                name=f"{type(model).__name__.lower()} policy")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 from absl import logging
 from clu import metric_writers
@@ -29,9 +29,11 @@ from saccader_jax import checkpoints
 from saccader_jax import config_checks
 from saccader_jax import errors
 from saccader_jax import evaluation
+from saccader_jax import evaluators as evaluators_lib
 from saccader_jax import models
 from saccader_jax import objectives
 from saccader_jax import optimizers
+from saccader_jax import policy as policy_lib
 from saccader_jax.data import input_pipeline
 
 
@@ -153,20 +155,37 @@ def stage_optimizer(config: ml_collections.ConfigDict, name: str,
   return tx, schedule
 
 
+class StageSetup(NamedTuple):
+  """Everything a stage trains with (see `create_stage`)."""
+  state: TrainState
+  train_step: Callable[..., tuple[TrainState, dict]]
+  loss_fn: objectives.LossFn
+  tx: optax.GradientTransformation
+  schedule: optax.Schedule
+
+
+def stage_model(config: ml_collections.ConfigDict, name: str):
+  """The module stage `name` trains (its Stage's config.<model_field>)."""
+  return models.create_model(config[objectives.get_stage(name).model_field])
+
+
 def create_stage(config: ml_collections.ConfigDict, name: str, model,
                  variables: dict, total_steps: int,
-                 skip_nonfinite: bool = False):
-  """(state, train_step) of stage `name`, starting from `variables`.
+                 skip_nonfinite: bool = False) -> StageSetup:
+  """Stage `name`'s loss, optimizer, schedule, state and step, from config
+  as the trainer builds them.
 
-  For notebooks and tests: the optimizer and schedule come from config as in
-  the trainer; train_step(state, batch, key) -> (state, metrics) is the pure,
-  unjitted step (`jax.jit` it, or see `jit_train_step` for a mesh).
+  For notebooks, tests and benchmarks: `model` is `stage_model(config,
+  name)` (or an equal module); training starts from `variables`.
+  `train_step(state, batch, key) -> (state, metrics)` is the pure, unjitted
+  step (`jax.jit` it, or see `jit_train_step` for a mesh).
   """
   tx, schedule = stage_optimizer(config, name, total_steps)
   state = TrainState.create(apply_fn=model.apply, params=variables["params"],
                             batch_stats=variables["batch_stats"], tx=tx)
   loss_fn = objectives.get_stage(name).loss(model, config.stages[name])
-  return state, make_train_step(loss_fn, schedule, skip_nonfinite)
+  return StageSetup(state, make_train_step(loss_fn, schedule, skip_nonfinite),
+                    loss_fn, tx, schedule)
 
 
 def model_variables(state: TrainState) -> dict:
@@ -178,7 +197,8 @@ def model_state(state: TrainState) -> dict:
 
 
 class Trainer:
-  """Runs the configured stages in order, resuming where a job left off."""
+  """Runs the configured stages in order, resuming where a job left off,
+  and evaluates the policy and the reference classifiers they train."""
 
   def __init__(self, config: ml_collections.ConfigDict,
                workdir: epath.PathLike):
@@ -189,15 +209,19 @@ class Trainer:
     self.mesh = create_mesh()
     self.replicated = NamedSharding(self.mesh, P())
     self.data_sharding = NamedSharding(self.mesh, P("data"))
-    self.model = models.create_model(config.model)
     self.builder = self._prepare_data()
     self.writer = metric_writers.create_default_writer(
         self.workdir / "tensorboard",
         just_logging=jax.process_index() > 0)
-    self.eval_step = jax.jit(
-        evaluation.make_eval_step(self.model, config.eval_glimpses),
-        in_shardings=(self.replicated, self.data_sharding),
-        out_shardings=self.replicated)
+    self.evaluators = evaluators_lib.create_evaluators(
+        config.get("evals", {"accuracy": {}}), config.eval_glimpses)
+    # Whole-image readouts of the stages that have one (Stage.reference),
+    # by stage name, as they finish: the evaluators' reference classifiers.
+    self.reference_variables: dict[str, Any] = {}
+    self._models: dict[str, Any] = {}
+    self._policies: dict[Any, policy_lib.Policy] = {}
+    self._policy_evaluators: dict[Any, tuple[Any, Any]] = {}
+    self._classifier_steps: dict[str, Any] = {}
 
   def _prepare_data(self):
     # One process generates or prepares the data; the others then read it.
@@ -207,6 +231,12 @@ class Trainer:
     if jax.process_index() != 0:
       builder = input_pipeline.get_builder(self.config.dataset)
     return builder
+
+  def model(self, field: str = "model"):
+    """The module of config.<field> (built once)."""
+    if field not in self._models:
+      self._models[field] = models.create_model(self.config[field])
+    return self._models[field]
 
   def global_batch(self, local_batch: dict) -> dict:
     return jax.tree_util.tree_map(
@@ -221,24 +251,138 @@ class Trainer:
     return int(math.ceil(stage_config.num_epochs * examples /
                          self.config.batch_size))
 
-  def init_variables(self, key) -> dict:
+  def init_variables(self, key, field: str = "model") -> dict:
+    model = self.model(field)
     init = jax.jit(lambda k: models.init_variables(
-        self.model, self.config.dataset, k), out_shardings=self.replicated)
+        model, self.config.dataset, k), out_shardings=self.replicated)
     return init(key)
 
-  def evaluate(self, variables, split: str, max_examples=None) -> dict:
-    batches = input_pipeline.eval_batches(
+  # Evaluation.
+
+  def eval_batches(self, split: str, max_examples=None):
+    """The split's global batches (padding masked out)."""
+    return map(self.global_batch, input_pipeline.eval_batches(
         self.config.dataset, self.builder, split,
-        self.config.eval_batch_size, max_examples)
-    return evaluation.evaluate(self.eval_step, variables,
-                               map(self.global_batch, batches))
+        self.config.eval_batch_size, max_examples))
+
+  def learned_policy(self, field: str = "model") -> policy_lib.Policy:
+    """The policy of config.<field>'s model (built once), without variables:
+    pass them to `evaluate_policy`."""
+    key = ("learned", field)
+    if key not in self._policies:
+      self._policies[key] = policy_lib.make_policy(
+          self.model(field), None, self.config.dataset.num_channels)
+    return self._policies[key]
+
+  def _policy_evaluator(self, policy: policy_lib.Policy):
+    """The compiled evaluation of `policy`, with every configured evaluator
+    whose reference classifiers have been trained. Cached while the policy
+    lives (the cache holds it, so its id is not reused)."""
+    usable = [e for e in self.evaluators
+              if all(r in self.reference_variables for r in e.references)]
+    key = (id(policy), tuple(e.name for e in usable))
+    if key not in self._policy_evaluators:
+      needed = {r for e in usable for r in e.references}
+      classify_fns = {name: self.classify_fn(name) for name in needed}
+      self._policy_evaluators[key] = (policy, evaluation.PolicyEvaluator(
+          policy, usable, self.config.eval_glimpses, classify_fns,
+          out_sharding=self.replicated))
+    return self._policy_evaluators[key][1]
+
+  def classify_fn(self, stage_name: str) -> evaluation.ClassifyFn:
+    """The whole-image readout of the network stage_name trains."""
+    return models.classify_fn(
+        self.model(objectives.get_stage(stage_name).model_field))
+
+  def evaluate_policy(self, policy: policy_lib.Policy, split: str,
+                      variables: Any = None, key=None,
+                      max_examples=None) -> dict:
+    """Any policy (learned or baseline) through the configured evaluators.
+
+    variables: the policy's (default: policy.variables). key: for sampling
+    policies. Evaluators whose reference classifier is not trained yet are
+    left out.
+    """
+    evaluator = self._policy_evaluator(policy)
+    return evaluator(self.eval_batches(split, max_examples), variables,
+                     self.reference_variables, key=key)
+
+  def evaluate_reference(self, stage_name: str, variables: Any, split: str,
+                         max_examples=None) -> dict:
+    """A stage's whole-image readout (Stage.reference) on a split."""
+    if stage_name not in self._classifier_steps:
+      self._classifier_steps[stage_name] = jax.jit(
+          evaluation.make_classifier_eval_step(self.classify_fn(stage_name)),
+          out_shardings=self.replicated)
+    results = evaluation.evaluate(self._classifier_steps[stage_name],
+                                  self.eval_batches(split, max_examples),
+                                  variables)
+    return evaluation.reference_results(
+        results, stage_name, objectives.get_stage(stage_name).reference)
+
+  def pictures(self, policy: policy_lib.Policy, split: str,
+               variables: Any = None, key=None,
+               title: str = "") -> dict[str, np.ndarray]:
+    """Glimpse pictures of the split's first images, if configured."""
+    pictures = {}
+    variables = policy.variables if variables is None else variables
+    for evaluator in self.evaluators:
+      if not isinstance(evaluator, evaluators_lib.Glimpses):
+        continue
+      count = min(evaluator.num_images, self.config.eval_batch_size)
+      cache_key = (id(policy), "pictures", count)
+      if cache_key not in self._policy_evaluators:
+        def first_images(variables, batch, key, count=count):
+          head = jax.tree_util.tree_map(lambda x: x[:count], batch)
+          out = policy.apply(variables, head["image"],
+                             self.config.eval_glimpses, key)
+          return out, head
+        self._policy_evaluators[cache_key] = (policy, jax.jit(
+            first_images, out_shardings=self.replicated))
+      batch = next(iter(self.eval_batches(split, max_examples=count)))
+      out, head = jax.device_get(
+          self._policy_evaluators[cache_key][1](variables, batch, key))
+      real = np.asarray(head["mask"]) > 0   # other hosts' rows may be padding
+      out = jax.tree_util.tree_map(lambda x: np.asarray(x)[real], out)
+      pictures[evaluator.name] = evaluator.picture(
+          out, head["image"][real], head["label"][real],
+          input_pipeline.class_names(self.builder), title)
+    return pictures
+
+  def evaluate_stage(self, name: str, variables: Any, split: str,
+                     max_examples=None) -> dict:
+    """What stage `name` yields: its policy through the evaluators (if its
+    model is a policy) and its reference readout (if it has one)."""
+    stage = objectives.get_stage(name)
+    results = {}
+    if models.is_policy(self.model(stage.model_field)):
+      results = self.evaluate_policy(self.learned_policy(stage.model_field),
+                                     split, variables,
+                                     max_examples=max_examples)
+    if stage.reference:
+      reference = self.evaluate_reference(name, variables, split,
+                                          max_examples)
+      results.setdefault("count", reference["count"])
+      results["references"] = {name: reference}
+    return results
+
+  def write_evaluation(self, step: int, prefix: str, results: dict,
+                       pictures: dict[str, np.ndarray]) -> None:
+    self.writer.write_scalars(step, evaluation.scalars(
+        results, self.evaluators, prefix))
+    if pictures:
+      self.writer.write_images(step, {f"{prefix}/{key}": picture[None]
+                                      for key, picture in pictures.items()})
+
+  # Training.
 
   def initial_state(self, name: str, tx, optimizer_config: dict, manager,
                     key, previous: Optional[dict]) -> tuple[TrainState, int]:
     """The stage's state and this host's input position: its newest
     checkpoint that restores, else the previous stage's model, else a random
     initialisation."""
-    abstract = checkpoints.abstract_variables(self.config)
+    field = objectives.get_stage(name).model_field
+    abstract = checkpoints.abstract_variables(self.config, field)
     abstract_model = checkpoints.with_sharding(
         {"step": jax.ShapeDtypeStruct((), jnp.int32), **abstract},
         self.replicated)
@@ -255,16 +399,22 @@ class Trainer:
       start_step = int(restored.model["step"])
       logging.info("Stage %s: resuming from step %d.", name, start_step)
     elif previous is not None:
-      variables, start_step = previous, 0
+      # A copy: the train step donates its state's buffers, and the previous
+      # stage's variables may still be read (e.g. the stage-1 BagNet as a
+      # reference classifier).
+      variables = jax.jit(lambda v: jax.tree_util.tree_map(jnp.copy, v),
+                          out_shardings=self.replicated)(previous)
+      start_step = 0
       logging.info("Stage %s: starting from the previous stage's model.", name)
     else:
-      variables, start_step = self.init_variables(key), 0
+      variables, start_step = self.init_variables(key, field), 0
       logging.info("Stage %s: starting from a random initialisation.", name)
     if opt_state is None:
       opt_state = jax.jit(tx.init, out_shardings=self.replicated)(
           variables["params"])
     state = TrainState(step=jnp.asarray(start_step, jnp.int32),
-                       apply_fn=self.model.apply, params=variables["params"],
+                       apply_fn=self.model(field).apply,
+                       params=variables["params"],
                        batch_stats=variables["batch_stats"], tx=tx,
                        opt_state=opt_state)
     return (jax.device_put(state, self.replicated),
@@ -280,7 +430,10 @@ class Trainer:
 
   def run_stage(self, index: int, name: str,
                 previous: Optional[dict]) -> dict:
-    """Trains stage `name`; returns its final {"params", "batch_stats"}."""
+    """Trains stage `name`; returns its final {"params", "batch_stats"}.
+
+    previous: the variables of the last stage that trained the same model.
+    """
     config = self.config
     stage_config = config.stages[name]
     stage = objectives.get_stage(name)
@@ -300,8 +453,9 @@ class Trainer:
       return model_variables(state)
 
     skip_nonfinite = config.get("on_nonfinite", "stop") == "skip"
-    train_step = jit_train_step(stage.loss(self.model, stage_config),
-                                schedule, self.mesh, skip_nonfinite)
+    train_step = jit_train_step(
+        stage.loss(self.model(stage.model_field), stage_config), schedule,
+        self.mesh, skip_nonfinite)
     batches = input_pipeline.train_batches(
         config.dataset, self.builder, config.batch_size,
         seed=config.seed + index, start_position=position)
@@ -349,41 +503,83 @@ class Trainer:
                 "process_count": jax.process_count()})
       if last or (config.eval_every_steps
                   and step % config.eval_every_steps == 0):
-        results = self.evaluate(model_variables(state),
-                                config.dataset.dev_split,
-                                config.get("eval_max_examples"))
-        self.writer.write_scalars(step,
-                                  evaluation.scalars(results, f"{name}/dev"))
+        variables = model_variables(state)
+        if last and stage.reference:
+          self.reference_variables[name] = variables
+        results = self.evaluate_stage(name, variables,
+                                      config.dataset.dev_split,
+                                      config.get("eval_max_examples"))
+        pictures = {}
+        if models.is_policy(self.model(stage.model_field)):
+          pictures = self.pictures(self.learned_policy(stage.model_field),
+                                   config.dataset.dev_split, variables)
+        self.write_evaluation(step, f"{name}/dev", results, pictures)
     manager.wait_until_finished()
     manager.close()
     self.writer.flush()
     return model_variables(state)
 
-  def run(self) -> dict:
-    variables = None
-    start = time.time()
+  def train(self) -> dict[str, dict]:
+    """Trains config.run_stages in order (resuming; finished stages are
+    restored); returns each stage's final variables by stage name."""
+    by_field, by_stage = {}, {}
     for index, name in enumerate(self.config.run_stages):
-      variables = self.run_stage(index, name, variables)
-    results = self.evaluate(variables, self.config.dataset.test_split)
+      stage = objectives.get_stage(name)
+      variables = self.run_stage(index, name, by_field.get(stage.model_field))
+      by_field[stage.model_field] = by_stage[name] = variables
+      if stage.reference:
+        self.reference_variables[name] = variables
+    return by_stage
+
+  def policy_field(self) -> Optional[str]:
+    """The config field of the last policy model that run_stages train."""
+    fields = [objectives.get_stage(n).model_field
+              for n in self.config.run_stages]
+    fields = [f for f in fields if models.is_policy(self.model(f))]
+    return fields[-1] if fields else None
+
+  def run(self) -> dict:
+    """Trains config.run_stages, then evaluates on the test split.
+
+    Returns {"variables": the final policy model's (else the last stage's)
+    variables, "stages": every stage's final variables, "test": results}.
+    """
+    start = time.time()
+    by_stage = self.train()
+    by_field = {objectives.get_stage(n).model_field: v
+                for n, v in by_stage.items()}
+    split = self.config.dataset.test_split
+    results, pictures = {"references": {}}, {}
+    field = self.policy_field()
+    if field:
+      policy = self.learned_policy(field)
+      results.update(self.evaluate_policy(policy, split, by_field[field]))
+      pictures = self.pictures(policy, split, by_field[field],
+                               title="Greedy policy, test split")
+    for name, variables in self.reference_variables.items():
+      results["references"][name] = self.evaluate_reference(name, variables,
+                                                             split)
+      results.setdefault("count", results["references"][name]["count"])
     if jax.process_index() == 0:
       table = evaluation.format_table(
           results, f"Test accuracy of the greedy policy "
-          f"({self.config.dataset.name}, {time.time() - start:.0f} s)")
+          f"({self.config.dataset.name}, {time.time() - start:.0f} s)",
+          self.evaluators)
       paths = evaluation.save_results(
           results, self.workdir, "test_accuracy",
-          f"Greedy policy, {self.config.dataset.name} test", table=table)
+          f"Greedy policy, {self.config.dataset.name} test", table=table,
+          pictures=pictures)
       print(table)
       print(f"\nResults: {', '.join(map(str, paths))}")
       print(f"TensorBoard logs: {self.workdir / 'tensorboard'}"
             f"  (tensorboard --logdir {self.workdir})", flush=True)
     self.writer.close()
-    return {"variables": variables, "test": results}
+    final = by_field.get(field) if field else list(by_stage.values())[-1]
+    return {"variables": final, "stages": by_stage, "test": results}
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict,
                        workdir: epath.PathLike) -> dict:
-  """Trains config.run_stages in order, then evaluates on the test split.
-
-  Returns {"variables": final model variables, "test": accuracies}.
-  """
+  """Trains config.run_stages in order, then evaluates on the test split
+  (see `Trainer.run`)."""
   return Trainer(config, workdir).run()

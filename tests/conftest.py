@@ -1,29 +1,14 @@
 """Shared fixtures: small Saccader variants that run in seconds on a CPU."""
 
 import os
-import sys
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from configs import imagenet_saccader  # pylint: disable=g-import-not-at-top
 from saccader_jax import models
-
-
-def narrow_model_config(num_classes: int = 10) -> ml_collections.ConfigDict:
-  """The ImageNet layout (so receptive field 77, stride 8), a few channels wide."""
-  config = imagenet_saccader.get_model_config()
-  config.num_classes = num_classes
-  config.representation.planes = (4, 4, 4, 8)
-  config.representation.stem_channels = 8
-  config.representation.what_channels = 16
-  config.attention.widths = (16, 8)
-  config.mixed_channels = 8
-  return config
+from tests.helpers import narrow_model_config
+from tests.helpers import with_unit_bn_scales
 
 
 @pytest.fixture(scope="session")
@@ -36,15 +21,6 @@ def narrow_model(narrow_config):
   return models.create_model(narrow_config)
 
 
-def with_unit_bn_scales(params):
-  """Every batch-norm scale set to one, so that no residual branch is
-  switched off by its zero-initialised scale and every parameter gets a
-  gradient."""
-  return jax.tree_util.tree_map_with_path(
-      lambda path, x: jnp.ones_like(x) if path[-1].key == "scale" else x,
-      params)
-
-
 @pytest.fixture(scope="session")
 def narrow_variables(narrow_model):
   images = jnp.zeros((1, 93, 93, 3))
@@ -53,55 +29,6 @@ def narrow_variables(narrow_model):
                                                         jax.random.key(0))
   return {"params": with_unit_bn_scales(variables["params"]),
           "batch_stats": variables["batch_stats"]}
-
-
-def write_fake_fashion_mnist(directory, num_train=240, num_test=60, seed=0):
-  """Four IDX files shaped like Fashion-MNIST: each class is a bar at its own
-  height (learnable), plus noise."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from saccader_jax.data import cluttered_fashion_mnist as cfm  # pylint: disable=g-import-not-at-top
-  rng = np.random.default_rng(seed)
-  os.makedirs(directory, exist_ok=True)
-  for split, n in (("train", num_train), ("t10k", num_test)):
-    labels = rng.integers(0, 10, size=n).astype(np.uint8)
-    items = rng.integers(0, 60, size=(n, 28, 28)).astype(np.uint8)
-    for i, label in enumerate(labels):
-      items[i, 2 + 2 * label:4 + 2 * label, 4:24] = 255
-    cfm.write_idx(os.path.join(directory, f"{split}-images-idx3-ubyte.gz"),
-                  items)
-    cfm.write_idx(os.path.join(directory, f"{split}-labels-idx1-ubyte.gz"),
-                  labels)
-  return directory
-
-
-def tiny_train_config(tmp_dir, source_dir=None, canvas_size=36):
-  """A full training config on small fake data; each stage a few steps."""
-  from configs import fashion_mnist_saccader  # pylint: disable=g-import-not-at-top
-  config = fashion_mnist_saccader.get_config()
-  config.cpu_ynn_fusions = ""
-  config.dataset.data_dir = os.path.join(tmp_dir, "tfds")
-  config.dataset.source_dir = source_dir or write_fake_fashion_mnist(
-      os.path.join(tmp_dir, "idx"))
-  config.dataset.image_size = canvas_size
-  config.dataset.num_clutter = 4
-  config.dataset.dev_size = 40
-  rep = config.model.representation
-  rep.blocks, rep.planes, rep.strides, rep.kernel3 = (1, 1, 1), (4, 8, 8), (
-      2, 2, 1), (1, 1, 1)
-  rep.stem_channels, rep.what_channels = 8, 16
-  config.model.attention.widths = (16, 8)
-  config.model.mixed_channels = 8
-  config.batch_size = 16
-  config.eval_batch_size = 32
-  for stage in config.stages.values():
-    stage.num_steps = 3
-  config.stages.location.num_glimpses = 4
-  config.stages.policy.num_glimpses = 3
-  config.eval_glimpses = 5
-  config.log_every_steps = 2
-  config.checkpoint_every_steps = 2
-  config.async_checkpoints = False
-  return config
 
 
 @pytest.fixture(scope="session")

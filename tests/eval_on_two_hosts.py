@@ -1,7 +1,7 @@
 """Evaluates a split of one example on every process of a job; writes the
 results. Run by tests/test_sharding.py as two processes:
 
-  python tests/eval_on_two_hosts.py --data_dir=DIR --out=FILE
+  python -m tests.eval_on_two_hosts --data_dir=DIR --out=FILE
       --coordinator_address=localhost:PORT --num_processes=2 --process_id=I
 
 With one example and two hosts, host 1's share is empty: it must still take
@@ -9,13 +9,10 @@ part in every collective eval step.
 """
 
 import os
-import sys
 
 from absl import app
 from absl import flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import jax  # pylint: disable=g-import-not-at-top
 import numpy as np
@@ -34,14 +31,16 @@ def main(argv):
   if FLAGS.num_processes > 1:
     jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
                                FLAGS.process_id)
-  from conftest import tiny_train_config  # pylint: disable=g-import-not-at-top
+  from tests.helpers import tiny_train_config  # pylint: disable=g-import-not-at-top
   from saccader_jax import train  # pylint: disable=g-import-not-at-top
   config = tiny_train_config(FLAGS.data_dir)
   trainer = train.Trainer(config, os.path.join(FLAGS.data_dir, "workdir"))
   variables = trainer.init_variables(jax.random.key(0))
-  results = trainer.evaluate(variables, FLAGS.split)
+  results = trainer.evaluate_stage("representation", variables, FLAGS.split)
+  bagnet = results.pop("references")["representation"]
   if jax.process_index() == 0:
     np.savez(FLAGS.out, processes=jax.process_count(),
+             bagnet_top1=bagnet["top1"], bagnet_count=bagnet["count"],
              **{k: np.asarray(v) for k, v in results.items()})
 
 

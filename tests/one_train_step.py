@@ -3,21 +3,17 @@
 Run by tests/test_sharding.py in fresh processes, so that each can set its own
 device count (XLA_FLAGS) or join a multi-process job:
 
-  python tests/one_train_step.py --out=FILE
+  python -m tests.one_train_step --out=FILE
       [--coordinator_address=localhost:PORT --num_processes=2 --process_id=I]
 
 Each process feeds its slice of the same global batch, so every run, whatever
 its devices and processes, trains on identical data.
 """
 
-import os
-import sys
 
 from absl import app
 from absl import flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import jax  # pylint: disable=g-import-not-at-top
 import jax.numpy as jnp
@@ -37,8 +33,8 @@ def main(argv):
   if FLAGS.num_processes > 1:
     jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
                                FLAGS.process_id)
-  from conftest import tiny_train_config, with_unit_bn_scales  # pylint: disable=g-import-not-at-top,g-multiple-import
-  from saccader_jax import models, objectives, train  # pylint: disable=g-import-not-at-top,g-multiple-import
+  from tests.helpers import tiny_train_config, with_unit_bn_scales  # pylint: disable=g-import-not-at-top,g-multiple-import
+  from saccader_jax import models, train  # pylint: disable=g-import-not-at-top,g-multiple-import
 
   config = tiny_train_config("/nonexistent")  # the model and stages only
   model = models.create_model(config.model)
@@ -62,13 +58,11 @@ def main(argv):
   variables = jax.jit(init, out_shardings=replicated)(jax.random.key(0))
   results = {}
   for name in ("representation", "location", "policy"):
-    tx, schedule = train.stage_optimizer(config, name, 10)
-    state = jax.jit(lambda v, tx=tx: train.TrainState.create(
-        apply_fn=model.apply, params=v["params"],
-        batch_stats=v["batch_stats"], tx=tx), out_shardings=replicated)(
-            variables)
-    loss_fn = objectives.get_stage(name).loss(model, config.stages[name])
-    step = train.jit_train_step(loss_fn, schedule, mesh)
+    setup = train.create_stage(config, name, model, variables, 10)
+    # A copy: the step donates its state, and `variables` start every stage.
+    state = jax.jit(lambda s: jax.tree_util.tree_map(jnp.copy, s),
+                    out_shardings=replicated)(setup.state)
+    step = train.jit_train_step(setup.loss_fn, setup.schedule, mesh)
     state, metrics = step(state, batch, jax.random.key(1))
     fetch = lambda x: np.asarray(x.addressable_data(0))
     results[f"{name}/loss"] = fetch(metrics["loss"])

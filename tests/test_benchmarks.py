@@ -10,8 +10,8 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run(script, *args):
-  result = subprocess.run([sys.executable, os.path.join(ROOT, script), *args],
+def run(module, *args):
+  result = subprocess.run([sys.executable, "-m", module, *args],
                           cwd=ROOT, capture_output=True, text=True,
                           timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
@@ -20,7 +20,7 @@ def run(script, *args):
 
 @pytest.mark.slow
 def test_benchmark_policy_prints_its_tables():
-  out = run("experiments/benchmark_policy.py", "--batch_sizes=1",
+  out = run("experiments.benchmark_policy", "--batch_sizes=1",
             "--repeats=1", "--compile_glimpses=1,2")
   assert "| 1 |" in out and "greedy policy T=6" in out
   assert "rollout-only compile" in out
@@ -29,10 +29,9 @@ def test_benchmark_policy_prints_its_tables():
 @pytest.mark.slow
 def test_benchmark_train_prints_its_tables(tmp_path):
   source = os.path.join(str(tmp_path), "idx")
-  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-  from conftest import write_fake_fashion_mnist  # pylint: disable=g-import-not-at-top
+  from tests.helpers import write_fake_fashion_mnist  # pylint: disable=g-import-not-at-top
   write_fake_fashion_mnist(source)
-  out = run("experiments/benchmark_train.py", "--imagenet=false",
+  out = run("experiments.benchmark_train", "--imagenet=false",
             "--keras=false", "--repeats=1", "--embedded_batch=16",
             "--resnet_batch=1", f"--data_dir={tmp_path}/tfds",
             f"--source_dir={source}", "--dev_size=40")
@@ -44,10 +43,9 @@ def test_benchmark_train_prints_its_tables(tmp_path):
 @pytest.mark.slow
 def test_benchmark_resume_prints_its_table(tmp_path):
   source = os.path.join(str(tmp_path), "idx")
-  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-  from conftest import write_fake_fashion_mnist  # pylint: disable=g-import-not-at-top
+  from tests.helpers import write_fake_fashion_mnist  # pylint: disable=g-import-not-at-top
   write_fake_fashion_mnist(source, num_train=300)
-  out = run("experiments/benchmark_resume.py", "--repeats=1",
+  out = run("experiments.benchmark_resume", "--repeats=1",
             f"--data_dir={tmp_path}/tfds", f"--source_dir={source}",
             "--dev_size=40", "--image_size=36")
   assert "| resume at epoch | step | time to first batch (ms) |" in out

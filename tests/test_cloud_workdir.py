@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import tiny_train_config
-from fake_gcs import FakeGcs
+from tests.helpers import tiny_train_config
+from tests.fake_gcs import FakeGcs
 from saccader_jax import checkpoints
 from saccader_jax import train
 

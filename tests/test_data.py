@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from conftest import tiny_train_config
-from conftest import write_fake_fashion_mnist
+from tests.helpers import tiny_train_config
+from tests.helpers import write_fake_fashion_mnist
 from saccader_jax.data import cluttered_fashion_mnist as cfm
 from saccader_jax.data import input_pipeline
 

@@ -8,16 +8,16 @@ import sys
 import numpy as np
 import pytest
 
-HELPER = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                      "one_train_step.py")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HELPER = ["-m", "tests.one_train_step"]
 
 
 def launch(out, devices, extra=()):
   env = dict(os.environ,
              XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
              JAX_PLATFORMS="cpu")
-  return subprocess.Popen([sys.executable, HELPER, f"--out={out}", *extra],
-                          env=env, stdout=subprocess.PIPE,
+  return subprocess.Popen([sys.executable, *HELPER, f"--out={out}", *extra],
+                          cwd=ROOT, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True)
 
 
@@ -75,13 +75,12 @@ def test_two_processes_match_one_process(one_device, tmp_path):
   assert_same_step(one_device, two)
 
 
-EVAL_HELPER = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                           "eval_on_two_hosts.py")
+EVAL_HELPER = ["-m", "tests.eval_on_two_hosts"]
 
 
 @pytest.mark.slow
 def test_a_host_with_no_eval_examples_joins_every_eval_step(tmp_path):
-  from conftest import tiny_train_config  # pylint: disable=g-import-not-at-top
+  from tests.helpers import tiny_train_config  # pylint: disable=g-import-not-at-top
   from saccader_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
   data_dir = str(tmp_path / "data")
   input_pipeline.get_builder(tiny_train_config(data_dir).dataset)
@@ -91,17 +90,19 @@ def test_a_host_with_no_eval_examples_joins_every_eval_step(tmp_path):
   for processes in (1, 2):
     outs[processes] = str(tmp_path / f"{processes}.npz")
     address = f"localhost:{free_port()}"
-    commands = [[sys.executable, EVAL_HELPER, f"--data_dir={data_dir}",
+    commands = [[sys.executable, *EVAL_HELPER, f"--data_dir={data_dir}",
                  f"--out={outs[processes]}",
                  f"--coordinator_address={address}",
                  f"--num_processes={processes}", f"--process_id={i}"]
                 for i in range(processes)]
-    for process in [subprocess.Popen(c, env=env, stdout=subprocess.PIPE,
+    for process in [subprocess.Popen(c, env=env, cwd=ROOT,
+                                     stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True)
                     for c in commands]:
       finish(process, timeout=300)
   one, two = load(outs[1]), load(outs[2])
   assert int(two["processes"]) == 2
   assert int(one["count"]) == int(two["count"]) == 1
-  for key in ("top1", "top5", "bagnet_top1", "nonfinite"):
+  assert int(one["bagnet_count"]) == int(two["bagnet_count"]) == 1
+  for key in ("top1", "top5", "bagnet_top1", "nonfinite", "coverage"):
     np.testing.assert_array_equal(one[key], two[key], err_msg=key)

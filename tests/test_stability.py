@@ -31,7 +31,7 @@ def location_kernel_norm(params):
 
 
 def run_stage(config, name, model, variables, steps, seed):
-  state, step = train.create_stage(config, name, model, variables, steps)
+  state, step, *_ = train.create_stage(config, name, model, variables, steps)
   step = jax.jit(step)
   batches = input_pipeline.train_batches(config.dataset, builder_of(config),
                                          BATCH, seed=seed)

@@ -7,10 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import tiny_train_config
-from conftest import with_unit_bn_scales
+from tests.helpers import tiny_train_config
+from tests.helpers import with_unit_bn_scales
 from saccader_jax import errors
 from saccader_jax import models
+from saccader_jax import policies
 from saccader_jax import train
 from saccader_jax.data import input_pipeline
 
@@ -31,7 +32,8 @@ def tiny_config(tmp_path_factory):
 
 def one_step(config, stage_name, variables, batch):
   model = models.create_model(config.model)
-  state, step = train.create_stage(config, stage_name, model, variables, 10)
+  state, step, *_ = train.create_stage(config, stage_name, model, variables,
+                                       10)
   return jax.jit(step)(state, batch, jax.random.key(0))
 
 
@@ -83,18 +85,56 @@ def run_job(config, workdir):
   return train.train_and_evaluate(config, str(workdir))
 
 
-def test_three_stages_end_to_end(tiny_config, tmp_path, capsys):
-  result = run_job(tiny_config, tmp_path)
-  for stage in ("representation", "location", "policy"):
+def test_stages_end_to_end_with_the_classifier_and_every_evaluator(
+    tiny_config, tmp_path, capsys):
+  config = tiny_config.copy_and_resolve_references()
+  config.run_stages = ("classifier",) + tuple(config.run_stages)
+  config.evals.occlusion = {"classifier": "classifier"}
+  result = run_job(config, tmp_path)
+  for stage in ("classifier", "representation", "location", "policy"):
     steps = os.listdir(tmp_path / "checkpoints" / stage)
     assert "3" in steps, (stage, steps)
   test = result["test"]
   assert test["count"] == 60
   assert test["top1"].shape == (5,) and np.all(test["top5"] >= test["top1"])
+  assert np.all(np.diff(test["coverage"]) >= 0) and test["coverage"][0] > 0
+  assert test["occluded_top1"].shape == (5,)
   out = capsys.readouterr().out
-  assert "| glimpses | top-1 | top-5 |" in out and "TensorBoard logs" in out
-  assert os.path.exists(tmp_path / "test_accuracy.png")
+  assert ("| glimpses | top-1 | top-5 | coverage | occluded top-1 | "
+          "occluded top-5 |") in out
+  assert "| BagNet, all locations (stage representation) |" in out
+  assert "| full-image classifier (stage classifier) |" in out
+  for name in ("test_accuracy.png", "test_accuracy_glimpses.png",
+               "test_accuracy.json"):
+    assert os.path.exists(tmp_path / name), name
   assert os.listdir(tmp_path / "tensorboard")
+
+  # The BagNet reference is the stage-1 network, not the final Saccader's
+  # representation; the baselines go through the same evaluators.
+  trainer = train.Trainer(config, str(tmp_path))
+  model = trainer.model()
+  stage1 = result["stages"]["representation"]
+  assert trees_differ(stage1["params"]["representation"],
+                      result["variables"]["params"]["representation"])
+  batches = list(input_pipeline.eval_batches(
+      config.dataset, trainer.builder, "test", 60))
+  images = np.concatenate([b["image"] for b in batches])[:60]
+  labels = np.concatenate([b["label"] for b in batches])[:60]
+  bagnet = np.argmax(model.whole_image_logits(stage1, images), -1)
+  np.testing.assert_allclose(
+      test["references"]["representation"]["top1"],
+      np.mean(bagnet == labels), rtol=1e-6)
+
+  trainer.reference_variables = dict(result["stages"])
+  sobel = policies.make_baseline_policy("sobel_mean", config, stage1)
+  results = trainer.evaluate_policy(sobel, "test")
+  out = sobel(jnp.asarray(images), 5)
+  running = np.cumsum(np.asarray(out.glimpse_logits), 1) / np.arange(
+      1, 6)[None, :, None]
+  np.testing.assert_allclose(
+      results["top1"], np.mean(np.argmax(running, -1) == labels[:, None], 0),
+      rtol=1e-6)
+  assert "occluded_top1" in results and "coverage" in results
 
 
 def test_later_stages_start_from_the_previous_stage(tiny_config, tmp_path):
@@ -207,7 +247,7 @@ def test_stage1_loss_decreases_on_the_embedded_data(embedded_data):
   model = models.create_model(config.model)
   variables = model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 1)),
                          num_glimpses=1)
-  state, step = train.create_stage(config, "representation", model,
+  state, step, *_ = train.create_stage(config, "representation", model,
                                    variables, 48)
   step = jax.jit(step)
   batches = input_pipeline.train_batches(config.dataset, builder, 32, seed=0)
@@ -224,7 +264,7 @@ def test_nonfinite_step_is_skipped_or_reported(tiny_config,
   variables, batch = tiny_variables_and_batch
   poisoned = dict(batch, image=batch["image"].at[0, 0, 0, 0].set(jnp.nan))
   model = models.create_model(tiny_config.model)
-  state, skipping = train.create_stage(tiny_config, "policy", model,
+  state, skipping, *_ = train.create_stage(tiny_config, "policy", model,
                                        variables, 10, skip_nonfinite=True)
   skipping = jax.jit(skipping)
   skipped, metrics = skipping(state, poisoned, jax.random.key(0))
@@ -238,7 +278,7 @@ def test_nonfinite_step_is_skipped_or_reported(tiny_config,
   assert np.isfinite(float(metrics["grad_norm"]))
   assert trees_differ(moved.params, state.params)
 
-  _, stopping = train.create_stage(tiny_config, "policy", model, variables,
+  _, stopping, *_ = train.create_stage(tiny_config, "policy", model, variables,
                                    10)
   stopping = jax.jit(stopping)
   _, metrics = stopping(state, poisoned, jax.random.key(0))

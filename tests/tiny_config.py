@@ -5,12 +5,7 @@
 DIR holds the fake Fashion-MNIST files and the generated TFDS data.
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from conftest import tiny_train_config  # pylint: disable=g-import-not-at-top
+from tests.helpers import tiny_train_config
 
 
 def get_config(data_dir):

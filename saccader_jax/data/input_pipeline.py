@@ -316,6 +316,14 @@ def num_examples(builder: tfds.core.DatasetBuilder, split: str) -> int:
   return builder.info.splits[split].num_examples
 
 
+def class_names(builder: tfds.core.DatasetBuilder) -> Optional[list[str]]:
+  """The label feature's class names, or None if it has none."""
+  features = builder.info.features
+  label = features["label"] if "label" in features.keys() else None
+  names = getattr(label, "names", None)
+  return list(names) if names else None
+
+
 def eval_batches(config: ml_collections.ConfigDict,
                  builder: tfds.core.DatasetBuilder, split: str,
                  global_batch_size: int,

@@ -9,6 +9,7 @@ import ml_collections
 
 from saccader_jax.models.attention import AttentionNetwork
 from saccader_jax.models.bagnet import BagNet
+from saccader_jax.models.resnet_v2 import ResNetV2
 from saccader_jax.models.saccader import Saccader
 from saccader_jax.models.saccader import SaccaderOutput
 
@@ -45,9 +46,37 @@ def _saccader(config: ml_collections.ConfigDict) -> Saccader:
       mixed_channels=config.mixed_channels, dtype=dtype)
 
 
+def _resnet_v2(config: ml_collections.ConfigDict) -> ResNetV2:
+  return ResNetV2(
+      num_classes=config.num_classes, units=tuple(config.units),
+      widths=tuple(config.widths), strides=tuple(config.strides),
+      root_channels=config.root_channels, root_kernel=config.root_kernel,
+      root_stride=config.root_stride, root_pool=config.root_pool,
+      expansion=config.get("expansion", 4), bn_momentum=config.bn_momentum,
+      bn_epsilon=config.bn_epsilon, dtype=compute_dtype(config.dtype))
+
+
+# A model that can act as a glimpse policy has `glimpse_fn` (a
+# policy.GlimpseFn) and `grid_geometry`; any other is a whole-image
+# classifier whose `apply(variables, images)` gives [batch, classes] logits.
 MODELS: dict[str, Callable[[ml_collections.ConfigDict], Any]] = {
     "saccader": _saccader,
+    "resnet_v2": _resnet_v2,
 }
+
+
+def is_policy(model) -> bool:
+  """Whether model chooses glimpses (else it classifies whole images)."""
+  return hasattr(model, "glimpse_fn")
+
+
+def classify_fn(model) -> Callable[[Any, jnp.ndarray], jnp.ndarray]:
+  """(variables, images) -> [batch, classes] whole-image logits of model:
+  a policy model's `whole_image_logits` (Saccader: its BagNet on every
+  location), else the classifier itself."""
+  if hasattr(model, "whole_image_logits"):
+    return model.whole_image_logits
+  return lambda variables, images: model.apply(variables, images)
 
 
 def init_variables(model, dataset_config: ml_collections.ConfigDict,
@@ -56,7 +85,7 @@ def init_variables(model, dataset_config: ml_collections.ConfigDict,
   jit it, or eval_shape it for shapes alone)."""
   size, channels = dataset_config.image_size, dataset_config.num_channels
   images = jnp.zeros((1, size, size, channels), jnp.float32)
-  return model.init(key, images, num_glimpses=1)
+  return model.init(key, images, **type(model).init_kwargs)
 
 
 def create_model(config: ml_collections.ConfigDict):
@@ -66,5 +95,6 @@ def create_model(config: ml_collections.ConfigDict):
   return MODELS[config.name](config)
 
 
-__all__ = ["AttentionNetwork", "BagNet", "Saccader", "SaccaderOutput",
-           "create_model", "compute_dtype", "init_variables"]
+__all__ = ["AttentionNetwork", "BagNet", "ResNetV2", "Saccader",
+           "SaccaderOutput", "classify_fn", "create_model", "compute_dtype", "init_variables",
+           "is_policy"]

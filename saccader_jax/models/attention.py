@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
 
 from saccader_jax.models import convolution
-from saccader_jax.models.bagnet import conv_init
+from saccader_jax.models import layers
 
 Dtype = Any
 
@@ -35,13 +34,9 @@ class AttentionNetwork(nn.Module):
   @nn.compact
   def __call__(self, features2d: jnp.ndarray, train: bool) -> jnp.ndarray:
     """features2d: [batch, h, w, c] -> where features [batch, h, w, widths[-1]]."""
-    conv = functools.partial(
-        nn.Conv, use_bias=False, padding="SAME", kernel_init=conv_init,
-        dtype=self.dtype,
-        conv_general_dilated=convolution.conv_general_dilated)
-    norm = functools.partial(nn.BatchNorm, use_running_average=not train,
-                             momentum=self.bn_momentum,
-                             epsilon=self.bn_epsilon, dtype=self.dtype)
+    conv = layers.conv(self.dtype, padding="SAME")
+    norm = layers.batch_norm(train, self.bn_momentum, self.bn_epsilon,
+                             self.dtype)
     x = features2d
     for g, width in enumerate(self.widths):
       x = conv(width, (1, 1), name=f"group{g}_conv1x1")(x)

@@ -7,7 +7,6 @@ image patch (77x77 pixels for the ImageNet configuration, stride 8).
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Optional, Sequence
 
 import flax
@@ -17,11 +16,9 @@ import jax.numpy as jnp
 
 from saccader_jax.models import convolution
 from saccader_jax.models import geometry
+from saccader_jax.models import layers
 
 Dtype = Any
-
-# He initialisation for convolutions followed by ReLU.
-conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 
 @flax.struct.dataclass
@@ -134,13 +131,9 @@ class BagNet(nn.Module):
   @nn.compact
   def __call__(self, images: jnp.ndarray, train: bool) -> RepresentationOutput:
     """images: [batch, height, width, channels] -> RepresentationOutput."""
-    conv = functools.partial(
-        nn.Conv, use_bias=False, padding="VALID", kernel_init=conv_init,
-        dtype=self.dtype,
-        conv_general_dilated=convolution.conv_general_dilated)
-    norm = functools.partial(nn.BatchNorm, use_running_average=not train,
-                             momentum=self.bn_momentum,
-                             epsilon=self.bn_epsilon, dtype=self.dtype)
+    conv = layers.conv(self.dtype)
+    norm = layers.batch_norm(train, self.bn_momentum, self.bn_epsilon,
+                             self.dtype)
     x = conv(self.stem_channels, (3, 3), name="stem_conv")(images)
     x = nn.relu(norm(name="stem_bn")(x))
     for g, (num_blocks, planes, stride, num_3x3) in enumerate(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, ClassVar, Optional
 
 import flax
 import flax.linen as nn
@@ -55,6 +55,9 @@ class Saccader(nn.Module):
   mixed_channels: int = 512
   dtype: jnp.dtype = jnp.float32
 
+  # Keyword arguments of the call `models.init_variables` makes.
+  init_kwargs: ClassVar[dict[str, Any]] = {"num_glimpses": 1}
+
   def setup(self):
     self.mixing = attention.WhatWhereMixing(self.mixed_channels,
                                             dtype=self.dtype)
@@ -62,6 +65,21 @@ class Saccader(nn.Module):
 
   def grid_geometry(self, image_height: int, image_width: int):
     return self.representation.grid_geometry(image_height, image_width)
+
+  def glimpse_fn(self, variables: Any, images: jnp.ndarray,
+                 num_glimpses: int, key: Optional[jax.Array]
+                 ) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
+    """The learned policy in inference mode, as a `policy.GlimpseFn`:
+    (flat locations [batch, T], location logits [batch, T, h * w], glimpse
+    logits [batch, T, classes])."""
+    out = self.apply(variables, images, num_glimpses=num_glimpses, key=key)
+    return out.locations, out.location_logits, out.glimpse_logits
+
+  def whole_image_logits(self, variables: Any,
+                         images: jnp.ndarray) -> jnp.ndarray:
+    """The representation network on every location (the BagNet):
+    [batch, classes], the mean of logits2d."""
+    return self.apply(variables, images, method=Saccader.represent).logits
 
   def represent(self, images: jnp.ndarray,
                 train: bool = False) -> bagnet.RepresentationOutput:

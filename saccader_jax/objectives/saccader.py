@@ -1,18 +1,12 @@
-"""The three training stages of section 3.2 as objectives over the model.
+"""The three training stages of section 3.2 as objectives over Saccader.
 
-A stage is (which parameters it trains, its loss). A loss is a pure function
-
-    loss_fn(params, batch_stats, batch, key) -> (loss, (batch_stats, metrics))
-
-of the full parameter tree; parameters the stage does not train get no update
-(`trainable_mask`), and frozen parts run in inference mode, so their batch
-statistics are left as they were.
+Parameters a stage does not train get no update, and frozen parts run in
+inference mode, so their batch statistics are left as they were.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +14,10 @@ import ml_collections
 
 from saccader_jax import losses
 from saccader_jax.models import Saccader
+from saccader_jax.objectives.base import accuracy as _accuracy
+from saccader_jax.objectives.base import apply_mutable as _apply
+from saccader_jax.objectives.base import LossFn
+from saccader_jax.objectives.base import Stage
 
 REPRESENTATION = "representation"
 READINGS = ("paper", "code")
@@ -27,23 +25,11 @@ READINGS = ("paper", "code")
 # (inference mode), or with the batch's statistics as the original code does.
 FROZEN_REPRESENTATION_BN = ("inference", "batch")
 REINFORCE_REDUCTIONS = ("mean", "sum")
-LossFn = Callable[..., tuple[jnp.ndarray, tuple[Any, dict[str, jnp.ndarray]]]]
 
 
 def location_params(params: Any) -> Any:
   """The location network: attention network, mixing conv and cell (eta)."""
   return {k: v for k, v in params.items() if k != REPRESENTATION}
-
-
-def _apply(model, params, batch_stats, *args, method, **kwargs):
-  out, updates = model.apply({"params": params, "batch_stats": batch_stats},
-                             *args, method=method, mutable=["batch_stats"],
-                             **kwargs)
-  return out, {**batch_stats, **updates["batch_stats"]}
-
-
-def _accuracy(logits, labels):
-  return jnp.mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32))
 
 
 def representation_loss(model: Saccader,
@@ -165,50 +151,25 @@ def policy_loss(model: Saccader, config: ml_collections.ConfigDict) -> LossFn:
   return loss_fn
 
 
-@dataclasses.dataclass(frozen=True)
-class Stage:
-  """A training stage: its loss, what it trains, and its config fields.
+def _trains_representation(part: str) -> bool:
+  return part == REPRESENTATION
 
-  The field lists tell `config_checks` how to validate `config.stages.<name>`
-  beyond the fields every stage has (learning rate, length, L2).
-  """
-  loss: Callable[[Saccader, ml_collections.ConfigDict], LossFn]
-  trains_representation: bool
-  trains_location: bool
-  choices: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
-  glimpse_fields: tuple[str, ...] = ()
-  positive_integer_fields: tuple[str, ...] = ()
-  weight_fields: tuple[str, ...] = ()
 
-  def trains(self, part: str) -> bool:
-    """Whether this stage trains the top-level parameter subtree `part`."""
-    if part == REPRESENTATION:
-      return self.trains_representation
-    return self.trains_location
-
-  def trainable_mask(self, params: Any) -> Any:
-    """A tree of bools like params: True where this stage trains."""
-    return {part: jax.tree_util.tree_map(lambda _, t=self.trains(part): t,
-                                         subtree)
-            for part, subtree in params.items()}
+def _trains_location(part: str) -> bool:
+  return part != REPRESENTATION
 
 
 STAGES: dict[str, Stage] = {
-    "representation": Stage(representation_loss, True, False),
-    "location": Stage(location_loss, False, True,
+    "representation": Stage(representation_loss, _trains_representation,
+                            reference="BagNet, all locations"),
+    "location": Stage(location_loss, _trains_location,
                       choices={"reading": READINGS,
                                "frozen_representation_bn":
                                    FROZEN_REPRESENTATION_BN},
                       glimpse_fields=("num_glimpses",)),
-    "policy": Stage(policy_loss, True, True,
+    "policy": Stage(policy_loss, lambda part: True,
                     choices={"reinforce_reduction": REINFORCE_REDUCTIONS},
                     glimpse_fields=("num_glimpses",),
                     positive_integer_fields=("num_trajectories",),
                     weight_fields=("reinforce_weight", "location_l2_weight")),
 }
-
-
-def get_stage(name: str) -> Stage:
-  if name not in STAGES:
-    raise ValueError(f"Unknown stage {name!r}; valid: {list(STAGES)}.")
-  return STAGES[name]

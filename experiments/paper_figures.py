@@ -1,0 +1,297 @@
+"""Section 4.1-4.2 on the embedded data: Saccader against the baselines.
+
+    python -m experiments.paper_figures --workdir=DIR [--seeds=0,1,2] [--smoke]
+
+For each seed, trains what DIR/seed_<s> lacks (the full-image classifier and
+Saccader's three stages; checkpoints are reused), then evaluates on the test
+split the learned policy and the four baselines of section 4.1 (ordered
+logits, Sobel mean, Sobel variance, random; they read the stage-1 BagNet)
+for t = 1..T_max glimpses: top-1/top-5, coverage, and the full-image
+classifier's accuracy with the glimpsed pixels occluded. Writes into DIR:
+  accuracy_vs_glimpses.csv   policy, seed, glimpses, top1, top5, coverage,
+                             occluded_top1, occluded_top5
+  references.csv             seed, reference classifier, top1, top5
+  summary.md                 mean +- SD over seeds at t = 1, 2, 3, 6, 12
+  figure3.png                (a) accuracy vs glimpses, (b) coverage
+  figure5.png                (a) accuracy vs coverage, (b) occluded accuracy
+  glimpses_<policy>.png      glimpse pictures of the first seed
+--smoke: a narrow model, a few steps per stage and 256 test images (CI).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+from etils import epath
+import jax
+import numpy as np
+from ml_collections import config_flags
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file(
+    "config", "configs/fashion_mnist_saccader.py", "Base training config.",
+    lock_config=False)
+flags.DEFINE_string("workdir", None, "Where seeds train and results go.")
+flags.DEFINE_list("seeds", ["0"], "Training seeds.")
+flags.DEFINE_bool("smoke", False, "Tiny settings, for CI.")
+flags.DEFINE_integer("max_test_examples", 0,
+                     "Test images per evaluation; 0: the whole split.")
+flags.DEFINE_enum("baseline_bagnet", "representation",
+                  ["representation", "final"],
+                  "Baselines read the stage-1 BagNet or the final Saccader's "
+                  "representation network.")
+flags.mark_flag_as_required("workdir")
+
+BASELINES = ("ordered_logits", "sobel_mean", "sobel_variance", "random")
+POLICY_NAMES = ("saccader",) + BASELINES
+TABLE_GLIMPSES = (1, 2, 3, 6, 12)
+COLUMNS = ("top1", "top5", "coverage", "occluded_top1", "occluded_top5")
+STYLES = {"saccader": ("C3", "o"), "ordered_logits": ("C0", "s"),
+          "sobel_mean": ("C2", "^"), "sobel_variance": ("C4", "v"),
+          "random": ("C7", "x")}
+
+
+def experiment_config(base, seed: int, smoke: bool):
+  """The base config with the classifier stage, every evaluator and seed."""
+  config = base.copy_and_resolve_references()
+  config.seed = seed
+  if "classifier" not in config.run_stages:
+    config.run_stages = ("classifier",) + tuple(config.run_stages)
+  config.evals.occlusion = {"classifier": "classifier"}
+  if smoke:
+    rep = config.model.representation
+    rep.planes, rep.stem_channels, rep.what_channels = (4, 8, 8), 8, 16
+    config.model.attention.widths = (16, 8)
+    config.model.mixed_channels = 8
+    config.classifier.widths, config.classifier.root_channels = (4, 8, 8), 8
+    for stage in config.stages.values():
+      stage.num_steps = 2
+    config.batch_size, config.eval_batch_size = 32, 128
+    config.eval_max_examples = 128
+    config.checkpoint_every_steps = 2
+    config.async_checkpoints = False
+  return config
+
+
+class Progress:
+  """Prints what is running, time so far and the expected time left."""
+
+  def __init__(self, total_units: float):
+    self.start = time.time()
+    self.total = total_units
+    self.done = 0.0
+
+  def __call__(self, message: str, units: float = 0.0):
+    self.done += units
+    elapsed = time.time() - self.start
+    eta = (elapsed / self.done * (self.total - self.done)
+           if self.done else float("nan"))
+    print(f"[{elapsed / 60:5.1f} min, ETA {eta / 60:5.1f} min] {message}",
+          flush=True)
+
+
+def evaluate_seed(config, workdir: epath.Path, seed: int, max_examples,
+                  progress: Progress, pictures_dir=None):
+  """Trains what is missing, evaluates every policy; returns (rows,
+  references, pictures)."""
+  from saccader_jax import policies  # pylint: disable=g-import-not-at-top
+  from saccader_jax import train  # pylint: disable=g-import-not-at-top
+  trainer = train.Trainer(config, workdir)
+  progress(f"seed {seed}: training {', '.join(config.run_stages)} "
+           f"in {workdir} (finished stages are restored)")
+  stages = trainer.train()
+  progress(f"seed {seed}: trained", units=0.6)
+  split = config.dataset.test_split
+  bagnet = stages["representation" if FLAGS.baseline_bagnet ==
+                  "representation" else config.run_stages[-1]]
+  candidates = {"saccader": (trainer.learned_policy(),
+                             stages[config.run_stages[-1]], None)}
+  for name in BASELINES:
+    key = jax.random.key(seed) if name == "random" else None
+    candidates[name] = (policies.make_baseline_policy(name, config, bagnet),
+                        None, key)
+  rows, pictures = [], {}
+  for name, (policy, variables, key) in candidates.items():
+    results = trainer.evaluate_policy(policy, split, variables, key=key,
+                                      max_examples=max_examples)
+    for t in range(config.eval_glimpses):
+      rows.append({"policy": name, "seed": seed, "glimpses": t + 1,
+                   **{c: float(results[c][t]) for c in COLUMNS}})
+    if pictures_dir is not None:
+      pictures.update({name: picture for picture in trainer.pictures(
+          policy, split, variables, key,
+          title=f"{name}, test split, seed {seed}").values()})
+    progress(f"seed {seed}: evaluated {name} ({results['count']} images): "
+             f"top-1 at 1/6/12 glimpses {100 * results['top1'][0]:.1f}/"
+             f"{100 * results['top1'][5]:.1f}/{100 * results['top1'][-1]:.1f}",
+             units=0.4 / len(candidates))
+  references = []
+  for name, variables in trainer.reference_variables.items():
+    ref = trainer.evaluate_reference(name, variables, split, max_examples)
+    references.append({"seed": seed, "reference": ref["label"],
+                       "top1": ref["top1"], "top5": ref["top5"]})
+  trainer.writer.close()
+  return rows, references, pictures
+
+
+def write_csv(path: epath.Path, rows: list[dict]) -> None:
+  out = io.StringIO()
+  writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+  writer.writeheader()
+  writer.writerows(rows)
+  path.write_text(out.getvalue())
+
+
+def aggregate(rows: list[dict]) -> dict:
+  """{policy: {column: (mean [T], sd [T])}} over seeds (SD 0 for one)."""
+  out = {}
+  for name in POLICY_NAMES:
+    mine = [r for r in rows if r["policy"] == name]
+    if not mine:
+      continue
+    seeds = sorted({r["seed"] for r in mine})
+    out[name] = {}
+    for column in COLUMNS:
+      values = np.array([[r[column] for r in mine if r["seed"] == s]
+                         for s in seeds])
+      out[name][column] = (values.mean(0), values.std(0, ddof=1)
+                           if len(seeds) > 1 else np.zeros(values.shape[1]))
+  return out
+
+
+def summary_table(stats: dict, references: list[dict], num_seeds: int,
+                  num_glimpses: int) -> str:
+  shown = [t for t in TABLE_GLIMPSES if t <= num_glimpses]
+  lines = [f"Test accuracy (%), mean +- SD over {num_seeds} seed(s)", "",
+           "| policy | measure | " + " | ".join(f"t={t}" for t in shown) +
+           " |", "|---|---|" + "---:|" * len(shown)]
+  for name, columns in stats.items():
+    for column in COLUMNS:
+      mean, sd = columns[column]
+      lines.append(f"| {name} | {column} | " + " | ".join(
+          f"{100 * mean[t - 1]:.1f} +- {100 * sd[t - 1]:.1f}"
+          for t in shown) + " |")
+  lines += ["", "| reference, whole images | top-1 | top-5 |",
+            "|---|---:|---:|"]
+  for label in sorted({r["reference"] for r in references}):
+    mine = [r for r in references if r["reference"] == label]
+    top1 = np.array([r["top1"] for r in mine])
+    top5 = np.array([r["top5"] for r in mine])
+    sd = lambda x: x.std(ddof=1) if len(x) > 1 else 0.0
+    lines.append(f"| {label} | {100 * top1.mean():.1f} +- "
+                 f"{100 * sd(top1):.1f} | {100 * top5.mean():.1f} +- "
+                 f"{100 * sd(top5):.1f} |")
+  return "\n".join(lines)
+
+
+def plot_figures(stats: dict, references: list[dict], trained_glimpses: int,
+                 workdir: epath.Path, subtitle: str) -> list[epath.Path]:
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  from saccader_jax import evaluation  # pylint: disable=g-import-not-at-top
+
+  def curve(ax, x, y, sd, name, xerr=None):
+    color, marker = STYLES.get(name, ("k", "."))
+    ax.errorbar(x, 100 * y, yerr=100 * sd, xerr=xerr, color=color,
+                marker=marker, ms=4, lw=1.2, capsize=2, label=name)
+
+  paths = []
+  fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+  for name, columns in stats.items():
+    glimpses = np.arange(1, len(columns["top1"][0]) + 1)
+    curve(a, glimpses, *columns["top1"], name)
+    curve(b, glimpses, *columns["coverage"], name)
+  for i, label in enumerate(sorted({r["reference"] for r in references})):
+    top1 = np.mean([r["top1"] for r in references if r["reference"] == label])
+    a.axhline(100 * top1, color="k", ls=(":", "--")[i % 2], lw=1,
+              label=f"{label} (whole image)")
+  for ax in (a, b):
+    ax.axvline(trained_glimpses, color="gray", ls=":", lw=1)
+    ax.set_xlabel("glimpses")
+    ax.grid(alpha=0.3)
+  a.set_ylabel("top-1 accuracy (%)")
+  a.set_title("(a) accuracy; dotted: trained T", fontsize=9)
+  b.set_ylabel("image covered (%)")
+  b.set_title("(b) coverage", fontsize=9)
+  a.legend(fontsize=7)
+  fig.suptitle(f"Figure 3, {subtitle}", fontsize=9)
+  fig.tight_layout()
+  paths.append(workdir / "figure3.png")
+  paths[-1].write_bytes(evaluation._png(fig))  # pylint: disable=protected-access
+
+  fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+  for name, columns in stats.items():
+    glimpses = np.arange(1, len(columns["top1"][0]) + 1)
+    cover = 100 * columns["coverage"][0]
+    color, marker = STYLES.get(name, ("k", "."))
+    a.plot(cover, 100 * columns["top1"][0], color=color, marker=marker,
+           ms=4, lw=1.2, label=name)
+    curve(b, glimpses, *columns["occluded_top1"], name)
+  a.set_xlabel("image covered (%)")
+  a.set_ylabel("top-1 accuracy (%)")
+  a.set_title("(a) accuracy vs coverage", fontsize=9)
+  b.set_xlabel("glimpses occluded")
+  b.set_ylabel("full-image classifier top-1 (%)")
+  b.set_title("(b) occluded accuracy (lower: the glimpses mattered more)",
+              fontsize=9)
+  for ax in (a, b):
+    ax.grid(alpha=0.3)
+  a.legend(fontsize=7)
+  fig.suptitle(f"Figure 5, {subtitle}", fontsize=9)
+  fig.tight_layout()
+  paths.append(workdir / "figure5.png")
+  paths[-1].write_bytes(evaluation._png(fig))  # pylint: disable=protected-access
+  return paths
+
+
+def main(argv):
+  del argv
+  from saccader_jax import evaluation  # pylint: disable=g-import-not-at-top
+  from saccader_jax import runtime  # pylint: disable=g-import-not-at-top
+  base = FLAGS.config
+  fusions = base.get("cpu_ynn_fusions", "")
+  if not runtime.unknown_ynn_fusion_kinds(fusions):
+    runtime.use_cpu_ynn_fusions(fusions)
+  runtime.hide_accelerators_from_tensorflow()
+  runtime.quiet_library_logs()
+  logging.set_verbosity(logging.WARNING)
+  workdir = epath.Path(FLAGS.workdir).expanduser()
+  workdir.mkdir(parents=True, exist_ok=True)
+  seeds = [int(s) for s in FLAGS.seeds]
+  max_examples = FLAGS.max_test_examples or (256 if FLAGS.smoke else None)
+  progress = Progress(len(seeds))
+  rows, references, config = [], [], None
+  for i, seed in enumerate(seeds):
+    config = experiment_config(base, seed, FLAGS.smoke)
+    seed_rows, seed_refs, pictures = evaluate_seed(
+        config, workdir / f"seed_{seed}", seed, max_examples, progress,
+        pictures_dir=workdir if i == 0 else None)
+    rows += seed_rows
+    references += seed_refs
+    for name, picture in pictures.items():
+      (workdir / f"glimpses_{name}.png").write_bytes(
+          evaluation.picture_png(picture))
+    # Written after every seed, so that a long run shows results early.
+    write_csv(workdir / "accuracy_vs_glimpses.csv", rows)
+    write_csv(workdir / "references.csv", references)
+    stats = aggregate(rows)
+    table = summary_table(stats, references, i + 1, config.eval_glimpses)
+    (workdir / "summary.md").write_text(table + "\n")
+    subtitle = (f"{config.dataset.name}, test split, {i + 1} seed(s)"
+                + (" (smoke settings)" if FLAGS.smoke else ""))
+    plot_figures(stats, references,
+                 config.stages.policy.num_glimpses, workdir, subtitle)
+  print(table)
+  print(f"\nResults in {workdir}: accuracy_vs_glimpses.csv, references.csv, "
+        "summary.md, figure3.png, figure5.png, glimpses_<policy>.png",
+        flush=True)
+
+
+if __name__ == "__main__":
+  app.run(main)

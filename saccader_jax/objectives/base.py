@@ -1,0 +1,66 @@
+"""What a training stage is: the model it trains, which parameters, its loss.
+
+A loss is a pure function of the model's full parameter tree
+
+    loss_fn(params, batch_stats, batch, key) -> (loss, (batch_stats, metrics))
+
+and a stage trains the top-level parameter subtrees that `trains` accepts;
+the others get no update (`trainable_mask`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+LossFn = Callable[..., tuple[jnp.ndarray, tuple[Any, dict[str, jnp.ndarray]]]]
+
+
+def apply_mutable(model, params, batch_stats, *args, method=None, **kwargs):
+  """model.apply in training mode: (output, batch_stats after the call)."""
+  out, updates = model.apply({"params": params, "batch_stats": batch_stats},
+                             *args, method=method, mutable=["batch_stats"],
+                             **kwargs)
+  return out, {**batch_stats, **updates["batch_stats"]}
+
+
+def accuracy(logits: jnp.ndarray, labels: jnp.ndarray) -> jnp.ndarray:
+  """Top-1 accuracy of [batch, classes] logits."""
+  return jnp.mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32))
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+  """A training stage.
+
+  Attributes:
+    loss: (model, config.stages.<name>) -> LossFn.
+    trains: top-level parameter subtree name -> whether the stage trains it.
+    model_field: the config field holding the model config it trains
+      ("model": the policy model; "classifier": the full-image classifier).
+      Stages of one field hand their variables on in run_stages order.
+    reference: if set, the stage's network read out on whole images is a
+      reference classifier under this label (its accuracy is reported beside
+      the policies', and evaluators may use it).
+    choices, glimpse_fields, positive_integer_fields, weight_fields: how
+      `config_checks` validates config.stages.<name> beyond the fields every
+      stage has (learning rate, length, L2).
+  """
+  loss: Callable[[Any, ml_collections.ConfigDict], LossFn]
+  trains: Callable[[str], bool]
+  model_field: str = "model"
+  reference: Optional[str] = None
+  choices: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+  glimpse_fields: tuple[str, ...] = ()
+  positive_integer_fields: tuple[str, ...] = ()
+  weight_fields: tuple[str, ...] = ()
+
+  def trainable_mask(self, params: Any) -> Any:
+    """A tree of bools like params: True where this stage trains."""
+    return {part: jax.tree_util.tree_map(lambda _, t=self.trains(part): t,
+                                         subtree)
+            for part, subtree in params.items()}

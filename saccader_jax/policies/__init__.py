@@ -1,0 +1,66 @@
+"""Baseline glimpse policies of section 4.1, by name, as `Policy` objects.
+
+    policy = make_baseline_policy("sobel_mean", config, variables)
+    out = policy(images, num_glimpses=6)
+
+Each reads its glimpse logits from a trained BagNet: `variables` are a
+Saccader's (the `representation` stage's final checkpoint, or the final
+model's). A new baseline is a file here and an entry in BASELINES.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import ml_collections
+
+from saccader_jax import models
+from saccader_jax.policies import ordered_logits
+from saccader_jax.policies import sobel
+from saccader_jax.policies import uniform_random
+from saccader_jax.policy import Policy
+
+# name -> (model -> GlimpseFn, whether it needs a key)
+BASELINES: dict[str, tuple[Callable[[Any], Any], bool]] = {
+    "ordered_logits": (ordered_logits.glimpse_fn, False),
+    "sobel_mean": (lambda model: sobel.glimpse_fn(model, variance=False),
+                   False),
+    "sobel_variance": (lambda model: sobel.glimpse_fn(model, variance=True),
+                       False),
+    "random": (uniform_random.glimpse_fn, True),
+}
+
+
+def make_baseline_policy(name: str, config: ml_collections.ConfigDict,
+                         variables: Any,
+                         num_channels: Optional[int] = None) -> Policy:
+  """The baseline `name` over the BagNet of a Saccader.
+
+  Args:
+    name: one of BASELINES.
+    config: a full config (model, dataset) or a Saccader model config.
+    variables: the Saccader's {"params", "batch_stats"}; only the
+      representation network is read.
+    num_channels: image channels; read from a full config, else 3.
+
+  Returns:
+    A Policy (deterministic ones ignore a key; "random" requires one).
+  """
+  if name not in BASELINES:
+    raise ValueError(f"Unknown baseline policy {name!r}; valid: "
+                     f"{sorted(BASELINES)}.")
+  model_config = config
+  if "model" in config:
+    num_channels = num_channels or config.dataset.get("num_channels")
+    model_config = config.model
+  model = models.create_model(model_config)
+  if not isinstance(model, models.Saccader):
+    raise ValueError(f"Baselines read a Saccader's BagNet; config.model is "
+                     f"{model_config.get('name')!r}.")
+  make_fn, requires_key = BASELINES[name]
+  return Policy(make_fn(model), variables, model.grid_geometry,
+                num_channels or 3, name=f"{name} policy",
+                requires_key=requires_key)
+
+
+__all__ = ["BASELINES", "make_baseline_policy"]
