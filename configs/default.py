@@ -53,6 +53,9 @@ def get_config() -> ml_collections.ConfigDict:
                      num_glimpses=6, num_trajectories=2,
                      plus_minus_one_rewards=False, location_l2_weight=8e-5,
                      reinforce_weight=1.0,
+                     # False: the BagNet stays as stages 1-2 left it and
+                     # REINFORCE trains the location network alone.
+                     train_representation=True,
                      # mean (the original code) or sum (eq. 6 as printed) of
                      # the S * T log-probabilities.
                      reinforce_reduction="mean"),
@@ -74,6 +77,7 @@ def get_config() -> ml_collections.ConfigDict:
   })
   config.log_every_steps = 100
   config.eval_every_steps = 0        # 0: only at the end of each stage
+  config.eval_at_stage_end = True    # evaluate on dev when a stage ends
   config.eval_max_examples = 0       # dev examples per periodic eval; 0: all
   config.checkpoint_every_steps = 1000
   config.keep_checkpoints = 3

@@ -56,7 +56,9 @@ def get_config() -> ml_collections.ConfigDict:
   })
   # The full-image classifier of the occlusion analysis, trained by the
   # "classifier" stage when run_stages includes it (experiments.paper_figures
-  # does): a small ResNet-v2 whose root convolution halves the canvas.
+  # does): a small ResNet-v2 whose root convolution and max-pool bring the
+  # 64x64 canvas to 16x16 (the occlusion analysis runs it T_max times per
+  # image and policy).
   config.classifier = ml_collections.ConfigDict({
       "name": "resnet_v2",
       "num_classes": 10,
@@ -67,7 +69,7 @@ def get_config() -> ml_collections.ConfigDict:
       "root_channels": 32,
       "root_kernel": 5,
       "root_stride": 2,
-      "root_pool": False,
+      "root_pool": True,
       "bn_momentum": 0.9,
       "bn_epsilon": 1e-5,
   })

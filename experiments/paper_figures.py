@@ -61,8 +61,13 @@ def experiment_config(base, seed: int, smoke: bool):
   config = base.copy_and_resolve_references()
   config.seed = seed
   if "classifier" not in config.run_stages:
-    config.run_stages = ("classifier",) + tuple(config.run_stages)
+    # Last: the Saccader stages keep their seeds and data order, so seed 0's
+    # Saccader is the main job's.
+    config.run_stages = tuple(config.run_stages) + ("classifier",)
   config.evals.occlusion = {"classifier": "classifier"}
+  # The test split is evaluated here; the trainer's dev evaluations after
+  # each stage would add minutes per seed.
+  config.eval_at_stage_end = False
   if smoke:
     rep = config.model.representation
     rep.planes, rep.stem_channels, rep.what_channels = (4, 8, 8), 8, 16
@@ -105,12 +110,16 @@ def evaluate_seed(config, workdir: epath.Path, seed: int, max_examples,
   progress(f"seed {seed}: training {', '.join(config.run_stages)} "
            f"in {workdir} (finished stages are restored)")
   stages = trainer.train()
-  progress(f"seed {seed}: trained", units=0.6)
+  progress(f"seed {seed}: trained", units=0.65)
   split = config.dataset.test_split
+  from saccader_jax import objectives  # pylint: disable=g-import-not-at-top
+  field = trainer.policy_field()
+  final = [n for n in config.run_stages
+           if objectives.get_stage(n).model_field == field][-1]
   bagnet = stages["representation" if FLAGS.baseline_bagnet ==
-                  "representation" else config.run_stages[-1]]
-  candidates = {"saccader": (trainer.learned_policy(),
-                             stages[config.run_stages[-1]], None)}
+                  "representation" else final]
+  candidates = {"saccader": (trainer.learned_policy(field), stages[final],
+                             None)}
   for name in BASELINES:
     key = jax.random.key(seed) if name == "random" else None
     candidates[name] = (policies.make_baseline_policy(name, config, bagnet),
@@ -129,7 +138,7 @@ def evaluate_seed(config, workdir: epath.Path, seed: int, max_examples,
     progress(f"seed {seed}: evaluated {name} ({results['count']} images): "
              f"top-1 at 1/6/12 glimpses {100 * results['top1'][0]:.1f}/"
              f"{100 * results['top1'][5]:.1f}/{100 * results['top1'][-1]:.1f}",
-             units=0.4 / len(candidates))
+             units=0.35 / len(candidates))
   references = []
   for name, variables in trainer.reference_variables.items():
     ref = trainer.evaluate_reference(name, variables, split, max_examples)
@@ -260,7 +269,9 @@ def main(argv):
     runtime.use_cpu_ynn_fusions(fusions)
   runtime.hide_accelerators_from_tensorflow()
   runtime.quiet_library_logs()
-  logging.set_verbosity(logging.WARNING)
+  # The trainer's INFO lines are the progress within a seed (stage starts,
+  # steps/s and the stage's ETA from clu's ReportProgress).
+  logging.set_verbosity(logging.INFO)
   workdir = epath.Path(FLAGS.workdir).expanduser()
   workdir.mkdir(parents=True, exist_ok=True)
   seeds = [int(s) for s in FLAGS.seeds]

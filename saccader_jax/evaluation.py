@@ -61,11 +61,8 @@ def make_classifier_eval_step(classify_fn: ClassifyFn):
 
   def step(variables, batch):
     logits = classify_fn(variables, batch["image"])
-    labels, mask = batch["label"], batch["mask"]
-    return {"top1": base.masked_sum(base.topk_hits(logits, labels, 1), mask),
-            "top5": base.masked_sum(base.topk_hits(logits, labels, 5), mask),
-            "nonfinite": base.masked_sum(~base.finite(logits), mask),
-            "count": jnp.sum(mask)}
+    return dict(base.hit_sums(logits, batch["label"], batch["mask"]),
+                count=jnp.sum(batch["mask"]))
 
   return step
 

@@ -149,9 +149,10 @@ def stage_optimizer(config: ml_collections.ConfigDict, name: str,
   """(optimizer, schedule) of stage `name`: frozen parameters get no update."""
   schedule = optimizers.create_learning_rate_schedule(
       config.schedule, config.stages[name].learning_rate, total_steps)
-  tx = optimizers.create_optimizer(stage_optimizer_config(config, name),
-                                   schedule,
-                                   objectives.get_stage(name).trainable_mask)
+  stage = objectives.get_stage(name)
+  tx = optimizers.create_optimizer(
+      stage_optimizer_config(config, name), schedule,
+      lambda params: stage.trainable_mask(params, config.stages[name]))
   return tx, schedule
 
 
@@ -501,11 +502,12 @@ class Trainer:
                 "examples_per_host":
                     position + (step - start_step) * local_batch,
                 "process_count": jax.process_count()})
-      if last or (config.eval_every_steps
-                  and step % config.eval_every_steps == 0):
+      if last and stage.reference:
+        self.reference_variables[name] = model_variables(state)
+      if ((last and config.get("eval_at_stage_end", True))
+          or (config.eval_every_steps
+              and step % config.eval_every_steps == 0)):
         variables = model_variables(state)
-        if last and stage.reference:
-          self.reference_variables[name] = variables
         results = self.evaluate_stage(name, variables,
                                       config.dataset.dev_split,
                                       config.get("eval_max_examples"))

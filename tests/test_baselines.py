@@ -12,6 +12,7 @@ from saccader_jax import models
 from saccader_jax import policies
 from saccader_jax.policies import ordered_logits
 from saccader_jax.policies import sobel
+from saccader_jax.policies import uniform_random
 from tests.helpers import with_unit_bn_scales
 
 SIZE = 64   # the embedded model: receptive field 29, stride 4, 9x9 grid
@@ -20,6 +21,10 @@ SIZE = 64   # the embedded model: receptive field 29, stride 4, 9x9 grid
 @pytest.fixture(scope="module")
 def setup():
   config = fashion_mnist_saccader.get_config()
+  # Narrow layers, the embedded geometry (receptive field 29, stride 4).
+  rep = config.model.representation
+  rep.planes, rep.stem_channels, rep.what_channels = (4, 8, 8), 8, 16
+  config.model.attention.widths, config.model.mixed_channels = (16, 8), 8
   model = models.create_model(config.model)
   variables = jax.jit(lambda k: models.init_variables(
       model, config.dataset, k))(jax.random.key(0))
@@ -28,6 +33,11 @@ def setup():
                "batch_stats": variables["batch_stats"]}
   images = jax.random.normal(jax.random.key(1), (3, SIZE, SIZE, 1))
   return config, model, variables, images
+
+
+def bagnet_logits2d(model, variables, images):
+  return np.asarray(model.apply(variables, images,
+                                method=models.Saccader.represent).logits2d)
 
 
 @pytest.mark.parametrize("name", sorted(policies.BASELINES))
@@ -53,8 +63,7 @@ def test_glimpse_logits_are_the_bagnets_at_the_locations(setup):
   config, model, variables, images = setup
   out = policies.make_baseline_policy("sobel_mean", config, variables)(
       images, 5)
-  logits2d = np.asarray(model.apply(variables, images,
-                                    method=models.Saccader.represent).logits2d)
+  logits2d = bagnet_logits2d(model, variables, images)
   for b in range(3):
     for t in range(5):
       row, col = np.asarray(out.locations[b, t])
@@ -66,8 +75,7 @@ def test_ordered_logits_is_an_argsort_of_the_predicted_class(setup):
   config, model, variables, images = setup
   out = policies.make_baseline_policy("ordered_logits", config, variables)(
       images, 81)
-  logits2d = np.asarray(model.apply(variables, images,
-                                    method=models.Saccader.represent).logits2d)
+  logits2d = bagnet_logits2d(model, variables, images)
   for b in range(3):
     predicted = np.argmax(logits2d[b].mean(axis=(0, 1)))
     scores = logits2d[b, ..., predicted].ravel()
@@ -139,13 +147,11 @@ def test_random_is_reproducible_per_key_and_uniform(setup):
                             policy(images, 6, key=jax.random.key(6)).locations)
   with pytest.raises(ValueError, match="key must be a PRNG key"):
     policy(images, 6)
-  # First glimpses of 8,100 draws over 81 locations: 100 expected in each.
-  many = jnp.zeros((900, SIZE, SIZE, 1))
-  counts = np.zeros(81)
-  for seed in range(9):
-    out = policy(many, 1, key=jax.random.key(100 + seed))
-    flat = np.asarray(out.locations[:, 0, 0] * 9 + out.locations[:, 0, 1])
-    counts += np.bincount(flat, minlength=81)
+  # The policy's draws: first glimpses of 16,200 images over 81 locations,
+  # 200 expected in each.
+  locations, _ = uniform_random.random_locations(jax.random.key(100), 16200,
+                                                 81, 1)
+  counts = np.bincount(np.asarray(locations[:, 0]), minlength=81)
   expected = counts.sum() / 81
   sd = np.sqrt(expected * (1 - 1 / 81))
   assert np.all(np.abs(counts - expected) < 5 * sd), counts

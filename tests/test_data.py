@@ -9,6 +9,7 @@ import tensorflow_datasets as tfds
 from tests.helpers import tiny_train_config
 from tests.helpers import write_fake_fashion_mnist
 from saccader_jax.data import cluttered_fashion_mnist as cfm
+from saccader_jax.data import imagenet
 from saccader_jax.data import input_pipeline
 
 
@@ -160,7 +161,7 @@ def test_imagenet_pipeline_on_mock_data():
     (400, 300, 331, 272),   # 331 / (331 + 33)
 ])
 def test_eval_central_crop_is_the_original_fraction(height, width, size, side):
-  window = input_pipeline.central_crop_window(height, width, size).numpy()
+  window = imagenet.central_crop_window(height, width, size).numpy()
   assert list(window[2:]) == [side, side]
   y, x = window[:2]
   assert (y, x) == ((height - side + 1) // 2, (width - side + 1) // 2)
@@ -172,7 +173,7 @@ def test_eval_central_crop_resizes_that_window_bicubically():
   rng = np.random.default_rng(0)
   image = rng.integers(0, 256, size=(60, 80, 3)).astype(np.uint8)
   jpeg = tf.io.encode_jpeg(image, quality=100)
-  got = input_pipeline._central_crop(jpeg, 32).numpy()
+  got = imagenet.central_crop(jpeg, 32).numpy()
   side = int(32 / 35 * 60)  # 54
   y, x = (60 - side + 1) // 2, (80 - side + 1) // 2
   decoded = tf.io.decode_jpeg(jpeg).numpy()[y:y + side, x:x + side]

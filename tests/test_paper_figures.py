@@ -1,6 +1,6 @@
 """experiments.paper_figures --smoke: trains, evaluates every policy and
-writes its CSV, tables and figures (tiny settings; no results asserted
-beyond their consistency)."""
+writes its CSV, tables and figures (tiny settings; no accuracy asserted,
+only what must hold whatever the training did)."""
 
 import csv
 import os
@@ -46,12 +46,6 @@ def test_paper_figures_smoke(tmp_path):
   # the 64x64 canvas.
   first = {float(r["coverage"]) for r in rows if r["glimpses"] == "1"}
   np.testing.assert_allclose(sorted(first), [29 * 29 / 64 ** 2] * len(first))
-  # A second run reuses every checkpoint and gives the same table.
-  again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
-                         timeout=900)
-  assert again.returncode == 0, again.stderr[-3000:]
-  with open(workdir / "accuracy_vs_glimpses.csv") as f:
-    assert list(csv.DictReader(f)) == rows
   for name in ("figure3.png", "figure5.png", "summary.md", "references.csv",
                "glimpses_saccader.png", "glimpses_random.png"):
     assert os.path.getsize(workdir / name) > 0, name

@@ -29,8 +29,8 @@ def test_readme_policy_snippet_runs():
   assert lines[2:] == ["(2, 6, 19, 19)", "(2, 6, 1001)", "(2, 1001)"]
 
 
-def test_readme_load_snippet_loads_a_workdir(tmp_path):
-  """A workdir holding a final checkpoint of the embedded config's model."""
+def test_readme_load_and_baselines_snippets_run_on_a_workdir(tmp_path):
+  """A workdir holding final checkpoints of the embedded config's model."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from configs import fashion_mnist_saccader  # pylint: disable=g-import-not-at-top
@@ -39,13 +39,19 @@ def test_readme_load_snippet_loads_a_workdir(tmp_path):
   abstract = checkpoints.abstract_variables(config)
   variables = jax.tree_util.tree_map(lambda x: jnp.ones(x.shape, x.dtype),
                                      abstract)
-  manager = checkpoints.create_manager(
-      tmp_path / "checkpoints" / config.run_stages[-1], 1, async_save=False)
-  checkpoints.save(manager, 7, {"step": jnp.int32(7), **variables},
-                   {"unused": jnp.zeros(())},
-                   config.optimizer.to_dict())
-  manager.close()
+  for stage in ("representation", config.run_stages[-1]):
+    manager = checkpoints.create_manager(tmp_path / "checkpoints" / stage, 1,
+                                         async_save=False)
+    checkpoints.save(manager, 7, {"step": jnp.int32(7), **variables},
+                     {"unused": jnp.zeros(())},
+                     config.optimizer.to_dict())
+    manager.close()
   code = snippet("load-snippet")
   assert '"/tmp/saccader_fmnist"' in code
   out = run_snippet(code.replace("/tmp/saccader_fmnist", str(tmp_path)))
   assert out.splitlines() == ["(1, 6, 4)"]
+  out = run_snippet(snippet("baselines-snippet").replace(
+      "/tmp/saccader_fmnist", str(tmp_path)))
+  assert out.splitlines() == [
+      f"{name} (2, 6, 4)" for name in ("ordered_logits", "sobel_mean",
+                                       "sobel_variance", "random")]

@@ -49,19 +49,25 @@ def tiny_variables_and_batch(tiny_config):
 
 # Section 3.2: stage 1 trains the BagNet (theta), stage 2 the location network
 # (eta: attention network, mixing conv, cell), stage 3 both.
+# "policy/location_only": stage 3 with stages.policy.train_representation
+# False.
 TRAINED_PARTS = {
     "representation": {"representation"},
     "location": {"attention", "mixing", "cell"},
     "policy": {"representation", "attention", "mixing", "cell"},
+    "policy/location_only": {"attention", "mixing", "cell"},
 }
 
 
-@pytest.mark.parametrize("stage_name", sorted(TRAINED_PARTS))
+@pytest.mark.parametrize("variant", sorted(TRAINED_PARTS))
 def test_each_stage_updates_exactly_its_parameters(tiny_config,
                                                    tiny_variables_and_batch,
-                                                   stage_name):
+                                                   variant):
   variables, batch = tiny_variables_and_batch
   config = tiny_config.copy_and_resolve_references()
+  stage_name = variant.split("/")[0]
+  if variant == "policy/location_only":
+    config.stages.policy.train_representation = False
   # A random policy may earn the same reward everywhere (zero advantage);
   # a sizeable L2 term then still moves every trained kernel.
   config.stages[stage_name].l2_mode = "plain"
@@ -70,12 +76,12 @@ def test_each_stage_updates_exactly_its_parameters(tiny_config,
   assert np.isfinite(float(metrics["loss"]))
   assert set(variables["params"]) == TRAINED_PARTS["policy"]
   for part in variables["params"]:
-    trains = part in TRAINED_PARTS[stage_name]
+    trains = part in TRAINED_PARTS[variant]
     params_changed = trees_differ(state.params[part],
                                   variables["params"][part])
     assert params_changed == trains, (stage_name, part)
   for part in ("representation", "attention"):  # the parts with batch norm
-    trains = part in TRAINED_PARTS[stage_name]
+    trains = part in TRAINED_PARTS[variant]
     stats_changed = trees_differ(state.batch_stats[part],
                                  variables["batch_stats"][part])
     assert stats_changed == trains, (stage_name, part)

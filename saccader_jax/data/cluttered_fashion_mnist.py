@@ -18,7 +18,10 @@ import gzip
 
 from etils import epath
 import numpy as np
+import tensorflow as tf
 import tensorflow_datasets as tfds
+
+from saccader_jax.data import common
 
 DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
 OFFICIAL_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
@@ -227,3 +230,26 @@ def build(data_dir: epath.PathLike, source_dir: epath.PathLike | None = None,
       download_config=tfds.download.DownloadConfig(
           manual_dir=source_dir, try_download_gcs=False))
   return builder
+
+
+# The input pipeline's view of the data set: the canvases are already
+# translated and cluttered, so there is no further augmentation.
+
+
+def build_from_config(config) -> tfds.core.DatasetBuilder:
+  """The prepared builder of config.dataset (generated on first use)."""
+  return build(common.data_dir(config), config.get("source_dir"),
+               canvas_size=config.image_size, num_clutter=config.num_clutter,
+               clutter_size=config.clutter_size, dev_size=config.dev_size,
+               seed=config.seed)
+
+
+def preprocess(example, config, train):
+  del train
+  image = tf.io.decode_png(example["image"], channels=config.num_channels)
+  image.set_shape([config.image_size, config.image_size, config.num_channels])
+  return {"image": common.normalize(image, config),
+          "label": tf.cast(example["label"], tf.int32)}
+
+
+SPEC = common.DatasetSpec(build_from_config, preprocess, skip_decoding=True)

@@ -1,7 +1,8 @@
 """tf.data input pipelines from TFDS, one host's share of each global batch.
 
 Each dataset is registered by the name in `config.dataset.name` with how to
-build it and how to preprocess its examples. Batches are NumPy dicts:
+build it and how to preprocess its examples (`common.DatasetSpec`, defined
+next to the data set: `cluttered_fashion_mnist.py`, `imagenet.py`). Batches are NumPy dicts:
   image [local_batch, height, width, channels] float32,
   label [local_batch] int32,
   mask  [local_batch] float32 (eval only: 0 marks padding).
@@ -9,12 +10,10 @@ build it and how to preprocess its examples. Batches are NumPy dicts:
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
-from etils import epath
 import jax
 from jax.experimental import multihost_utils
 import ml_collections
@@ -23,121 +22,19 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from saccader_jax.data import cluttered_fashion_mnist
+from saccader_jax.data import common
+from saccader_jax.data import imagenet
 
 Batch = dict[str, np.ndarray]
 
 
-def _normalize(image: tf.Tensor, config: ml_collections.ConfigDict):
-  mean = tf.constant(config.mean, tf.float32)
-  std = tf.constant(config.std, tf.float32)
-  return (tf.cast(image, tf.float32) / 255.0 - mean) / std
-
-
-# Cluttered Fashion-MNIST: the canvases are already translated and cluttered;
-# no further augmentation.
-
-
-def _cluttered_builder(config: ml_collections.ConfigDict):
-  return cluttered_fashion_mnist.build(
-      _data_dir(config), config.get("source_dir"),
-      canvas_size=config.image_size, num_clutter=config.num_clutter,
-      clutter_size=config.clutter_size, dev_size=config.dev_size,
-      seed=config.seed)
-
-
-def _cluttered_preprocess(example, config, train):
-  del train
-  image = tf.io.decode_png(example["image"], channels=config.num_channels)
-  image.set_shape([config.image_size, config.image_size, config.num_channels])
-  return {"image": _normalize(image, config),
-          "label": tf.cast(example["label"], tf.int32)}
-
-
-# ImageNet (imagenet2012, manual download): Inception-style crops for training,
-# a central crop for evaluation.
-
-
-def _data_dir(config: ml_collections.ConfigDict) -> Optional[epath.Path]:
-  data_dir = config.get("data_dir")
-  return epath.Path(data_dir).expanduser() if data_dir else None
-
-
-def _imagenet_builder(config: ml_collections.ConfigDict):
-  # array_record: the input pipeline reads examples by index.
-  builder = tfds.builder("imagenet2012", data_dir=_data_dir(config),
-                         file_format="array_record")
-  builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(
-          manual_dir=config.get("source_dir")))
-  return builder
-
-
-def _decode_crop_resize(image_bytes, window, size):
-  """Decodes only the [y, x, height, width] window and resizes it."""
-  image = tf.image.decode_and_crop_jpeg(image_bytes, window, channels=3)
-  return tf.image.resize(image, [size, size], method="bicubic")
-
-
-def _inception_crop(image_bytes, size, seed):
-  shape = tf.image.extract_jpeg_shape(image_bytes)
-  begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
-      shape, bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
-      seed=seed, min_object_covered=0.1, aspect_ratio_range=(3 / 4, 4 / 3),
-      area_range=(0.08, 1.0), max_attempts=10, use_image_if_no_bounding_boxes=True)
-  window = tf.stack([begin[0], begin[1], crop_size[0], crop_size[1]])
-  return _decode_crop_resize(image_bytes, window, size)
-
-
-def central_crop_window(height, width, size):
-  """[y, x, side, side] of the evaluation crop, as the original pipeline:
-  side = size / (size + size // 10) of the shorter side (224/246 = 0.911 at
-  224), centred."""
-  fraction = size / (size + size // 10)
-  side = tf.cast(fraction * tf.cast(tf.minimum(height, width), tf.float32),
-                 tf.int32)
-  side = tf.maximum(side, 1)
-  return tf.stack([(height - side + 1) // 2, (width - side + 1) // 2, side,
-                   side])
-
-
-def _central_crop(image_bytes, size):
-  shape = tf.image.extract_jpeg_shape(image_bytes)
-  return _decode_crop_resize(image_bytes,
-                             central_crop_window(shape[0], shape[1], size),
-                             size)
-
-
-def _imagenet_preprocess(example, config, train):
-  if train:
-    seed = example["seed"]
-    image = _inception_crop(example["image"], config.image_size, seed)
-    image = tf.image.stateless_random_flip_left_right(image, seed=seed + 1)
-  else:
-    image = _central_crop(example["image"], config.image_size)
-  image = tf.clip_by_value(image, 0.0, 255.0)
-  # The TF-slim label set puts a background class at 0.
-  label = tf.cast(example["label"], tf.int32) + config.get("label_offset", 0)
-  return {"image": _normalize(image, config), "label": label}
-
-
-@dataclasses.dataclass(frozen=True)
-class DatasetSpec:
-  build: Callable[[ml_collections.ConfigDict], tfds.core.DatasetBuilder]
-  preprocess: Callable[..., dict]
-  # Images arrive encoded and are decoded by `preprocess` (crop first).
-  skip_decoding: bool = False
-
-
-DATASETS: dict[str, DatasetSpec] = {
-    "cluttered_fashion_mnist": DatasetSpec(_cluttered_builder,
-                                           _cluttered_preprocess,
-                                           skip_decoding=True),
-    "imagenet2012": DatasetSpec(_imagenet_builder, _imagenet_preprocess,
-                                skip_decoding=True),
+DATASETS: dict[str, common.DatasetSpec] = {
+    "cluttered_fashion_mnist": cluttered_fashion_mnist.SPEC,
+    "imagenet2012": imagenet.SPEC,
 }
 
 
-def _spec(config: ml_collections.ConfigDict) -> DatasetSpec:
+def _spec(config: ml_collections.ConfigDict) -> common.DatasetSpec:
   if config.name not in DATASETS:
     raise ValueError(f"Unknown dataset {config.name!r}; valid: "
                      f"{sorted(DATASETS)}.")
@@ -167,7 +64,7 @@ def _thread_options(config: ml_collections.ConfigDict) -> tf.data.Options:
 
 
 def data_source(builder: tfds.core.DatasetBuilder, split: str,
-                spec: DatasetSpec) -> Sequence[dict]:
+                spec: common.DatasetSpec) -> Sequence[dict]:
   """Random access to a split: source[i] is example i, decoded except the
   images of datasets that decode in `preprocess`."""
   if builder.info.file_format != tfds.core.FileFormat.ARRAY_RECORD:
@@ -302,10 +199,17 @@ def train_batches(config: ml_collections.ConfigDict,
   ds = _examples(_reader(source, _memory_key(config, builder, split)),
                  train_indices(seed, len(source), start_position),
                  _signature(source[0]))
-  ds = ds.map(lambda item: spec.preprocess(
-      dict(item["example"], seed=tf.stack([tf.constant(seed, tf.int64),
-                                           item["position"]])),
-      config, train=True), num_parallel_calls=tf.data.AUTOTUNE)
+
+  # Plain functions, not lambdas: AutoGraph cannot read the source of a
+  # lambda that spans lines and warns on every trace.
+  @tf.autograph.experimental.do_not_convert
+  def preprocess(item):
+    seed_of_example = tf.stack([tf.constant(seed, tf.int64),
+                                item["position"]])
+    return spec.preprocess(dict(item["example"], seed=seed_of_example),
+                           config, train=True)
+
+  ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
   ds = ds.batch(local_batch, drop_remainder=True)
   ds = ds.prefetch(config.get("prefetch", 2))
   return iter(tfds.as_numpy(ds.with_options(_thread_options(config))))
@@ -354,9 +258,12 @@ def eval_batches(config: ml_collections.ConfigDict,
   first = source[0] if len(source) else data_source(builder, split, spec)[0]
   ds = _examples(_reader(source, _memory_key(config, builder, host_split)),
                  ((i, i) for i in range(count)), _signature(first))
-  ds = ds.map(lambda item: spec.preprocess(item["example"], config,
-                                           train=False),
-              num_parallel_calls=tf.data.AUTOTUNE)
+
+  @tf.autograph.experimental.do_not_convert
+  def preprocess(item):
+    return spec.preprocess(item["example"], config, train=False)
+
+  ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
   ds = ds.batch(local).prefetch(config.get("prefetch", 2))
   ds = ds.with_options(_thread_options(config))
   batches = iter(tfds.as_numpy(ds))

@@ -26,15 +26,8 @@ class Accuracy(base.Evaluator):
   keys = ("top1", "top5", "nonfinite")
 
   def batch_sums(self, context):
-    running = running_logits(context.out.glimpse_logits)
-    labels = context.labels[:, None]
-    return {
-        "top1": base.masked_sum(base.topk_hits(running, labels, 1),
-                                context.mask),
-        "top5": base.masked_sum(base.topk_hits(running, labels, 5),
-                                context.mask),
-        "nonfinite": base.masked_sum(~base.finite(running), context.mask),
-    }
+    return base.hit_sums(running_logits(context.out.glimpse_logits),
+                         context.labels[:, None], context.mask)
 
   def columns(self, results):
     return [("top-1", np.asarray(results["top1"])),

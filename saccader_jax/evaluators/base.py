@@ -99,6 +99,17 @@ def masked_sum(values: jnp.ndarray, mask: jnp.ndarray) -> jnp.ndarray:
   return jnp.tensordot(mask, values.astype(jnp.float32), axes=(0, 0))
 
 
+def hit_sums(logits: jnp.ndarray, labels: jnp.ndarray, mask: jnp.ndarray,
+             prefix: str = "") -> dict[str, jnp.ndarray]:
+  """logits [batch, ..., C], labels [batch, ...] broadcastable -> summed
+  <prefix>top1, <prefix>top5 and <prefix>nonfinite over real examples."""
+  return {
+      f"{prefix}top1": masked_sum(topk_hits(logits, labels, 1), mask),
+      f"{prefix}top5": masked_sum(topk_hits(logits, labels, 5), mask),
+      f"{prefix}nonfinite": masked_sum(~finite(logits), mask),
+  }
+
+
 def box_mask(boxes: jnp.ndarray, height: int, width: int) -> jnp.ndarray:
   """Pixel boxes [batch, 4] (y_min, x_min, y_max, x_max; maxima exclusive)
   -> [batch, height, width] bool, True inside the box."""

@@ -53,15 +53,8 @@ class Occlusion(base.Evaluator):
   def batch_sums(self, context):
     logits = occluded_logits(context.references[self.classifier],
                              context.images, context.out.boxes)
-    labels = context.labels[:, None]
-    return {
-        "occluded_top1": base.masked_sum(base.topk_hits(logits, labels, 1),
-                                         context.mask),
-        "occluded_top5": base.masked_sum(base.topk_hits(logits, labels, 5),
-                                         context.mask),
-        "occluded_nonfinite": base.masked_sum(~base.finite(logits),
-                                              context.mask),
-    }
+    return base.hit_sums(logits, context.labels[:, None], context.mask,
+                         prefix="occluded_")
 
   def columns(self, results):
     return [("occluded top-1", np.asarray(results["occluded_top1"])),

@@ -4,8 +4,8 @@ A loss is a pure function of the model's full parameter tree
 
     loss_fn(params, batch_stats, batch, key) -> (loss, (batch_stats, metrics))
 
-and a stage trains the top-level parameter subtrees that `trains` accepts;
-the others get no update (`trainable_mask`).
+and a stage trains the top-level parameter subtrees that `trains` accepts
+(given the stage's config); the others get no update (`trainable_mask`).
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ class Stage:
 
   Attributes:
     loss: (model, config.stages.<name>) -> LossFn.
-    trains: top-level parameter subtree name -> whether the stage trains it.
+    trains: (top-level parameter subtree name, config.stages.<name>) ->
+      whether the stage trains it.
     model_field: the config field holding the model config it trains
       ("model": the policy model; "classifier": the full-image classifier).
       Stages of one field hand their variables on in run_stages order.
@@ -51,7 +52,7 @@ class Stage:
       stage has (learning rate, length, L2).
   """
   loss: Callable[[Any, ml_collections.ConfigDict], LossFn]
-  trains: Callable[[str], bool]
+  trains: Callable[[str, ml_collections.ConfigDict], bool]
   model_field: str = "model"
   reference: Optional[str] = None
   choices: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
@@ -59,8 +60,9 @@ class Stage:
   positive_integer_fields: tuple[str, ...] = ()
   weight_fields: tuple[str, ...] = ()
 
-  def trainable_mask(self, params: Any) -> Any:
+  def trainable_mask(self, params: Any,
+                     config: ml_collections.ConfigDict) -> Any:
     """A tree of bools like params: True where this stage trains."""
-    return {part: jax.tree_util.tree_map(lambda _, t=self.trains(part): t,
-                                         subtree)
+    return {part: jax.tree_util.tree_map(
+        lambda _, t=self.trains(part, config): t, subtree)
             for part, subtree in params.items()}

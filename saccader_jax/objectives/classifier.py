@@ -35,7 +35,7 @@ def classifier_loss(model, config: ml_collections.ConfigDict) -> LossFn:
 
 
 STAGES: dict[str, Stage] = {
-    "classifier": Stage(classifier_loss, lambda part: True,
+    "classifier": Stage(classifier_loss, lambda part, config: True,
                         model_field="classifier",
                         reference="full-image classifier"),
 }

@@ -112,22 +112,30 @@ def policy_loss(model: Saccader, config: ml_collections.ConfigDict) -> LossFn:
   config.reinforce_reduction = "mean" (the original code) averages the
   REINFORCE term over the S * T log-probabilities; "sum" is eq. 6 as printed,
   S * T times larger next to the cross entropy.
+  config.train_representation = False keeps the BagNet as stages 1-2 left it
+  (inference mode, no update): only REINFORCE trains, the location network.
   """
   if config.reinforce_reduction not in REINFORCE_REDUCTIONS:
     raise ValueError(f"Unknown reinforce_reduction "
                      f"{config.reinforce_reduction!r}; valid: "
                      f"{REINFORCE_REDUCTIONS}.")
 
+  frozen = not config.get("train_representation", True)
+
   def forward(module, images, key):
-    logits2d, mixed = module.encode(images, train=True)
+    logits2d, mixed = module.encode(images, train=True,
+                                    freeze_representation=frozen)
     keys = jax.random.split(key, config.num_trajectories)
     outs = [module.glimpse(logits2d, mixed, config.num_glimpses, key=k)
             for k in keys]
     return jax.tree_util.tree_map(lambda *x: jnp.stack(x), *outs)
 
   def loss_fn(params, batch_stats, batch, key):
-    out, batch_stats = _apply(model, params, batch_stats, batch["image"], key,
-                              method=forward)
+    out, new_stats = _apply(model, params, batch_stats, batch["image"], key,
+                            method=forward)
+    if frozen:
+      new_stats = {**new_stats, REPRESENTATION: batch_stats[REPRESENTATION]}
+    batch_stats = new_stats
     labels = batch["label"]
     rewards = losses.correct_rewards(out.logits, labels[None],
                                      config.plus_minus_one_rewards)
@@ -151,12 +159,18 @@ def policy_loss(model: Saccader, config: ml_collections.ConfigDict) -> LossFn:
   return loss_fn
 
 
-def _trains_representation(part: str) -> bool:
+def _trains_representation(part: str, config) -> bool:
+  del config
   return part == REPRESENTATION
 
 
-def _trains_location(part: str) -> bool:
+def _trains_location(part: str, config) -> bool:
+  del config
   return part != REPRESENTATION
+
+
+def _policy_trains(part: str, config) -> bool:
+  return part != REPRESENTATION or config.get("train_representation", True)
 
 
 STAGES: dict[str, Stage] = {
@@ -167,7 +181,7 @@ STAGES: dict[str, Stage] = {
                                "frozen_representation_bn":
                                    FROZEN_REPRESENTATION_BN},
                       glimpse_fields=("num_glimpses",)),
-    "policy": Stage(policy_loss, lambda part: True,
+    "policy": Stage(policy_loss, _policy_trains,
                     choices={"reinforce_reduction": REINFORCE_REDUCTIONS},
                     glimpse_fields=("num_glimpses",),
                     positive_integer_fields=("num_trajectories",),

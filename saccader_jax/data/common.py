@@ -1,0 +1,41 @@
+"""What every data set defines, and the preprocessing they share."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Optional
+
+from etils import epath
+import ml_collections
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+  """How to build a data set and preprocess one example.
+
+  Attributes:
+    build: config.dataset -> the prepared TFDS builder.
+    preprocess: (example, config.dataset, train) -> {"image" float32
+      [H, W, C] normalised, "label" int32}; a train example carries "seed"
+      ([2] int64) for its augmentation.
+    skip_decoding: images arrive encoded and `preprocess` decodes them
+      (so that it can crop first).
+  """
+  build: Callable[[ml_collections.ConfigDict], tfds.core.DatasetBuilder]
+  preprocess: Callable[..., dict]
+  skip_decoding: bool = False
+
+
+def normalize(image: tf.Tensor, config: ml_collections.ConfigDict):
+  """uint8-range pixels -> (x / 255 - config.mean) / config.std, float32."""
+  mean = tf.constant(config.mean, tf.float32)
+  std = tf.constant(config.std, tf.float32)
+  return (tf.cast(image, tf.float32) / 255.0 - mean) / std
+
+
+def data_dir(config: ml_collections.ConfigDict) -> Optional[epath.Path]:
+  """config.data_dir as a path (~ expanded), or None for TFDS's default."""
+  path = config.get("data_dir")
+  return epath.Path(path).expanduser() if path else None
