@@ -4,10 +4,12 @@
 
 For each seed, trains what DIR/seed_<s> lacks (the full-image classifier and
 Saccader's three stages; checkpoints are reused), then evaluates on the test
-split the learned policy and the four baselines of section 4.1 (ordered
-logits, Sobel mean, Sobel variance, random; they read the stage-1 BagNet)
-for t = 1..T_max glimpses: top-1/top-5, coverage, and the full-image
-classifier's accuracy with the glimpsed pixels occluded. Writes into DIR:
+split the learned policy (after stage 3; with --with_stage2 also after
+stage 2, as "saccader_stage2") and the four baselines of section 4.1
+(ordered logits, Sobel mean, Sobel variance, random; they read the stage-1
+BagNet) for t = 1..T_max glimpses: top-1/top-5, coverage, and the
+full-image classifier's accuracy with the glimpsed pixels occluded. Writes
+into DIR:
   accuracy_vs_glimpses.csv   policy, seed, glimpses, top1, top5, coverage,
                              occluded_top1, occluded_top5
   references.csv             seed, reference classifier, top1, top5
@@ -45,13 +47,21 @@ flags.DEFINE_enum("baseline_bagnet", "representation",
                   ["representation", "final"],
                   "Baselines read the stage-1 BagNet or the final Saccader's "
                   "representation network.")
+flags.DEFINE_bool("with_stage2", False,
+                  "Also evaluate the policy after location pretraining "
+                  "(saccader_stage2): what stage 3 adds (~1 min per seed).")
+flags.DEFINE_string("occlusion_fill", "mean",
+                    "What occluded pixels become: 'mean' (0 after "
+                    "normalisation, the paper's) or a value in preprocessed "
+                    "units (the embedded data's black background: -0.389).")
 flags.mark_flag_as_required("workdir")
 
 BASELINES = ("ordered_logits", "sobel_mean", "sobel_variance", "random")
-POLICY_NAMES = ("saccader",) + BASELINES
+POLICY_NAMES = ("saccader", "saccader_stage2") + BASELINES
 TABLE_GLIMPSES = (1, 2, 3, 6, 12)
 COLUMNS = ("top1", "top5", "coverage", "occluded_top1", "occluded_top5")
-STYLES = {"saccader": ("C3", "o"), "ordered_logits": ("C0", "s"),
+STYLES = {"saccader": ("C3", "o"), "saccader_stage2": ("C1", "D"),
+          "ordered_logits": ("C0", "s"),
           "sobel_mean": ("C2", "^"), "sobel_variance": ("C4", "v"),
           "random": ("C7", "x")}
 
@@ -64,7 +74,8 @@ def experiment_config(base, seed: int, smoke: bool):
     # Last: the Saccader stages keep their seeds and data order, so seed 0's
     # Saccader is the main job's.
     config.run_stages = tuple(config.run_stages) + ("classifier",)
-  config.evals.occlusion = {"classifier": "classifier"}
+  config.evals.occlusion = {"classifier": "classifier",
+                            "fill": FLAGS.occlusion_fill}
   # The test split is evaluated here; the trainer's dev evaluations after
   # each stage would add minutes per seed.
   config.eval_at_stage_end = False
@@ -120,6 +131,10 @@ def evaluate_seed(config, workdir: epath.Path, seed: int, max_examples,
                   "representation" else final]
   candidates = {"saccader": (trainer.learned_policy(field), stages[final],
                              None)}
+  if FLAGS.with_stage2 and "location" in stages:
+    # What stage 3 adds: the same policy after location pretraining.
+    candidates["saccader_stage2"] = (trainer.learned_policy(field),
+                                     stages["location"], None)
   for name in BASELINES:
     key = jax.random.key(seed) if name == "random" else None
     candidates[name] = (policies.make_baseline_policy(name, config, bagnet),

@@ -180,6 +180,15 @@ def _evals(problems: Problems, config: ml_collections.ConfigDict,
             eval_config, "to_dict") else eval_config,
                      f"needs the classifier trained by stage {stage!r}, "
                      "which must be in config.run_stages")
+    if name == "occlusion":
+      fill = (eval_config or {}).get("fill", "mean")
+      try:
+        valid = fill == "mean" or math.isfinite(float(fill))
+      except (TypeError, ValueError):
+        valid = False
+      if not valid:
+        problems.add("evals.occlusion.fill", fill,
+                     "must be 'mean' or a finite number (preprocessed units)")
     if name == "glimpses":
       problems.integer("evals.glimpses.num_images",
                        (eval_config or {}).get("num_images", 8), 1)

@@ -110,6 +110,10 @@ def test_occlusion_zeroes_exactly_the_pixels_inside_the_boxes():
       covered[b, y0:y1, x0:x1] = True
     expected = np.where(covered, 0.0, images).reshape(2, -1)
     np.testing.assert_array_equal(seen[:, t], expected)
+  filled = occlusion.occluded_logits(lambda x: x.reshape(x.shape[0], -1),
+                                     jnp.asarray(images), boxes, fill=-0.5)
+  np.testing.assert_array_equal(
+      filled[:, 1], np.where(covered, -0.5, images).reshape(2, -1))
   # Union after both steps: 12 + 10 - 1 overlapping pixels, and 4.
   assert covered[..., 0].sum(axis=(1, 2)).tolist() == [21, 4]
 

@@ -20,7 +20,7 @@ def test_paper_figures_smoke(tmp_path):
   source = write_fake_fashion_mnist(str(tmp_path / "idx"), num_train=200)
   workdir = tmp_path / "figures"
   command = [sys.executable, "-m", "experiments.paper_figures",
-             f"--workdir={workdir}", "--smoke", "--seeds=0",
+             f"--workdir={workdir}", "--smoke", "--seeds=0", "--with_stage2",
              f"--config.dataset.source_dir={source}",
              f"--config.dataset.data_dir={tmp_path / 'tfds'}",
              "--config.dataset.dev_size=40"]
@@ -31,9 +31,9 @@ def test_paper_figures_smoke(tmp_path):
   with open(workdir / "accuracy_vs_glimpses.csv") as f:
     rows = list(csv.DictReader(f))
   policies = {r["policy"] for r in rows}
-  assert policies == {"saccader", "ordered_logits", "sobel_mean",
-                      "sobel_variance", "random"}
-  assert len(rows) == 5 * 12
+  assert policies == {"saccader", "saccader_stage2", "ordered_logits",
+                      "sobel_mean", "sobel_variance", "random"}
+  assert len(rows) == 6 * 12
   for name in policies:
     mine = [r for r in rows if r["policy"] == name]
     assert [int(r["glimpses"]) for r in mine] == list(range(1, 13))
