@@ -147,9 +147,10 @@ def evaluate_seed(config, workdir: epath.Path, seed: int, max_examples,
       rows.append({"policy": name, "seed": seed, "glimpses": t + 1,
                    **{c: float(results[c][t]) for c in COLUMNS}})
     if pictures_dir is not None:
-      pictures.update({name: picture for picture in trainer.pictures(
-          policy, split, variables, key,
-          title=f"{name}, test split, seed {seed}").values()})
+      drawn = trainer.pictures(policy, split, variables, key,
+                               title=f"{name}, test split, seed {seed}")
+      if "glimpses" in drawn:   # unless config.evals leaves pictures out
+        pictures[name] = drawn["glimpses"]
     progress(f"seed {seed}: evaluated {name} ({results['count']} images): "
              f"top-1 at 1/6/12 glimpses {100 * results['top1'][0]:.1f}/"
              f"{100 * results['top1'][5]:.1f}/{100 * results['top1'][-1]:.1f}",
@@ -247,7 +248,7 @@ def plot_figures(stats: dict, references: list[dict], trained_glimpses: int,
   fig.suptitle(f"Figure 3, {subtitle}", fontsize=9)
   fig.tight_layout()
   paths.append(workdir / "figure3.png")
-  paths[-1].write_bytes(evaluation._png(fig))  # pylint: disable=protected-access
+  paths[-1].write_bytes(evaluation.figure_png(fig))
 
   fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
   for name, columns in stats.items():
@@ -270,7 +271,7 @@ def plot_figures(stats: dict, references: list[dict], trained_glimpses: int,
   fig.suptitle(f"Figure 5, {subtitle}", fontsize=9)
   fig.tight_layout()
   paths.append(workdir / "figure5.png")
-  paths[-1].write_bytes(evaluation._png(fig))  # pylint: disable=protected-access
+  paths[-1].write_bytes(evaluation.figure_png(fig))
   return paths
 
 

@@ -136,9 +136,7 @@ class PolicyEvaluator:
     variables: the policy's (default: policy.variables). key: for a
     sampling policy (each batch gets fold_in(key, i)); None is greedy.
     """
-    if key is None and self.policy.requires_key:
-      raise ValueError(f"{self.policy.name}: key must be a PRNG key: this "
-                       "policy samples its locations.")
+    self.policy.validate_key(key)
     variables = self.policy.variables if variables is None else variables
     reference_variables = {k: (reference_variables or {})[k]
                            for k in self.classify_fns}
@@ -148,7 +146,7 @@ class PolicyEvaluator:
     return evaluate(step, batches, variables, reference_variables, key=key)
 
 
-def reference_results(results: dict, name: str, label: str) -> dict:
+def reference_results(results: dict, label: str) -> dict:
   """A classifier's results as an entry of results["references"]."""
   return {"label": label, "top1": float(results["top1"]),
           "top5": float(results["top5"]),
@@ -225,7 +223,8 @@ def _to_json(value):
   return np.asarray(value).tolist()
 
 
-def _png(fig) -> bytes:
+def figure_png(fig) -> bytes:
+  """A matplotlib figure as PNG bytes (the figure is closed)."""
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   png = io.BytesIO()
   fig.savefig(png, format="png", dpi=120)
@@ -280,5 +279,5 @@ def save_results(results: dict, workdir: epath.PathLike, name: str,
   ax.legend(fontsize=6)
   fig.tight_layout()
   paths.append(workdir / f"{name}.png")
-  paths[-1].write_bytes(_png(fig))
+  paths[-1].write_bytes(figure_png(fig))
   return paths

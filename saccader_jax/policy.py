@@ -145,6 +145,12 @@ class Policy:
           prefix + f"num_glimpses must be in [1, {grid.num_locations}] (the "
           f"{grid.grid_height}x{grid.grid_width} locations of a {height}x"
           f"{width} image, each visited once); got {num_glimpses}.")
+    self.validate_key(key)
+
+  def validate_key(self, key: Any) -> None:
+    """Raises ValueError unless key suits this policy: None (greedy, unless
+    the policy only samples) or one PRNG key."""
+    prefix = f"{self.name}: "
     if key is None and self.requires_key:
       raise ValueError(prefix + "key must be a PRNG key: this policy samples "
                        "its locations and has no greedy form.")

@@ -222,6 +222,7 @@ class Trainer:
     self._models: dict[str, Any] = {}
     self._policies: dict[Any, policy_lib.Policy] = {}
     self._policy_evaluators: dict[Any, tuple[Any, Any]] = {}
+    self._picture_fns: dict[Any, tuple[Any, Any]] = {}
     self._classifier_steps: dict[str, Any] = {}
 
   def _prepare_data(self):
@@ -319,7 +320,7 @@ class Trainer:
                                   self.eval_batches(split, max_examples),
                                   variables)
     return evaluation.reference_results(
-        results, stage_name, objectives.get_stage(stage_name).reference)
+        results, objectives.get_stage(stage_name).reference)
 
   def pictures(self, policy: policy_lib.Policy, split: str,
                variables: Any = None, key=None,
@@ -331,18 +332,18 @@ class Trainer:
       if not isinstance(evaluator, evaluators_lib.Glimpses):
         continue
       count = min(evaluator.num_images, self.config.eval_batch_size)
-      cache_key = (id(policy), "pictures", count)
-      if cache_key not in self._policy_evaluators:
+      cache_key = (id(policy), count)   # the cache holds the policy
+      if cache_key not in self._picture_fns:
         def first_images(variables, batch, key, count=count):
           head = jax.tree_util.tree_map(lambda x: x[:count], batch)
           out = policy.apply(variables, head["image"],
                              self.config.eval_glimpses, key)
           return out, head
-        self._policy_evaluators[cache_key] = (policy, jax.jit(
+        self._picture_fns[cache_key] = (policy, jax.jit(
             first_images, out_shardings=self.replicated))
       batch = next(iter(self.eval_batches(split, max_examples=count)))
       out, head = jax.device_get(
-          self._policy_evaluators[cache_key][1](variables, batch, key))
+          self._picture_fns[cache_key][1](variables, batch, key))
       real = np.asarray(head["mask"]) > 0   # other hosts' rows may be padding
       out = jax.tree_util.tree_map(lambda x: np.asarray(x)[real], out)
       pictures[evaluator.name] = evaluator.picture(
