@@ -59,6 +59,19 @@ def get_config() -> ml_collections.ConfigDict:
                      # mean (the original code) or sum (eq. 6 as printed) of
                      # the S * T log-probabilities.
                      reinforce_reduction="mean"),
+      # DRAM (config.dram), the recurrent baseline: cross entropy of the
+      # step-T logits + reinforce_weight x REINFORCE (saccader_jax/objectives/
+      # dram.py), L2 on the glimpse network, LSTM0 and the classifier.
+      "dram": dict(l2, num_epochs=120.0, num_steps=0, learning_rate=0.1,
+                   num_glimpses=6, reinforce_weight=0.1,
+                   plus_minus_one_rewards=False,
+                   # "last": CE of step T's logits; "all": of every step's.
+                   cross_entropy_steps="last",
+                   # "last": step T's correctness rewards every location;
+                   # "each": l_t is rewarded by step t's prediction.
+                   reward_steps="last",
+                   # mean (the original code) or sum over the T steps.
+                   reinforce_reduction="mean"),
   })
 
   # A step whose loss or gradient norm is not finite: "stop" the stage with

@@ -73,6 +73,31 @@ def get_config() -> ml_collections.ConfigDict:
       "bn_momentum": 0.9,
       "bn_epsilon": 1e-5,
   })
+  # DRAM, the recurrent baseline, trained by the "dram" stage when
+  # run_stages includes it (configs/fashion_mnist_dram.py): glimpses of
+  # 29x29 (the BagNet's receptive field) at fields of view 29, 46 and 64,
+  # a small ResNet-v2 glimpse network and LSTMs of 256.
+  config.dram = ml_collections.ConfigDict({
+      "name": "dram",
+      "num_classes": 10,
+      "dtype": "float32",
+      "bn_momentum": 0.9,
+      "bn_epsilon": 1e-5,
+      "glimpse_size": 29,
+      "num_resolutions": 3,
+      "glimpse_network": {
+          "units": (2, 2, 2),
+          "widths": (16, 32, 64),
+          "strides": (2, 2, 1),
+          "root_channels": 32,
+          "root_kernel": 3,
+          "root_stride": 2,
+          "root_pool": False,
+      },
+      "classification_units": 256,
+      "location_units": 256,
+      "location_stddev": 0.1,
+  })
   config.batch_size = 128
   config.eval_batch_size = 500
   # About 10 minutes on 2 CPU cores at batch 128: stage 1 ~0.45 s/step,
@@ -87,6 +112,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.stages.policy.num_epochs = 0.3
   config.stages.classifier.num_epochs = 1.0
   config.stages.policy.learning_rate = 0.002
+  config.stages.dram.num_epochs = 2.0
   config.log_every_steps = 50
   config.eval_every_steps = 0
   config.checkpoint_every_steps = 200

@@ -52,6 +52,31 @@ def get_classifier_config() -> ml_collections.ConfigDict:
   })
 
 
+def get_dram_config() -> ml_collections.ConfigDict:
+  """DRAM as the paper's baseline: 45,610,219 variables with 1001 classes
+  (glimpse network 23,556,992 + 45,440 batch-norm statistics, LSTM0
+  12,587,008, classifier 1,026,025, LSTM1 8,392,704, emission 2,050)."""
+  glimpse_network = get_classifier_config()
+  for field in ("name", "num_classes", "dtype", "bn_momentum", "bn_epsilon"):
+    del glimpse_network[field]
+  return ml_collections.ConfigDict({
+      "name": "dram",
+      "num_classes": 1001,
+      "dtype": "float32",
+      "bn_momentum": 0.9,
+      "bn_epsilon": 1.001e-5,
+      # Fields of view 77, 150 and 224 px, each resized to 77x77; with two
+      # position channels the glimpse network sees 77x77x15.
+      "glimpse_size": 77,
+      "num_resolutions": 3,
+      # ResNet-v2-50 without logits (TF-slim layout): features of 2048.
+      "glimpse_network": glimpse_network,
+      "classification_units": 1024,
+      "location_units": 1024,
+      "location_stddev": 0.1,
+  })
+
+
 def get_config() -> ml_collections.ConfigDict:
   config = default.get_config()
   config.dataset = ml_collections.ConfigDict({
@@ -74,6 +99,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.model = get_model_config()
   # Trained by the "classifier" stage when run_stages includes it.
   config.classifier = get_classifier_config()
+  # Trained by the "dram" stage when run_stages includes it
+  # (configs/imagenet_dram.py).
+  config.dram = get_dram_config()
   # As the original code's stage 2: the frozen BagNet normalises with the
   # batch's statistics.
   config.stages.location.frozen_representation_bn = "batch"

@@ -2,11 +2,14 @@
 
 from saccader_jax.checkpoints import load_variables
 from saccader_jax.models import create_model
+from saccader_jax.models import DRAM
 from saccader_jax.models import Saccader
 from saccader_jax.models import SaccaderOutput
 from saccader_jax.policy import make_policy
 from saccader_jax.policy import Policy
 from saccader_jax.policy import PolicyOutput
+from saccader_jax.policy import RolloutPolicy
 
-__all__ = ["Policy", "PolicyOutput", "Saccader", "SaccaderOutput",
+__all__ = ["DRAM", "Policy", "PolicyOutput", "RolloutPolicy", "Saccader",
+           "SaccaderOutput",
            "create_model", "load_variables", "make_policy"]

@@ -83,7 +83,10 @@ def _grid(config: ml_collections.ConfigDict, problems: Problems):
   model_config = config.model.copy_and_resolve_references()
   with model_config.unlocked():
     model_config.dtype = "float32"
-  grid = models.create_model(model_config).grid_geometry(size, size)
+  model = models.create_model(model_config)
+  if not hasattr(model, "grid_geometry"):
+    return None   # a model that glimpses anywhere (DRAM): no location grid
+  grid = model.grid_geometry(size, size)
   if grid.num_locations == 0 or size < grid.receptive_field:
     problems.add("dataset.image_size", size,
                  f"must be at least the receptive field of the model, "
@@ -136,8 +139,12 @@ def _stage(problems: Problems, config: ml_collections.ConfigDict,
   stage = objectives.get_stage(name)
   for field, valid in stage.choices.items():
     problems.choice(f"{prefix}.{field}", stage_config.get(field), valid)
+  # Glimpse counts are bounded by config.model's grid; other policy models
+  # (DRAM) look anywhere, any number of times.
+  stage_grid = grid if stage.model_field == "model" else None
   for field in stage.glimpse_fields:
-    _glimpses(problems, f"{prefix}.{field}", stage_config.get(field), grid)
+    _glimpses(problems, f"{prefix}.{field}", stage_config.get(field),
+              stage_grid)
   for field in stage.positive_integer_fields:
     problems.integer(f"{prefix}.{field}", stage_config.get(field), 1)
   for field in stage.weight_fields:
@@ -157,9 +164,16 @@ def _stage_models(problems: Problems, config: ml_collections.ConfigDict,
                    "train it")
       continue
     if problems.choice(f"{field}.name", config[field].get("name"),
-                       models.MODELS):
-      problems.choice(f"{field}.dtype", config[field].get("dtype", "float32"),
-                      models.COMPUTE_DTYPES)
+                       models.MODELS) and problems.choice(
+                           f"{field}.dtype",
+                           config[field].get("dtype", "float32"),
+                           models.COMPUTE_DTYPES):
+      model = models.create_model(config[field])
+      size = config.dataset.get("image_size")
+      if (hasattr(model, "min_image_size") and isinstance(size, int)
+          and size < model.min_image_size()):
+        problems.add(f"{field}.glimpse_size", model.min_image_size(),
+                     f"must be at most dataset.image_size ({size})")
 
 
 def _evals(problems: Problems, config: ml_collections.ConfigDict,

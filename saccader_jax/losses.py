@@ -131,6 +131,46 @@ def reinforce_loss(location_logits: jnp.ndarray, locations: jnp.ndarray,
   return loss
 
 
+def gaussian_log_probs(mean_locations: jnp.ndarray, locations: jnp.ndarray,
+                       stddev: float) -> jnp.ndarray:
+  """log N(l; mean, stddev^2 I) of 2-D locations: [..., 2], [..., 2] ->
+  [...], summed over (y, x)."""
+  z = (locations - mean_locations) / stddev
+  return jnp.sum(-0.5 * jnp.square(z) - jnp.log(stddev)
+                 - 0.5 * jnp.log(2.0 * jnp.pi), axis=-1)
+
+
+def gaussian_reinforce_loss(mean_locations: jnp.ndarray,
+                            locations: jnp.ndarray, rewards: jnp.ndarray,
+                            stddev: float,
+                            average_over_steps: bool = True) -> jnp.ndarray:
+  """REINFORCE for a Gaussian location policy (DRAM):
+  -sum_t log N(l_t; mean_t, stddev^2) (r_t - b).
+
+  The baseline b is the mean reward over the batch (and steps); rewards,
+  baseline and the sampled locations carry no gradient, the means do.
+
+  Args:
+    mean_locations: [batch, T, 2] policy means.
+    locations: [batch, T, 2] the sampled locations.
+    rewards: [batch] (one reward for every step) or [batch, T].
+    stddev: the policy's standard deviation.
+    average_over_steps: divide by T, as the original code does (its loss is
+      a mean over the batch and the T steps).
+
+  Returns:
+    [batch] losses.
+  """
+  rewards = jax.lax.stop_gradient(rewards.astype(jnp.float32))
+  if rewards.ndim == 1:
+    rewards = jnp.broadcast_to(rewards[:, None], locations.shape[:2])
+  advantage = rewards - jnp.mean(rewards)
+  log_probs = gaussian_log_probs(mean_locations,
+                                 jax.lax.stop_gradient(locations), stddev)
+  reduce = jnp.mean if average_over_steps else jnp.sum
+  return -reduce(log_probs * advantage, axis=-1)
+
+
 def kernels(params: Any) -> list[jnp.ndarray]:
   """Convolution and dense kernels: the weights that L2 regularises."""
   leaves = jax.tree_util.tree_leaves_with_path(params)

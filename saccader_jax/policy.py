@@ -1,9 +1,11 @@
 """Jitted glimpse policies for research code.
 
 A policy maps a batch of images to T glimpses and the classification they
-support. Every policy (the learned Saccader policy, and the baselines that
-share its representation network) is a `Policy`: the same call, the same
-checks, the same `PolicyOutput`.
+support. Every policy (the learned Saccader policy, the baselines that
+share its representation network, DRAM) is a `Policy`: the same call, the
+same checks, the same `PolicyOutput`. Grid policies choose among the
+locations of their classification network's grid; `RolloutPolicy` wraps
+models that look anywhere in the image (DRAM).
 
     policy = saccader_jax.make_policy(config, variables)
     out = policy(images, num_glimpses=6)            # greedy
@@ -29,18 +31,26 @@ class PolicyOutput:
   """Glimpses chosen by a policy and the classification they give.
 
   Attributes:
-    locations: [batch, T, 2] int32 grid coordinates (row, col).
+    locations: [batch, T, 2] glimpse centres: int32 grid coordinates (row,
+      col) for grid policies; float32 (y, x) in [-1, 1] for rollout policies
+      (DRAM), (-1, -1) the top-left corner.
     boxes: [batch, T, 4] int32 pixel boxes (y_min, x_min, y_max, x_max),
       maxima exclusive: glimpse t of image b is
-      images[b, y_min:y_max, x_min:x_max].
-    location_probs: [batch, T, h, w] float32 policy distribution at each step.
-    glimpse_logits: [batch, T, num_classes] class logits of each glimpse.
-    logits: [batch, num_classes] glimpse logits averaged over time.
+      images[b, y_min:y_max, x_min:x_max] (DRAM: its finest glimpse).
+    location_probs: [batch, T, h, w] float32 policy distribution at each
+      step of a grid policy; None for a rollout policy.
+    glimpse_logits: [batch, T, num_classes] class logits of each glimpse
+      (DRAM: of each step).
+    step_logits: [batch, T, num_classes] the classification after glimpses
+      1..t: the running mean of glimpse_logits for grid policies, each
+      step's logits for DRAM.
+    logits: [batch, num_classes] the classification after all T glimpses.
   """
   locations: jnp.ndarray
   boxes: jnp.ndarray
-  location_probs: jnp.ndarray
+  location_probs: Optional[jnp.ndarray]
   glimpse_logits: jnp.ndarray
+  step_logits: jnp.ndarray
   logits: jnp.ndarray
 
 
@@ -56,6 +66,27 @@ class GlimpseFn(Protocol):
   def __call__(self, variables: Any, images: jnp.ndarray, num_glimpses: int,
                key: Optional[jax.Array]) -> tuple[jnp.ndarray, jnp.ndarray,
                                                    jnp.ndarray]:
+    ...
+
+
+def running_mean(glimpse_logits: jnp.ndarray) -> jnp.ndarray:
+  """[batch, T, C] -> [batch, T, C]: the mean of the first 1..T glimpses."""
+  steps = jnp.arange(1, glimpse_logits.shape[1] + 1, dtype=jnp.float32)
+  return (jnp.cumsum(glimpse_logits.astype(jnp.float32), axis=1)
+          / steps[None, :, None])
+
+
+class RolloutFn(Protocol):
+  """What a rollout policy model computes (e.g. `DRAM.rollout_fn`).
+
+  Takes (variables, images [batch, S, S, channels], T, key or None) and
+  returns an object with `locations` [batch, T, 2] float32 centres in
+  [-1, 1] and `logits` [batch, T, num_classes], the prediction after 1..T
+  glimpses.
+  """
+
+  def __call__(self, variables: Any, images: jnp.ndarray, num_glimpses: int,
+               key: Optional[jax.Array]) -> Any:
     ...
 
 
@@ -103,13 +134,15 @@ class Policy:
         variables, images, num_glimpses, key)
     grid_locations = grid.unflatten(locations)
     probs = jax.nn.softmax(location_logits.astype(jnp.float32), axis=-1)
+    step_logits = running_mean(glimpse_logits)
     return PolicyOutput(
         locations=grid_locations,
         boxes=grid.boxes(grid_locations),
         location_probs=probs.reshape(probs.shape[:2] + (grid.grid_height,
                                                         grid.grid_width)),
         glimpse_logits=glimpse_logits,
-        logits=jnp.mean(glimpse_logits, axis=1))
+        step_logits=step_logits,
+        logits=step_logits[:, -1])
 
   def validate(self, images: Any, num_glimpses: Any, key: Any) -> None:
     """Raises ValueError naming the first problem with the arguments."""
@@ -131,21 +164,33 @@ class Policy:
     if not jnp.issubdtype(dtype, jnp.floating):
       raise ValueError(prefix + "images must be floating point, preprocessed "
                        f"as in training; got dtype {dtype}.")
-    grid = self._geometry_fn(height, width)
-    if min(height, width) < grid.receptive_field or grid.num_locations == 0:
-      raise ValueError(
-          prefix + f"images of {height}x{width} pixels are smaller than the "
-          f"receptive field of {grid.receptive_field}x{grid.receptive_field}.")
+    self.check_image_size(height, width)
     if (isinstance(num_glimpses, bool)
         or not isinstance(num_glimpses, (int, np.integer))):
       raise ValueError(prefix + "num_glimpses must be a Python int; got "
                        f"{num_glimpses!r}.")
+    self.check_num_glimpses(height, width, num_glimpses)
+    self.validate_key(key)
+
+  def check_image_size(self, height: int, width: int) -> None:
+    """Raises ValueError if the policy cannot look at such images."""
+    grid = self._geometry_fn(height, width)
+    if min(height, width) < grid.receptive_field or grid.num_locations == 0:
+      raise ValueError(
+          f"{self.name}: images of {height}x{width} pixels are smaller than "
+          f"the receptive field of {grid.receptive_field}x"
+          f"{grid.receptive_field}.")
+
+  def check_num_glimpses(self, height: int, width: int,
+                         num_glimpses: int) -> None:
+    """Raises ValueError unless num_glimpses (an int) suits the images."""
+    prefix = f"{self.name}: "
+    grid = self._geometry_fn(height, width)
     if not 1 <= num_glimpses <= grid.num_locations:
       raise ValueError(
           prefix + f"num_glimpses must be in [1, {grid.num_locations}] (the "
           f"{grid.grid_height}x{grid.grid_width} locations of a {height}x"
           f"{width} image, each visited once); got {num_glimpses}.")
-    self.validate_key(key)
 
   def validate_key(self, key: Any) -> None:
     """Raises ValueError unless key suits this policy: None (greedy, unless
@@ -195,13 +240,71 @@ class Policy:
     return self.trace(images, num_glimpses, key).lower()
 
 
+class RolloutPolicy(Policy):
+  """A policy that looks anywhere in the image (e.g. DRAM): the same call,
+  checks and `PolicyOutput` as a grid policy, with float32 centres in
+  [-1, 1] as its locations, the boxes of its finest glimpse, and no grid
+  distribution (location_probs None). num_glimpses has no upper bound: a
+  recurrent policy may run past the T it was trained with."""
+
+  def __init__(self, rollout_fn: RolloutFn, variables: Any,
+               boxes_fn: Callable[[jnp.ndarray, int], jnp.ndarray],
+               min_image_size: int, num_channels: int,
+               name: str = "policy"):
+    """
+    Args:
+      rollout_fn: the model's rollout (see RolloutFn).
+      variables: passed to rollout_fn on every call.
+      boxes_fn: (locations [..., 2], image size) -> [..., 4] pixel boxes.
+      min_image_size: the smallest image side the model can look at.
+      num_channels: channels the images must have.
+      name: shown in error messages.
+    """
+    self._rollout_fn = rollout_fn
+    self._boxes_fn = boxes_fn
+    self.min_image_size = min_image_size
+    super().__init__(None, variables, None, num_channels, name=name)
+
+  def geometry(self, image_height: int, image_width: int):
+    raise ValueError(f"{self.name} has no location grid: it looks anywhere "
+                     "in the image.")
+
+  def apply(self, variables: Any, images: jnp.ndarray, num_glimpses: int,
+            key: Optional[jax.Array]) -> PolicyOutput:
+    out = self._rollout_fn(variables, images, num_glimpses, key)
+    logits = out.logits.astype(jnp.float32)
+    return PolicyOutput(
+        locations=out.locations,
+        boxes=self._boxes_fn(out.locations, images.shape[1]),
+        location_probs=None,
+        glimpse_logits=logits,
+        step_logits=logits,
+        logits=logits[:, -1])
+
+  def check_image_size(self, height: int, width: int) -> None:
+    if height != width:
+      raise ValueError(f"{self.name}: images must be square; got {height}x"
+                       f"{width}.")
+    if height < self.min_image_size:
+      raise ValueError(
+          f"{self.name}: images of {height}x{width} pixels are smaller than "
+          f"its {self.min_image_size}x{self.min_image_size} glimpse.")
+
+  def check_num_glimpses(self, height: int, width: int,
+                         num_glimpses: int) -> None:
+    del height, width
+    if num_glimpses < 1:
+      raise ValueError(f"{self.name}: num_glimpses must be at least 1; got "
+                       f"{num_glimpses}.")
+
+
 def make_policy(model_or_config: Any, variables: Any,
                 num_channels: Optional[int] = None) -> Policy:
   """A model's learned policy, jitted, in inference mode (greedy, or
   sampled when called with a key).
 
   Args:
-    model_or_config: a policy model (e.g. `Saccader`), a full config (with
+    model_or_config: a policy model (e.g. `Saccader`, `DRAM`), a full config (with
       `model` and `dataset.num_channels` fields) or a model config.
     variables: the model's variables, {"params": ..., "batch_stats": ...}.
     num_channels: image channels; read from a full config, else 3.
@@ -217,9 +320,12 @@ def make_policy(model_or_config: Any, variables: Any,
       config = config.model
     model = models.create_model(config)
   if not models.is_policy(model):
-    raise ValueError("make_policy takes a policy model (one with glimpse_fn, "
-                     "e.g. Saccader) or its config; got "
-                     f"{type(model).__name__}.")
+    raise ValueError("make_policy takes a policy model (one with glimpse_fn "
+                     "or rollout_fn, e.g. Saccader or DRAM) or its config; "
+                     f"got {type(model).__name__}.")
+  name = f"{type(model).__name__.lower()} policy"
+  if hasattr(model, "rollout_fn"):
+    return RolloutPolicy(model.rollout_fn, variables, model.finest_boxes,
+                         model.min_image_size(), num_channels or 3, name=name)
   return Policy(model.glimpse_fn, variables, model.grid_geometry,
-                num_channels or 3,
-                name=f"{type(model).__name__.lower()} policy")
+                num_channels or 3, name=name)

@@ -69,12 +69,19 @@ def tiny_train_config(tmp_dir, source_dir=None, canvas_size=36):
   rep.stem_channels, rep.what_channels = 8, 16
   config.model.attention.widths = (16, 8)
   config.model.mixed_channels = 8
+  dram = config.dram
+  dram.glimpse_size = 15
+  net = dram.glimpse_network
+  net.units, net.widths, net.strides = (1, 1), (4, 8), (2, 1)
+  net.root_channels = 8
+  dram.classification_units = dram.location_units = 16
   config.batch_size = 16
   config.eval_batch_size = 32
   for stage in config.stages.values():
     stage.num_steps = 3
   config.stages.location.num_glimpses = 4
   config.stages.policy.num_glimpses = 3
+  config.stages.dram.num_glimpses = 3
   config.eval_glimpses = 5
   config.log_every_steps = 2
   config.checkpoint_every_steps = 2

@@ -187,6 +187,44 @@ def test_killed_job_resumes_to_the_same_parameters(tiny_config, tmp_path,
   assert_trees_equal(straight["variables"], resumed["variables"])
 
 
+def test_dram_trains_evaluates_and_resumes_after_a_kill(tiny_config,
+                                                       tmp_path, monkeypatch):
+  config = tiny_config.copy_and_resolve_references()
+  config.run_stages = ("dram",)
+  config.stages.dram.num_steps = 5
+  straight = run_job(config, tmp_path / "straight")
+  test = straight["test"]
+  assert test["count"] == 60 and test["top1"].shape == (5,)
+  assert np.all(test["top5"] >= test["top1"])
+  # Each glimpse is 15x15 of a 36x36 canvas.
+  assert 0 < test["coverage"][0] <= (15 * 15) / (36 * 36) + 1e-6
+  assert np.all(np.diff(test["coverage"]) >= 0)
+  initial = train.Trainer(config, str(tmp_path / "init")).init_variables(
+      jax.random.fold_in(jax.random.key(config.seed), 0), "dram")
+  for part in initial["params"]:
+    assert trees_differ(initial["params"][part],
+                        straight["variables"]["params"][part]), part
+
+  real_batches = input_pipeline.train_batches
+
+  def dying_batches(*args, **kwargs):
+    iterator = real_batches(*args, **kwargs)
+    def gen():
+      for i, batch in enumerate(iterator):
+        if i == 3 and kwargs.get("start_position") == 0:
+          raise Interrupted   # after the step-2 checkpoint
+        yield batch
+    return gen()
+
+  monkeypatch.setattr(input_pipeline, "train_batches", dying_batches)
+  config.checkpoint_every_steps = 2
+  with pytest.raises(Interrupted):
+    run_job(config, tmp_path / "resumed")
+  monkeypatch.setattr(input_pipeline, "train_batches", real_batches)
+  resumed = run_job(config, tmp_path / "resumed")
+  assert_trees_equal(straight["variables"], resumed["variables"])
+
+
 def test_resume_with_another_optimizer_keeps_the_model(tiny_config, tmp_path,
                                                        caplog):
   config = tiny_config.copy_and_resolve_references()

@@ -9,6 +9,8 @@ import ml_collections
 
 from saccader_jax.models.attention import AttentionNetwork
 from saccader_jax.models.bagnet import BagNet
+from saccader_jax.models.dram import DRAM
+from saccader_jax.models.dram import DRAMOutput
 from saccader_jax.models.resnet_v2 import ResNetV2
 from saccader_jax.models.saccader import Saccader
 from saccader_jax.models.saccader import SaccaderOutput
@@ -46,28 +48,54 @@ def _saccader(config: ml_collections.ConfigDict) -> Saccader:
       mixed_channels=config.mixed_channels, dtype=dtype)
 
 
-def _resnet_v2(config: ml_collections.ConfigDict) -> ResNetV2:
-  return ResNetV2(
-      num_classes=config.num_classes, units=tuple(config.units),
+def _resnet_v2(config: ml_collections.ConfigDict, **overrides) -> ResNetV2:
+  """A ResNetV2 from config; overrides (e.g. num_classes=None for a
+  headless network) take precedence over its fields."""
+  fields = dict(
+      num_classes=config.get("num_classes"), units=tuple(config.units),
       widths=tuple(config.widths), strides=tuple(config.strides),
       root_channels=config.root_channels, root_kernel=config.root_kernel,
       root_stride=config.root_stride, root_pool=config.root_pool,
-      expansion=config.get("expansion", 4), bn_momentum=config.bn_momentum,
-      bn_epsilon=config.bn_epsilon, dtype=compute_dtype(config.dtype))
+      expansion=config.get("expansion", 4),
+      dtype=compute_dtype(config.get("dtype", "float32")))
+  for name in ("bn_momentum", "bn_epsilon"):
+    if name in config:
+      fields[name] = config[name]
+  fields.update(overrides)
+  return ResNetV2(**fields)
+
+
+def _dram(config: ml_collections.ConfigDict) -> DRAM:
+  return DRAM(
+      glimpse_network=_resnet_v2(
+          config.glimpse_network, num_classes=None,
+          bn_momentum=config.bn_momentum, bn_epsilon=config.bn_epsilon,
+          dtype=compute_dtype(config.dtype)),
+      num_classes=config.num_classes, glimpse_size=config.glimpse_size,
+      num_resolutions=config.num_resolutions,
+      classification_units=config.classification_units,
+      location_units=config.location_units,
+      location_stddev=config.location_stddev,
+      dtype=compute_dtype(config.dtype))
 
 
 # A model that can act as a glimpse policy has `glimpse_fn` (a
-# policy.GlimpseFn) and `grid_geometry`; any other is a whole-image
-# classifier whose `apply(variables, images)` gives [batch, classes] logits.
+# policy.GlimpseFn) and `grid_geometry`, or `rollout_fn` (a
+# policy.RolloutFn), `finest_boxes` and `min_image_size`; any other is a
+# whole-image classifier whose `apply(variables, images)` gives
+# [batch, classes] logits.
 MODELS: dict[str, Callable[[ml_collections.ConfigDict], Any]] = {
     "saccader": _saccader,
     "resnet_v2": _resnet_v2,
+    "dram": _dram,
 }
 
 
 def is_policy(model) -> bool:
-  """Whether model chooses glimpses (else it classifies whole images)."""
-  return hasattr(model, "glimpse_fn")
+  """Whether model chooses glimpses (else it classifies whole images): on a
+  grid of locations (`glimpse_fn`, e.g. Saccader) or anywhere in the image
+  (`rollout_fn`, e.g. DRAM)."""
+  return hasattr(model, "glimpse_fn") or hasattr(model, "rollout_fn")
 
 
 def classify_fn(model) -> Callable[[Any, jnp.ndarray], jnp.ndarray]:
@@ -95,6 +123,7 @@ def create_model(config: ml_collections.ConfigDict):
   return MODELS[config.name](config)
 
 
-__all__ = ["AttentionNetwork", "BagNet", "ResNetV2", "Saccader",
+__all__ = ["AttentionNetwork", "BagNet", "DRAM", "DRAMOutput", "ResNetV2",
+           "Saccader",
            "SaccaderOutput", "classify_fn", "create_model", "compute_dtype", "init_variables",
            "is_policy"]

@@ -4,6 +4,7 @@ A new stage is a file here with a `STAGES` dict, merged below.
 """
 
 from saccader_jax.objectives import classifier
+from saccader_jax.objectives import dram
 from saccader_jax.objectives import saccader
 from saccader_jax.objectives.base import LossFn
 from saccader_jax.objectives.base import Stage
@@ -16,7 +17,8 @@ from saccader_jax.objectives.saccader import REINFORCE_REDUCTIONS
 from saccader_jax.objectives.saccader import REPRESENTATION
 from saccader_jax.objectives.saccader import representation_loss
 
-STAGES: dict[str, Stage] = {**saccader.STAGES, **classifier.STAGES}
+STAGES: dict[str, Stage] = {**saccader.STAGES, **classifier.STAGES,
+                            **dram.STAGES}
 
 
 def get_stage(name: str) -> Stage:
