@@ -72,6 +72,11 @@ def get_config() -> ml_collections.ConfigDict:
                    reward_steps="last",
                    # mean (the original code) or sum over the T steps.
                    reinforce_reduction="mean"),
+      # The Saccader + high-resolution classifier (config.classnet): the
+      # classifier fine-tuned on the glimpse-averaged logits of the frozen
+      # Saccader's num_glimpses crops.
+      "classnet": dict(l2, num_epochs=10.0, num_steps=0, learning_rate=0.01,
+                       num_glimpses=6),
   })
 
   # A step whose loss or gradient norm is not finite: "stop" the stage with

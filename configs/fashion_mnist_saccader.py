@@ -98,6 +98,15 @@ def get_config() -> ml_collections.ConfigDict:
       "location_units": 256,
       "location_stddev": 0.1,
   })
+  # The Saccader + high-resolution classifier: the Saccader reads the 64x64
+  # canvas, the classifier 58x58 crops of the canvas upscaled 2x to 128.
+  config.classnet = ml_collections.ConfigDict({
+      "name": "saccader_classnet",
+      "saccader": config.model,            # the same config, not a copy
+      "classifier": config.classifier,
+      "saccader_image_size": config.dataset.get_ref("image_size"),
+      "input_size": 128,
+  })
   config.batch_size = 128
   config.eval_batch_size = 500
   # About 10 minutes on 2 CPU cores at batch 128: stage 1 ~0.45 s/step,
@@ -113,6 +122,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.stages.classifier.num_epochs = 1.0
   config.stages.policy.learning_rate = 0.002
   config.stages.dram.num_epochs = 2.0
+  config.stages.classnet.num_epochs = 0.25
   config.log_every_steps = 50
   config.eval_every_steps = 0
   config.checkpoint_every_steps = 200

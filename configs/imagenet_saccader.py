@@ -102,6 +102,19 @@ def get_config() -> ml_collections.ConfigDict:
   # Trained by the "dram" stage when run_stages includes it
   # (configs/imagenet_dram.py).
   config.dram = get_dram_config()
+  # The Saccader + high-resolution classifier (the paper's Saccader-NASNet,
+  # ResNet-v2-50 standing in for NASNet), trained by the "classnet" stage
+  # after the Saccader's stages and "classifier": the Saccader sees the
+  # 331-px image downsized to 224, the classifier 113x113 crops of it.
+  config.classnet = ml_collections.ConfigDict({
+      "name": "saccader_classnet",
+      "saccader": config.model,            # the same config, not a copy
+      "classifier": config.classifier,
+      "saccader_image_size": config.dataset.get_ref("image_size"),
+      # Its input pipeline: 331-px central crops (inception crops in
+      # training) beside the 224-px one.
+      "input_size": 331,
+  })
   # As the original code's stage 2: the frozen BagNet normalises with the
   # batch's statistics.
   config.stages.location.frozen_representation_bn = "batch"

@@ -1,21 +1,26 @@
-"""Section 4.1-4.2 on the embedded data: Saccader against the baselines.
+"""Sections 4.1-4.3 on the embedded data: Saccader against the baselines.
 
     python -m experiments.paper_figures --workdir=DIR [--seeds=0,1,2] [--smoke]
 
-For each seed, trains what DIR/seed_<s> lacks (the full-image classifier and
-Saccader's three stages; checkpoints are reused), then evaluates on the test
-split the learned policy (after stage 3; with --with_stage2 also after
-stage 2, as "saccader_stage2") and the four baselines of section 4.1
-(ordered logits, Sobel mean, Sobel variance, random; they read the stage-1
-BagNet) for t = 1..T_max glimpses: top-1/top-5, coverage, and the
-full-image classifier's accuracy with the glimpsed pixels occluded. Writes
-into DIR:
+For each seed, trains what DIR/seed_<s> lacks (Saccader's three stages, the
+full-image classifier, DRAM, and the Saccader + high-resolution classifier;
+checkpoints are reused), then evaluates on the test split the learned
+policy (after stage 3; with --with_stage2 also after stage 2, as
+"saccader_stage2"), the four baselines of section 4.1 (ordered logits,
+Sobel mean, Sobel variance, random; they read the stage-1 BagNet), DRAM
+(section 4.1's recurrent baseline), and Saccader + classifier (section 4.3)
+with the classifier's crops from the 2x canvas ("saccader_classnet_2x") and
+from the canvas itself ("saccader_classnet_1x", fine-tuned apart in
+DIR/seed_<s>/classnet_1x), for t = 1..T_max glimpses: top-1/top-5,
+coverage, and the full-image classifier's accuracy with the glimpsed pixels
+occluded. Writes into DIR:
   accuracy_vs_glimpses.csv   policy, seed, glimpses, top1, top5, coverage,
                              occluded_top1, occluded_top5
   references.csv             seed, reference classifier, top1, top5
   summary.md                 mean +- SD over seeds at t = 1, 2, 3, 6, 12
   figure3.png                (a) accuracy vs glimpses, (b) coverage
   figure5.png                (a) accuracy vs coverage, (b) occluded accuracy
+  figure6.png                Saccader + classifier at S_hr = S and 2 S
   glimpses_<policy>.png      glimpse pictures of the first seed
 --smoke: a narrow model, a few steps per stage and 256 test images (CI).
 """
@@ -54,26 +59,37 @@ flags.DEFINE_string("occlusion_fill", "mean",
                     "What occluded pixels become: 'mean' (0 after "
                     "normalisation, the paper's) or a value in preprocessed "
                     "units (the embedded data's black background: -0.389).")
+flags.DEFINE_bool("dram", True, "Train and evaluate DRAM (config.dram).")
+flags.DEFINE_bool("classnet", True,
+                  "Train and evaluate Saccader + high-resolution classifier "
+                  "(config.classnet) at S_hr = 2 S and S.")
 flags.mark_flag_as_required("workdir")
 
 BASELINES = ("ordered_logits", "sobel_mean", "sobel_variance", "random")
-POLICY_NAMES = ("saccader", "saccader_stage2") + BASELINES
+CLASSNETS = ("saccader_classnet_1x", "saccader_classnet_2x")
+POLICY_NAMES = ("saccader", "saccader_stage2") + BASELINES + ("dram",
+                                                              ) + CLASSNETS
 TABLE_GLIMPSES = (1, 2, 3, 6, 12)
 COLUMNS = ("top1", "top5", "coverage", "occluded_top1", "occluded_top5")
 STYLES = {"saccader": ("C3", "o"), "saccader_stage2": ("C1", "D"),
           "ordered_logits": ("C0", "s"),
           "sobel_mean": ("C2", "^"), "sobel_variance": ("C4", "v"),
-          "random": ("C7", "x")}
+          "random": ("C7", "x"), "dram": ("C5", "P"),
+          "saccader_classnet_1x": ("C6", "*"),
+          "saccader_classnet_2x": ("C8", "h")}
 
 
 def experiment_config(base, seed: int, smoke: bool):
-  """The base config with the classifier stage, every evaluator and seed."""
+  """The base config with the classifier (and DRAM, classnet) stages, every
+  evaluator and the seed."""
   config = base.copy_and_resolve_references()
   config.seed = seed
-  if "classifier" not in config.run_stages:
-    # Last: the Saccader stages keep their seeds and data order, so seed 0's
-    # Saccader is the main job's.
-    config.run_stages = tuple(config.run_stages) + ("classifier",)
+  # After the Saccader's: its stages keep their seeds and data order, so
+  # seed 0's Saccader is the main job's.
+  extra = ("classifier",) + (("dram",) if FLAGS.dram else ()) + (
+      ("classnet",) if FLAGS.classnet else ())
+  config.run_stages = tuple(config.run_stages) + tuple(
+      s for s in extra if s not in config.run_stages)
   config.evals.occlusion = {"classifier": "classifier",
                             "fill": FLAGS.occlusion_fill}
   # The test split is evaluated here; the trainer's dev evaluations after
@@ -85,6 +101,9 @@ def experiment_config(base, seed: int, smoke: bool):
     config.model.attention.widths = (16, 8)
     config.model.mixed_channels = 8
     config.classifier.widths, config.classifier.root_channels = (4, 8, 8), 8
+    net = config.dram.glimpse_network
+    net.widths, net.root_channels = (4, 8, 8), 8
+    config.dram.classification_units = config.dram.location_units = 16
     for stage in config.stages.values():
       stage.num_steps = 2
     config.batch_size, config.eval_batch_size = 32, 128
@@ -124,7 +143,7 @@ def evaluate_seed(config, workdir: epath.Path, seed: int, max_examples,
   progress(f"seed {seed}: trained", units=0.65)
   split = config.dataset.test_split
   from saccader_jax import objectives  # pylint: disable=g-import-not-at-top
-  field = trainer.policy_field()
+  field = "model"   # the Saccader (DRAM and classnet have their own)
   final = [n for n in config.run_stages
            if objectives.get_stage(n).model_field == field][-1]
   bagnet = stages["representation" if FLAGS.baseline_bagnet ==
@@ -135,20 +154,35 @@ def evaluate_seed(config, workdir: epath.Path, seed: int, max_examples,
     # What stage 3 adds: the same policy after location pretraining.
     candidates["saccader_stage2"] = (trainer.learned_policy(field),
                                      stages["location"], None)
+  candidates = {name: (trainer,) + c for name, c in candidates.items()}
   for name in BASELINES:
     key = jax.random.key(seed) if name == "random" else None
-    candidates[name] = (policies.make_baseline_policy(name, config, bagnet),
-                        None, key)
+    candidates[name] = (trainer, policies.make_baseline_policy(
+        name, config, bagnet), None, key)
+  if "dram" in stages:
+    candidates["dram"] = (trainer, trainer.learned_policy("dram"),
+                          stages["dram"], None)
+  if "classnet" in stages:
+    candidates["saccader_classnet_2x"] = (
+        trainer, trainer.learned_policy("classnet"), stages["classnet"], None)
+    same = same_resolution_trainer(config, workdir, stages, progress)
+    candidates["saccader_classnet_1x"] = (
+        same, same.learned_policy("classnet"),
+        same.train()["classnet"], None)
   rows, pictures = [], {}
-  for name, (policy, variables, key) in candidates.items():
-    results = trainer.evaluate_policy(policy, split, variables, key=key,
-                                      max_examples=max_examples)
+  for name, (owner, policy, variables, key) in candidates.items():
+    field = ("dram" if name == "dram"
+             else "classnet" if name in CLASSNETS else "model")
+    results = owner.evaluate_policy(policy, split, variables, key=key,
+                                    max_examples=max_examples, field=field)
     for t in range(config.eval_glimpses):
       rows.append({"policy": name, "seed": seed, "glimpses": t + 1,
-                   **{c: float(results[c][t]) for c in COLUMNS}})
+                   **{c: float(results[c][t]) if c in results
+                      else float("nan") for c in COLUMNS}})
     if pictures_dir is not None:
-      drawn = trainer.pictures(policy, split, variables, key,
-                               title=f"{name}, test split, seed {seed}")
+      drawn = owner.pictures(policy, split, variables, key,
+                             title=f"{name}, test split, seed {seed}",
+                             field=field)
       if "glimpses" in drawn:   # unless config.evals leaves pictures out
         pictures[name] = drawn["glimpses"]
     progress(f"seed {seed}: evaluated {name} ({results['count']} images): "
@@ -160,8 +194,28 @@ def evaluate_seed(config, workdir: epath.Path, seed: int, max_examples,
     ref = trainer.evaluate_reference(name, variables, split, max_examples)
     references.append({"seed": seed, "reference": ref["label"],
                        "top1": ref["top1"], "top5": ref["top5"]})
-  trainer.writer.close()
+  for owner in {c[0] for c in candidates.values()}:
+    owner.writer.close()
   return rows, references, pictures
+
+
+def same_resolution_trainer(config, workdir: epath.Path, stages,
+                            progress: Progress):
+  """A trainer of the classnet stage alone with S_hr = S, in
+  workdir/classnet_1x, starting from this seed's Saccader and classifier.
+  No occlusion: its boxes are the Saccader's, and so would its occluded
+  accuracy be."""
+  from saccader_jax import train  # pylint: disable=g-import-not-at-top
+  same = config.copy_and_resolve_references()
+  same.classnet.input_size = config.dataset.image_size
+  same.run_stages = ("classnet",)
+  del same.evals["occlusion"]
+  saccader_stage = [n for n in config.run_stages
+                    if n in ("representation", "location", "policy")][-1]
+  other = train.Trainer(same, workdir / "classnet_1x", pretrained={
+      "model": stages[saccader_stage], "classifier": stages["classifier"]})
+  progress(f"training classnet at S_hr = S in {workdir / 'classnet_1x'}")
+  return other
 
 
 def write_csv(path: epath.Path, rows: list[dict]) -> None:
@@ -227,6 +281,8 @@ def plot_figures(stats: dict, references: list[dict], trained_glimpses: int,
                 marker=marker, ms=4, lw=1.2, capsize=2, label=name)
 
   paths = []
+  classnets = {n: c for n, c in stats.items() if n in CLASSNETS}
+  stats = {n: c for n, c in stats.items() if n not in CLASSNETS}
   fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
   for name, columns in stats.items():
     glimpses = np.arange(1, len(columns["top1"][0]) + 1)
@@ -272,6 +328,26 @@ def plot_figures(stats: dict, references: list[dict], trained_glimpses: int,
   fig.tight_layout()
   paths.append(workdir / "figure5.png")
   paths[-1].write_bytes(evaluation.figure_png(fig))
+
+  if classnets:
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    shown = {"saccader": stats["saccader"], **classnets}
+    for ax, column in zip(axes, ("top1", "top5")):
+      for name, columns in shown.items():
+        glimpses = np.arange(1, len(columns[column][0]) + 1)
+        curve(ax, glimpses, *columns[column], name)
+      ax.axvline(trained_glimpses, color="gray", ls=":", lw=1)
+      ax.set_xlabel("glimpses")
+      ax.set_ylabel(f"{column[:3]}-{column[3:]} accuracy (%)")
+      ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    axes[0].set_title("Saccader's glimpses read by a separate classifier: "
+                      "crops of the canvas (1x) or of it upscaled 2x",
+                      fontsize=8)
+    fig.suptitle(f"Figure 6, {subtitle}", fontsize=9)
+    fig.tight_layout()
+    paths.append(workdir / "figure6.png")
+    paths[-1].write_bytes(evaluation.figure_png(fig))
   return paths
 
 
@@ -316,7 +392,8 @@ def main(argv):
                  config.stages.policy.num_glimpses, workdir, subtitle)
   print(table)
   print(f"\nResults in {workdir}: accuracy_vs_glimpses.csv, references.csv, "
-        "summary.md, figure3.png, figure5.png, glimpses_<policy>.png",
+        "summary.md, figure3.png, figure5.png, figure6.png, "
+        "glimpses_<policy>.png",
         flush=True)
 
 

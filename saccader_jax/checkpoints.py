@@ -232,7 +232,8 @@ def abstract_variables(config: ml_collections.ConfigDict,
   config.<field> ("model", or e.g. "classifier")."""
   model = models.create_model(config[field])
   return jax.eval_shape(
-      lambda key: models.init_variables(model, config.dataset, key),
+      lambda key: models.init_variables(
+          model, models.dataset_for(config, field), key),
       jax.random.key(0))
 
 

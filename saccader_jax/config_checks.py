@@ -176,6 +176,33 @@ def _stage_models(problems: Problems, config: ml_collections.ConfigDict,
                      f"must be at most dataset.image_size ({size})")
 
 
+def _initial_models(problems: Problems, config: ml_collections.ConfigDict,
+                    run_stages: Sequence[str],
+                    pretrained_fields: Sequence[str]) -> None:
+  """A stage that starts from other fields' models (Stage.init_from) needs
+  them trained earlier in run_stages (or given pretrained), with the same
+  model configs."""
+  for index, name in enumerate(run_stages):
+    stage = objectives.STAGES.get(name)
+    if stage is None or not stage.init_from:
+      continue
+    earlier = {objectives.STAGES[n].model_field for n in run_stages[:index]
+               if n in objectives.STAGES} | set(pretrained_fields)
+    if stage.model_field in earlier:
+      continue   # it continues from an earlier stage of its own field
+    for part, source in stage.init_from.items():
+      if source not in earlier:
+        problems.add("run_stages", tuple(run_stages),
+                     f"must train config.{source} before {name!r}, which "
+                     f"starts its {part!r} from it")
+      elif (stage.model_field in config and part in config[stage.model_field]
+            and config[stage.model_field][part].to_dict()
+            != config[source].to_dict()):
+        problems.add(f"{stage.model_field}.{part}", "...",
+                     f"must equal config.{source}, whose trained variables "
+                     "it starts from")
+
+
 def _evals(problems: Problems, config: ml_collections.ConfigDict,
            run_stages: Sequence[str]) -> None:
   from saccader_jax import evaluators  # pylint: disable=g-import-not-at-top
@@ -209,8 +236,13 @@ def _evals(problems: Problems, config: ml_collections.ConfigDict,
 
 
 def config_problems(config: ml_collections.ConfigDict, num_devices: int = 1,
-                    num_processes: int = 1) -> list[str]:
-  """Every problem of a training config, one line each ([] if it can run)."""
+                    num_processes: int = 1,
+                    pretrained_fields: Sequence[str] = ()) -> list[str]:
+  """Every problem of a training config, one line each ([] if it can run).
+
+  pretrained_fields: config fields whose trained models the job is given
+  (`train.Trainer(pretrained=...)`).
+  """
   # Imported here: the input pipeline pulls in TensorFlow.
   from saccader_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
   problems = Problems()
@@ -247,6 +279,7 @@ def config_problems(config: ml_collections.ConfigDict, num_devices: int = 1,
                    f"has no entry for the stage {name!r} in run_stages")
       continue
     _stage(problems, config, name, grid)
+  _initial_models(problems, config, run_stages, pretrained_fields)
   if len(set(run_stages)) != len(run_stages):
     problems.add("run_stages", tuple(run_stages), "names a stage twice")
   _stage_models(problems, config, run_stages)
@@ -268,8 +301,10 @@ def config_problems(config: ml_collections.ConfigDict, num_devices: int = 1,
 
 
 def check_config(config: ml_collections.ConfigDict, num_devices: int = 1,
-                 num_processes: int = 1) -> None:
+                 num_processes: int = 1,
+                 pretrained_fields: Sequence[str] = ()) -> None:
   """Raises ConfigError listing every problem of the config."""
-  problems = config_problems(config, num_devices, num_processes)
+  problems = config_problems(config, num_devices, num_processes,
+                             pretrained_fields)
   if problems:
     raise ConfigError(problems)

@@ -202,9 +202,21 @@ class Trainer:
   and evaluates the policy and the reference classifiers they train."""
 
   def __init__(self, config: ml_collections.ConfigDict,
-               workdir: epath.PathLike):
+               workdir: epath.PathLike,
+               pretrained: Optional[dict[str, Any]] = None):
+    """
+    Args:
+      config: the training config.
+      workdir: checkpoints, logs and results (local or a URL).
+      pretrained: models trained elsewhere, by config field (e.g.
+        {"model": saccader_variables, "classifier": ...}): stages of this
+        run that start from a field (Stage.init_from, or a stage of the same
+        field) use them as if an earlier stage had trained them.
+    """
+    self.pretrained = dict(pretrained or {})
     config_checks.check_config(config, jax.device_count(),
-                               jax.process_count())
+                               jax.process_count(),
+                               pretrained_fields=tuple(self.pretrained))
     self.config = config
     self.workdir = check_workdir(workdir)
     self.mesh = create_mesh()
@@ -255,16 +267,19 @@ class Trainer:
 
   def init_variables(self, key, field: str = "model") -> dict:
     model = self.model(field)
-    init = jax.jit(lambda k: models.init_variables(
-        model, self.config.dataset, k), out_shardings=self.replicated)
+    dataset = models.dataset_for(self.config, field)
+    init = jax.jit(lambda k: models.init_variables(model, dataset, k),
+                   out_shardings=self.replicated)
     return init(key)
 
   # Evaluation.
 
-  def eval_batches(self, split: str, max_examples=None):
-    """The split's global batches (padding masked out)."""
+  def eval_batches(self, split: str, max_examples=None,
+                   field: str = "model"):
+    """The split's global batches (padding masked out), as the model of
+    config.<field> reads them (`models.dataset_for`)."""
     return map(self.global_batch, input_pipeline.eval_batches(
-        self.config.dataset, self.builder, split,
+        models.dataset_for(self.config, field), self.builder, split,
         self.config.eval_batch_size, max_examples))
 
   def learned_policy(self, field: str = "model") -> policy_lib.Policy:
@@ -298,15 +313,16 @@ class Trainer:
 
   def evaluate_policy(self, policy: policy_lib.Policy, split: str,
                       variables: Any = None, key=None,
-                      max_examples=None) -> dict:
+                      max_examples=None, field: str = "model") -> dict:
     """Any policy (learned or baseline) through the configured evaluators.
 
     variables: the policy's (default: policy.variables). key: for sampling
-    policies. Evaluators whose reference classifier is not trained yet are
-    left out.
+    policies. field: the config field of the policy's model, whose input
+    size the images take. Evaluators whose reference classifier is not
+    trained yet are left out.
     """
     evaluator = self._policy_evaluator(policy)
-    return evaluator(self.eval_batches(split, max_examples), variables,
+    return evaluator(self.eval_batches(split, max_examples, field), variables,
                      self.reference_variables, key=key)
 
   def evaluate_reference(self, stage_name: str, variables: Any, split: str,
@@ -323,9 +339,10 @@ class Trainer:
         results, objectives.get_stage(stage_name).reference)
 
   def pictures(self, policy: policy_lib.Policy, split: str,
-               variables: Any = None, key=None,
-               title: str = "") -> dict[str, np.ndarray]:
-    """Glimpse pictures of the split's first images, if configured."""
+               variables: Any = None, key=None, title: str = "",
+               field: str = "model") -> dict[str, np.ndarray]:
+    """Glimpse pictures of the split's first images, if configured (field:
+    as in `evaluate_policy`)."""
     pictures = {}
     variables = policy.variables if variables is None else variables
     for evaluator in self.evaluators:
@@ -341,7 +358,7 @@ class Trainer:
           return out, head
         self._picture_fns[cache_key] = (policy, jax.jit(
             first_images, out_shardings=self.replicated))
-      batch = next(iter(self.eval_batches(split, max_examples=count)))
+      batch = next(iter(self.eval_batches(split, count, field)))
       out, head = jax.device_get(
           self._picture_fns[cache_key][1](variables, batch, key))
       real = np.asarray(head["mask"]) > 0   # other hosts' rows may be padding
@@ -360,7 +377,8 @@ class Trainer:
     if models.is_policy(self.model(stage.model_field)):
       results = self.evaluate_policy(self.learned_policy(stage.model_field),
                                      split, variables,
-                                     max_examples=max_examples)
+                                     max_examples=max_examples,
+                                     field=stage.model_field)
     if stage.reference:
       reference = self.evaluate_reference(name, variables, split,
                                           max_examples)
@@ -459,7 +477,8 @@ class Trainer:
         stage.loss(self.model(stage.model_field), stage_config), schedule,
         self.mesh, skip_nonfinite)
     batches = input_pipeline.train_batches(
-        config.dataset, self.builder, config.batch_size,
+        models.dataset_for(config, stage.model_field), self.builder,
+        config.batch_size,
         seed=config.seed + index, start_position=position)
     local_batch = input_pipeline.local_batch_size(config.batch_size)
 
@@ -515,7 +534,8 @@ class Trainer:
         pictures = {}
         if models.is_policy(self.model(stage.model_field)):
           pictures = self.pictures(self.learned_policy(stage.model_field),
-                                   config.dataset.dev_split, variables)
+                                   config.dataset.dev_split, variables,
+                                   field=stage.model_field)
         self.write_evaluation(step, f"{name}/dev", results, pictures)
     manager.wait_until_finished()
     manager.close()
@@ -525,10 +545,15 @@ class Trainer:
   def train(self) -> dict[str, dict]:
     """Trains config.run_stages in order (resuming; finished stages are
     restored); returns each stage's final variables by stage name."""
-    by_field, by_stage = {}, {}
+    by_field, by_stage = dict(self.pretrained), {}
     for index, name in enumerate(self.config.run_stages):
       stage = objectives.get_stage(name)
-      variables = self.run_stage(index, name, by_field.get(stage.model_field))
+      previous = by_field.get(stage.model_field)
+      if previous is None and stage.init_from:
+        previous = {collection: {part: by_field[source][collection]
+                                 for part, source in stage.init_from.items()}
+                    for collection in ("params", "batch_stats")}
+      variables = self.run_stage(index, name, previous)
       by_field[stage.model_field] = by_stage[name] = variables
       if stage.reference:
         self.reference_variables[name] = variables
@@ -556,9 +581,10 @@ class Trainer:
     field = self.policy_field()
     if field:
       policy = self.learned_policy(field)
-      results.update(self.evaluate_policy(policy, split, by_field[field]))
+      results.update(self.evaluate_policy(policy, split, by_field[field],
+                                          field=field))
       pictures = self.pictures(policy, split, by_field[field],
-                               title="Greedy policy, test split")
+                               title="Greedy policy, test split", field=field)
     for name, variables in self.reference_variables.items():
       results["references"][name] = self.evaluate_reference(name, variables,
                                                              split)

@@ -75,6 +75,7 @@ def tiny_train_config(tmp_dir, source_dir=None, canvas_size=36):
   net.units, net.widths, net.strides = (1, 1), (4, 8), (2, 1)
   net.root_channels = 8
   dram.classification_units = dram.location_units = 16
+  config.classnet.input_size = 2 * canvas_size
   config.batch_size = 16
   config.eval_batch_size = 32
   for stage in config.stages.values():
@@ -82,6 +83,7 @@ def tiny_train_config(tmp_dir, source_dir=None, canvas_size=36):
   config.stages.location.num_glimpses = 4
   config.stages.policy.num_glimpses = 3
   config.stages.dram.num_glimpses = 3
+  config.stages.classnet.num_glimpses = 3
   config.eval_glimpses = 5
   config.log_every_steps = 2
   config.checkpoint_every_steps = 2

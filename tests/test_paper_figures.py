@@ -32,8 +32,9 @@ def test_paper_figures_smoke(tmp_path):
     rows = list(csv.DictReader(f))
   policies = {r["policy"] for r in rows}
   assert policies == {"saccader", "saccader_stage2", "ordered_logits",
-                      "sobel_mean", "sobel_variance", "random"}
-  assert len(rows) == 6 * 12
+                      "sobel_mean", "sobel_variance", "random", "dram",
+                      "saccader_classnet_1x", "saccader_classnet_2x"}
+  assert len(rows) == 9 * 12
   for name in policies:
     mine = [r for r in rows if r["policy"] == name]
     assert [int(r["glimpses"]) for r in mine] == list(range(1, 13))
@@ -43,9 +44,17 @@ def test_paper_figures_smoke(tmp_path):
     top5 = np.array([float(r["top5"]) for r in mine])
     assert np.all(top5 >= top1)
   # One glimpse covers one receptive field box for every policy: 29x29 of
-  # the 64x64 canvas.
+  # the 64x64 canvas (58x58 of the 2x canvas; DRAM's 29x29 finest glimpse).
   first = {float(r["coverage"]) for r in rows if r["glimpses"] == "1"}
   np.testing.assert_allclose(sorted(first), [29 * 29 / 64 ** 2] * len(first))
-  for name in ("figure3.png", "figure5.png", "summary.md", "references.csv",
-               "glimpses_saccader.png", "glimpses_random.png"):
+  # The 1x classnet reads the Saccader's own boxes.
+  for column in ("coverage",):
+    saccader = [float(r[column]) for r in rows if r["policy"] == "saccader"]
+    same = [float(r[column]) for r in rows
+            if r["policy"] == "saccader_classnet_1x"]
+    np.testing.assert_allclose(same, saccader)
+  for name in ("figure3.png", "figure5.png", "figure6.png", "summary.md",
+               "references.csv", "glimpses_saccader.png",
+               "glimpses_random.png", "glimpses_dram.png",
+               "glimpses_saccader_classnet_2x.png"):
     assert os.path.getsize(workdir / name) > 0, name

@@ -236,18 +236,32 @@ def build(data_dir: epath.PathLike, source_dir: epath.PathLike | None = None,
 # translated and cluttered, so there is no further augmentation.
 
 
+def canvas_size(config) -> int:
+  """The generated canvases' side: config.canvas_size if set, else
+  config.image_size (the side the model reads)."""
+  return config.get("canvas_size") or config.image_size
+
+
 def build_from_config(config) -> tfds.core.DatasetBuilder:
   """The prepared builder of config.dataset (generated on first use)."""
   return build(common.data_dir(config), config.get("source_dir"),
-               canvas_size=config.image_size, num_clutter=config.num_clutter,
+               canvas_size=canvas_size(config),
+               num_clutter=config.num_clutter,
                clutter_size=config.clutter_size, dev_size=config.dev_size,
                seed=config.seed)
 
 
 def preprocess(example, config, train):
+  """Decodes a canvas; an image_size other than the canvas's resizes it
+  (bilinear: e.g. the 2x canvas of the high-resolution classifier)."""
   del train
   image = tf.io.decode_png(example["image"], channels=config.num_channels)
-  image.set_shape([config.image_size, config.image_size, config.num_channels])
+  size = canvas_size(config)
+  image.set_shape([size, size, config.num_channels])
+  if size != config.image_size:
+    image = tf.image.resize(tf.cast(image, tf.float32),
+                            [config.image_size, config.image_size],
+                            method="bilinear")
   return {"image": common.normalize(image, config),
           "label": tf.cast(example["label"], tf.int32)}
 

@@ -14,6 +14,7 @@ from saccader_jax.models.dram import DRAMOutput
 from saccader_jax.models.resnet_v2 import ResNetV2
 from saccader_jax.models.saccader import Saccader
 from saccader_jax.models.saccader import SaccaderOutput
+from saccader_jax.models.saccader_classnet import SaccaderClassnet
 
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -79,6 +80,12 @@ def _dram(config: ml_collections.ConfigDict) -> DRAM:
       dtype=compute_dtype(config.dtype))
 
 
+def _saccader_classnet(config: ml_collections.ConfigDict) -> SaccaderClassnet:
+  return SaccaderClassnet(saccader=_saccader(config.saccader),
+                          classifier=_resnet_v2(config.classifier),
+                          image_size=config.saccader_image_size)
+
+
 # A model that can act as a glimpse policy has `glimpse_fn` (a
 # policy.GlimpseFn) and `grid_geometry`, or `rollout_fn` (a
 # policy.RolloutFn), `finest_boxes` and `min_image_size`; any other is a
@@ -88,6 +95,7 @@ MODELS: dict[str, Callable[[ml_collections.ConfigDict], Any]] = {
     "saccader": _saccader,
     "resnet_v2": _resnet_v2,
     "dram": _dram,
+    "saccader_classnet": _saccader_classnet,
 }
 
 
@@ -116,6 +124,21 @@ def init_variables(model, dataset_config: ml_collections.ConfigDict,
   return model.init(key, images, **type(model).init_kwargs)
 
 
+def dataset_for(config: ml_collections.ConfigDict,
+                field: str = "model") -> ml_collections.ConfigDict:
+  """config.dataset as the model of config.<field> reads it: at its own
+  `input_size` if it has one (the Saccader + high-resolution classifier),
+  else as configured."""
+  size = config[field].get("input_size") if field in config else None
+  if not size or size == config.dataset.image_size:
+    return config.dataset
+  dataset = config.dataset.copy_and_resolve_references()
+  with dataset.unlocked():
+    dataset.canvas_size = dataset.get("canvas_size") or dataset.image_size
+    dataset.image_size = size
+  return dataset
+
+
 def create_model(config: ml_collections.ConfigDict):
   """Builds the model named by config.name (the `model` field of a config)."""
   if config.name not in MODELS:
@@ -124,6 +147,6 @@ def create_model(config: ml_collections.ConfigDict):
 
 
 __all__ = ["AttentionNetwork", "BagNet", "DRAM", "DRAMOutput", "ResNetV2",
-           "Saccader",
+           "Saccader", "SaccaderClassnet", "dataset_for",
            "SaccaderOutput", "classify_fn", "create_model", "compute_dtype", "init_variables",
            "is_policy"]

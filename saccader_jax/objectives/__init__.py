@@ -4,6 +4,7 @@ A new stage is a file here with a `STAGES` dict, merged below.
 """
 
 from saccader_jax.objectives import classifier
+from saccader_jax.objectives import classnet
 from saccader_jax.objectives import dram
 from saccader_jax.objectives import saccader
 from saccader_jax.objectives.base import LossFn
@@ -18,7 +19,7 @@ from saccader_jax.objectives.saccader import REPRESENTATION
 from saccader_jax.objectives.saccader import representation_loss
 
 STAGES: dict[str, Stage] = {**saccader.STAGES, **classifier.STAGES,
-                            **dram.STAGES}
+                            **dram.STAGES, **classnet.STAGES}
 
 
 def get_stage(name: str) -> Stage:

@@ -47,6 +47,9 @@ class Stage:
     reference: if set, the stage's network read out on whole images is a
       reference classifier under this label (its accuracy is reported beside
       the policies', and evaluators may use it).
+    init_from: for a model made of other fields' models: top-level
+      parameter subtree -> the config field whose last trained variables
+      initialise it (when no earlier stage trained this stage's field).
     choices, glimpse_fields, positive_integer_fields, weight_fields: how
       `config_checks` validates config.stages.<name> beyond the fields every
       stage has (learning rate, length, L2).
@@ -55,6 +58,7 @@ class Stage:
   trains: Callable[[str, ml_collections.ConfigDict], bool]
   model_field: str = "model"
   reference: Optional[str] = None
+  init_from: dict[str, str] = dataclasses.field(default_factory=dict)
   choices: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
   glimpse_fields: tuple[str, ...] = ()
   positive_integer_fields: tuple[str, ...] = ()
