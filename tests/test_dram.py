@@ -5,7 +5,6 @@ import math
 import chex
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
@@ -47,13 +46,18 @@ def small():
   return model, variables, images
 
 
-def test_imagenet_dram_has_the_papers_variable_count():
+@pytest.fixture(scope="module")
+def imagenet_shapes():
+  """ShapeDtypeStructs of the ImageNet config's DRAM variables."""
   config = imagenet_saccader.get_config()
   model = models.create_model(config.dram)
-  variables = jax.eval_shape(
+  return jax.eval_shape(
       lambda k: models.init_variables(model, config.dataset, k),
       jax.random.key(0))
-  params, stats = variables["params"], variables["batch_stats"]
+
+
+def test_imagenet_dram_has_the_papers_variable_count(imagenet_shapes):
+  params, stats = imagenet_shapes["params"], imagenet_shapes["batch_stats"]
   assert count(params) + count(stats) == 45_610_219
   assert count(params) == 45_564_779 and count(stats) == 45_440
   assert {part: count(tree) for part, tree in params.items()} == {
@@ -67,19 +71,16 @@ def test_imagenet_dram_has_the_papers_variable_count():
 
 
 @pytest.mark.slow
-def test_glimpse_network_counts_as_keras_resnet50v2_without_top():
+def test_glimpse_network_counts_as_keras_resnet50v2_without_top(
+    imagenet_shapes):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   keras = tf.keras.applications.ResNet50V2(
       include_top=False, weights=None, input_shape=(77, 77, 15))
   trainable = sum(int(np.prod(w.shape)) for w in keras.trainable_weights)
   frozen = sum(int(np.prod(w.shape)) for w in keras.non_trainable_weights)
-  config = imagenet_saccader.get_config()
-  model = models.create_model(config.dram)
-  variables = jax.eval_shape(
-      lambda k: models.init_variables(model, config.dataset, k),
-      jax.random.key(0))
-  assert count(variables["params"][dram_lib.GLIMPSE_NETWORK]) == trainable
-  assert count(variables["batch_stats"]) == frozen
+  assert count(imagenet_shapes["params"][dram_lib.GLIMPSE_NETWORK]) == (
+      trainable)
+  assert count(imagenet_shapes["batch_stats"]) == frozen
 
 
 @pytest.mark.parametrize("image_size, glimpse_size, sides", [
@@ -88,13 +89,8 @@ def test_fields_of_view(image_size, glimpse_size, sides):
   assert foveation.resolution_sides(glimpse_size, image_size, 3) == sides
 
 
-def test_glimpse_network_sees_15_channels_on_imagenet():
-  config = imagenet_saccader.get_config()
-  model = models.create_model(config.dram)
-  variables = jax.eval_shape(
-      lambda k: models.init_variables(model, config.dataset, k),
-      jax.random.key(0))
-  root = variables["params"][dram_lib.GLIMPSE_NETWORK]["root_conv"]["kernel"]
+def test_glimpse_network_sees_15_channels_on_imagenet(imagenet_shapes):
+  root = imagenet_shapes["params"][dram_lib.GLIMPSE_NETWORK]["root_conv"]["kernel"]
   assert root.shape == (7, 7, 15, 64)
 
 

@@ -157,6 +157,32 @@ class Interrupted(Exception):
   pass
 
 
+def interrupt_and_resume(config, workdir, monkeypatch, stream: int,
+                         batch: int):
+  """Runs config in workdir, interrupted as training stream `stream` (1 for
+  the first stage trained) is about to yield its batch `batch` (0-based);
+  then runs it again, resuming. Returns the second run's result."""
+  real_batches = input_pipeline.train_batches
+  opened = []
+
+  def dying_batches(*args, **kwargs):
+    opened.append(None)
+    number, iterator = len(opened), real_batches(*args, **kwargs)
+
+    def gen():
+      for i, item in enumerate(iterator):
+        if number == stream and i == batch:
+          raise Interrupted
+        yield item
+    return gen()
+
+  monkeypatch.setattr(input_pipeline, "train_batches", dying_batches)
+  with pytest.raises(Interrupted):
+    run_job(config, workdir)
+  monkeypatch.setattr(input_pipeline, "train_batches", real_batches)
+  return run_job(config, workdir)
+
+
 def test_killed_job_resumes_to_the_same_parameters(tiny_config, tmp_path,
                                                    monkeypatch):
   config = tiny_config.copy_and_resolve_references()
@@ -165,25 +191,10 @@ def test_killed_job_resumes_to_the_same_parameters(tiny_config, tmp_path,
     stage.num_steps = 5
   straight = run_job(config, tmp_path / "straight")
 
-  real_batches = input_pipeline.train_batches
-  calls = []
-
-  def dying_batches(*args, **kwargs):
-    iterator = real_batches(*args, **kwargs)
-    calls.append(kwargs.get("start_position"))
-    def gen():
-      for i, batch in enumerate(iterator):
-        if len(calls) == 2 and i == 1:  # stage 2, after its step-2 checkpoint
-          raise Interrupted
-        yield batch
-    return gen()
-
-  monkeypatch.setattr(input_pipeline, "train_batches", dying_batches)
   config.checkpoint_every_steps = 2
-  with pytest.raises(Interrupted):
-    run_job(config, tmp_path / "resumed")
-  monkeypatch.setattr(input_pipeline, "train_batches", real_batches)
-  resumed = run_job(config, tmp_path / "resumed")
+  # Stage 2's stream, after its step-2 checkpoint.
+  resumed = interrupt_and_resume(config, tmp_path / "resumed", monkeypatch,
+                                 stream=2, batch=1)
   assert_trees_equal(straight["variables"], resumed["variables"])
 
 
@@ -205,23 +216,9 @@ def test_dram_trains_evaluates_and_resumes_after_a_kill(tiny_config,
     assert trees_differ(initial["params"][part],
                         straight["variables"]["params"][part]), part
 
-  real_batches = input_pipeline.train_batches
-
-  def dying_batches(*args, **kwargs):
-    iterator = real_batches(*args, **kwargs)
-    def gen():
-      for i, batch in enumerate(iterator):
-        if i == 3 and kwargs.get("start_position") == 0:
-          raise Interrupted   # after the step-2 checkpoint
-        yield batch
-    return gen()
-
-  monkeypatch.setattr(input_pipeline, "train_batches", dying_batches)
   config.checkpoint_every_steps = 2
-  with pytest.raises(Interrupted):
-    run_job(config, tmp_path / "resumed")
-  monkeypatch.setattr(input_pipeline, "train_batches", real_batches)
-  resumed = run_job(config, tmp_path / "resumed")
+  resumed = interrupt_and_resume(config, tmp_path / "resumed", monkeypatch,
+                                 stream=1, batch=3)   # after step 2's save
   assert_trees_equal(straight["variables"], resumed["variables"])
 
 
