@@ -87,8 +87,8 @@ def test_each_stage_updates_exactly_its_parameters(tiny_config,
     assert stats_changed == trains, (stage_name, part)
 
 
-def run_job(config, workdir):
-  return train.train_and_evaluate(config, str(workdir))
+def run_job(config, workdir, pretrained=None):
+  return train.Trainer(config, str(workdir), pretrained).run()
 
 
 def test_stages_end_to_end_with_the_classifier_and_every_evaluator(
@@ -158,7 +158,7 @@ class Interrupted(Exception):
 
 
 def interrupt_and_resume(config, workdir, monkeypatch, stream: int,
-                         batch: int):
+                         batch: int, pretrained=None):
   """Runs config in workdir, interrupted as training stream `stream` (1 for
   the first stage trained) is about to yield its batch `batch` (0-based);
   then runs it again, resuming. Returns the second run's result."""
@@ -178,9 +178,9 @@ def interrupt_and_resume(config, workdir, monkeypatch, stream: int,
 
   monkeypatch.setattr(input_pipeline, "train_batches", dying_batches)
   with pytest.raises(Interrupted):
-    run_job(config, workdir)
+    run_job(config, workdir, pretrained)
   monkeypatch.setattr(input_pipeline, "train_batches", real_batches)
-  return run_job(config, workdir)
+  return run_job(config, workdir, pretrained)
 
 
 def test_killed_job_resumes_to_the_same_parameters(tiny_config, tmp_path,
@@ -220,6 +220,38 @@ def test_dram_trains_evaluates_and_resumes_after_a_kill(tiny_config,
   resumed = interrupt_and_resume(config, tmp_path / "resumed", monkeypatch,
                                  stream=1, batch=3)   # after step 2's save
   assert_trees_equal(straight["variables"], resumed["variables"])
+
+
+def test_classnet_trains_from_given_models_and_resumes_after_a_kill(
+    tiny_config, tmp_path, monkeypatch):
+  config = tiny_config.copy_and_resolve_references()
+  config.run_stages = ("classnet",)
+  config.stages.classnet.num_steps = 5
+  trainer = train.Trainer(config.copy_and_resolve_references(),
+                          str(tmp_path / "init"),
+                          pretrained={"model": {}, "classifier": {}})
+  given = {"model": trainer.init_variables(jax.random.key(1), "model"),
+           "classifier": trainer.init_variables(jax.random.key(2),
+                                                "classifier")}
+  straight = run_job(config, tmp_path / "straight", given)
+  test = straight["test"]
+  # The classnet reads the 72x72 (2x) canvas: each crop is twice the
+  # Saccader's receptive field.
+  side = 2 * trainer.model().grid_geometry(36, 36).receptive_field
+  assert trainer.model("classnet").grid_geometry(72, 72).receptive_field == (
+      side)
+  assert test["count"] == 60 and test["top1"].shape == (5,)
+  assert abs(test["coverage"][0] - (side / 72) ** 2) < 1e-6
+  final = straight["variables"]
+  assert_trees_equal(final["params"]["saccader"], given["model"]["params"])
+  assert trees_differ(final["params"]["classifier"],
+                      given["classifier"]["params"])
+  config.checkpoint_every_steps = 2
+  resumed = interrupt_and_resume(config, tmp_path / "resumed", monkeypatch,
+                                 stream=1, batch=3, pretrained=given)
+  assert_trees_equal(straight["variables"], resumed["variables"])
+  with pytest.raises(errors.ConfigError, match="must train config.model"):
+    train.Trainer(config, str(tmp_path / "none"))
 
 
 def test_resume_with_another_optimizer_keeps_the_model(tiny_config, tmp_path,
