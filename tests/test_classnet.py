@@ -126,3 +126,27 @@ def test_scaled_boxes_are_identity_at_the_same_resolution():
   np.testing.assert_array_equal(
       classnet_lib.scale_boxes(boxes, 29, 64, 128),
       [[[0, 16, 58, 74], [70, 70, 128, 128]]])
+
+
+def test_imagenet_classnet_is_the_saccader_and_the_classifier_on_331_px():
+  config = imagenet_saccader.get_config()
+  model = models.create_model(config.classnet)
+  dataset = models.dataset_for(config, "classnet")
+  shapes = jax.eval_shape(lambda k: models.init_variables(model, dataset, k),
+                          jax.random.key(0))
+
+  def count(tree):
+    return sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(tree))
+
+  # The paper's Saccader: 35,583,913 variables with 1001 classes.
+  assert count({c: shapes[c]["saccader"] for c in shapes}) == 35_583_913
+  classifier = jax.eval_shape(
+      lambda k: models.init_variables(models.create_model(config.classifier),
+                                      config.dataset, k), jax.random.key(0))
+  assert count({c: shapes[c]["classifier"] for c in shapes}) == count(
+      classifier)
+  out = jax.eval_shape(
+      lambda v, x: model.apply(v, x, num_glimpses=6), shapes,
+      jax.ShapeDtypeStruct((2, 331, 331, 3), jnp.float32))
+  assert out.glimpse_logits.shape == (2, 6, 1001)
+  assert out.boxes.shape == (2, 6, 4)

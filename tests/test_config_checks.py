@@ -197,3 +197,30 @@ def test_main_lists_every_config_error_at_once(tmp_path):
         field, lines)
   assert "Traceback" not in result.stderr
   assert not workdir.exists() and not (tmp_path / "tfds").exists()
+
+
+def test_dram_and_classnet_configs_are_checked(config):
+  from configs import fashion_mnist_dram  # pylint: disable=g-import-not-at-top
+  from configs import imagenet_dram  # pylint: disable=g-import-not-at-top
+  assert problems(fashion_mnist_dram.get_config()) == []
+  assert problems(imagenet_dram.get_config(), num_devices=8) == []
+  config.run_stages = ("dram",)
+  config.stages.dram.num_glimpses = 500     # DRAM has no grid to exhaust
+  config.dram.glimpse_size = 40             # the canvas is 36x36
+  assert problems(config) == ["config.dram.glimpse_size=40: must be at most "
+                              "dataset.image_size (36)."]
+  config.dram.glimpse_size = 15
+  config.run_stages = ("representation", "classifier", "classnet")
+  assert problems(config) == []
+  assert problems(config.copy_and_resolve_references()) == []
+  config.classnet.saccader = config.model.copy_and_resolve_references()
+  config.classnet.saccader.mixed_channels = 4
+  found = problems(config)
+  assert len(found) == 1 and found[0].startswith("config.classnet.saccader")
+  assert "must equal config.model" in found[0]
+  config.classnet.saccader = config.model
+  config.run_stages = ("classifier", "classnet")
+  assert problems(config) == [
+      "config.run_stages=('classifier', 'classnet'): must train config.model "
+      "before 'classnet', which starts its 'saccader' from it."]
+  assert problems(config, pretrained_fields=("model",)) == []
