@@ -43,12 +43,12 @@ def test_the_test_and_embedded_configs_are_valid(config):
      "config.stages.policy.num_glimpses=2.5: must be an integer in [1, 25]"),
     ("run_stages", ("representation", "polcy"),
      "config.run_stages=('representation', 'polcy'): 'polcy' is not a stage; "
-     "valid: ['classifier', 'dram', 'location', 'policy', 'representation']"),
+     "valid: ['classifier', 'classnet', 'dram', 'location', 'policy', 'representation']"),
     ("run_stages", (), "config.run_stages=(): must be a non-empty tuple"),
     ("run_stages", ("policy", "policy"), "names a stage twice"),
     ("dataset.name", "mnist", "config.dataset.name='mnist': must be one of "
      "['cluttered_fashion_mnist', 'imagenet2012']"),
-    ("model.name", "vit", "config.model.name='vit': must be one of ['dram', 'resnet_v2', 'saccader']"),
+    ("model.name", "vit", "config.model.name='vit': must be one of ['dram', 'resnet_v2', 'saccader', 'saccader_classnet']"),
     ("model.dtype", "float16", "config.model.dtype='float16': must be one of "
      "['bfloat16', 'float32']"),
     ("optimizer.name", "adagrad", "config.optimizer.name='adagrad': must be one "
