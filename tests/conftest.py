@@ -1,6 +1,8 @@
 """Shared fixtures: small Saccader variants that run in seconds on a CPU."""
 
 import os
+import shutil
+import tempfile
 
 import jax
 import jax.numpy as jnp
@@ -9,6 +11,35 @@ import pytest
 from saccader_jax import models
 from tests.helpers import narrow_model_config
 from tests.helpers import with_unit_bn_scales
+
+
+_CACHE_SETTINGS = {
+    "jax_compilation_cache_dir": None,   # set per session
+    "jax_persistent_cache_min_compile_time_secs": 0,
+    "jax_persistent_cache_min_entry_size_bytes": 0,
+}
+
+
+def pytest_configure(config):
+  """One persistent XLA compilation cache for the session and the scripts
+  it launches. The tests compile the same small programs again and again (a
+  job and its resumed run, a second trainer, every subprocess), and on a
+  2-core CPU compiling is most of their time; a hit is bit-identical to a
+  fresh compile."""
+  del config
+  cache = tempfile.mkdtemp(prefix="saccader_jax_test_xla_cache_")
+  settings = dict(_CACHE_SETTINGS, jax_compilation_cache_dir=cache)
+  for name, value in settings.items():
+    os.environ.setdefault(name.upper(), str(value))   # subprocesses
+    jax.config.update(name, os.environ[name.upper()] if name.endswith("dir")
+                      else int(os.environ[name.upper()]))
+
+
+def pytest_unconfigure(config):
+  del config
+  cache = os.environ.get("JAX_COMPILATION_CACHE_DIR", "")
+  if os.path.basename(cache).startswith("saccader_jax_test_xla_cache_"):
+    shutil.rmtree(cache, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -21,8 +21,8 @@ from saccader_jax import train
 from saccader_jax.data import input_pipeline
 
 BATCH = 64
-STAGE1_STEPS = 150
-STAGE2_STEPS = 200
+STAGE1_STEPS = 100
+STAGE2_STEPS = 120
 
 
 def location_kernel_norm(params):
