@@ -63,6 +63,13 @@ flags.DEFINE_bool("dram", True, "Train and evaluate DRAM (config.dram).")
 flags.DEFINE_bool("classnet", True,
                   "Train and evaluate Saccader + high-resolution classifier "
                   "(config.classnet) at S_hr = 2 S and S.")
+flags.DEFINE_list("policies", [],
+                  "Evaluate only these (names as in the CSV); default all. "
+                  "The models are trained either way.")
+flags.DEFINE_bool("replot", False,
+                  "Train and evaluate nothing: write summary.md and the "
+                  "figures from DIR's accuracy_vs_glimpses.csv and "
+                  "references.csv (e.g. CSVs of seeds run apart, joined).")
 flags.mark_flag_as_required("workdir")
 
 BASELINES = ("ordered_logits", "sobel_mean", "sobel_variance", "random")
@@ -169,6 +176,12 @@ def evaluate_seed(config, workdir: epath.Path, seed: int, max_examples,
     candidates["saccader_classnet_1x"] = (
         same, same.learned_policy("classnet"),
         same.train()["classnet"], None)
+  if FLAGS.policies:
+    unknown = set(FLAGS.policies) - set(POLICY_NAMES)
+    if unknown:
+      raise app.UsageError(f"--policies: unknown {sorted(unknown)}; valid: "
+                           f"{list(POLICY_NAMES)}")
+    candidates = {n: c for n, c in candidates.items() if n in FLAGS.policies}
   rows, pictures = [], {}
   for name, (owner, policy, variables, key) in candidates.items():
     field = ("dram" if name == "dram"
@@ -216,6 +229,18 @@ def same_resolution_trainer(config, workdir: epath.Path, stages,
       "model": stages[saccader_stage], "classifier": stages["classifier"]})
   progress(f"training classnet at S_hr = S in {workdir / 'classnet_1x'}")
   return other
+
+
+def read_csv(path: epath.Path) -> list[dict]:
+  """Rows as write_csv wrote them, numbers parsed."""
+  rows = list(csv.DictReader(io.StringIO(path.read_text())))
+  for row in rows:
+    for key, value in row.items():
+      if key in ("seed", "glimpses"):
+        row[key] = int(value)
+      elif key not in ("policy", "reference"):
+        row[key] = float(value)
+  return rows
 
 
 def write_csv(path: epath.Path, rows: list[dict]) -> None:
@@ -331,7 +356,8 @@ def plot_figures(stats: dict, references: list[dict], trained_glimpses: int,
 
   if classnets:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    shown = {"saccader": stats["saccader"], **classnets}
+    shown = {**{n: stats[n] for n in ("saccader",) if n in stats},
+             **classnets}
     for ax, column in zip(axes, ("top1", "top5")):
       for name, columns in shown.items():
         glimpses = np.arange(1, len(columns[column][0]) + 1)
@@ -366,6 +392,18 @@ def main(argv):
   logging.set_verbosity(logging.INFO)
   workdir = epath.Path(FLAGS.workdir).expanduser()
   workdir.mkdir(parents=True, exist_ok=True)
+  if FLAGS.replot:
+    rows = read_csv(workdir / "accuracy_vs_glimpses.csv")
+    references = read_csv(workdir / "references.csv")
+    num_seeds = len({r["seed"] for r in rows})
+    stats = aggregate(rows)
+    table = summary_table(stats, references, num_seeds,
+                          max(r["glimpses"] for r in rows))
+    (workdir / "summary.md").write_text(table + "\n")
+    plot_figures(stats, references, base.stages.policy.num_glimpses, workdir,
+                 f"{base.dataset.name}, test split, {num_seeds} seed(s)")
+    print(table)
+    return
   seeds = [int(s) for s in FLAGS.seeds]
   max_examples = FLAGS.max_test_examples or (256 if FLAGS.smoke else None)
   progress = Progress(len(seeds))

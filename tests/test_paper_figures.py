@@ -53,6 +53,15 @@ def test_paper_figures_smoke(tmp_path):
     same = [float(r[column]) for r in rows
             if r["policy"] == "saccader_classnet_1x"]
     np.testing.assert_allclose(same, saccader)
+  # --replot rebuilds the summary and figures from the CSVs alone.
+  summary = (workdir / "summary.md").read_text()
+  (workdir / "summary.md").unlink()
+  (workdir / "figure6.png").unlink()
+  replot = subprocess.run(command[:3] + [f"--workdir={workdir}", "--replot"],
+                          cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+  assert replot.returncode == 0, replot.stderr[-3000:]
+  assert (workdir / "summary.md").read_text() == summary
   for name in ("figure3.png", "figure5.png", "figure6.png", "summary.md",
                "references.csv", "glimpses_saccader.png",
                "glimpses_random.png", "glimpses_dram.png",
