@@ -12,9 +12,13 @@ def get_config() -> ml_collections.ConfigDict:
   config.seed = 0
   config.batch_size = 256        # global, over all devices of all hosts
   config.eval_batch_size = 256
-  # XLA's YNNPACK CPU fusions (saccader_jax/runtime.py); "" = XLA's default
-  # kernels. No effect on GPU or TPU.
-  config.cpu_ynn_fusions = ""
+  # Evaluation and policy calls run a batch in chunks of this many images
+  # (saccader_jax/chunking.py): "auto" = on CPU about 400k pixels per chunk
+  # (8 images at 224x224), elsewhere the whole batch; 0 = the whole batch.
+  config.eval_chunk_size = "auto"
+  # XLA's YNNPACK CPU fusions (saccader_jax/runtime.py): "auto" picks by the
+  # CPU's features; "" = XLA's default kernels. No effect on GPU or TPU.
+  config.cpu_ynn_fusions = "auto"
 
   # The optimizer, by name (saccader_jax/optimizers.py): sgd_nesterov,
   # momentum, sgd, adam, adamw, lamb, lars.

@@ -12,7 +12,6 @@ from configs import default
 
 def get_config() -> ml_collections.ConfigDict:
   config = default.get_config()
-  config.cpu_ynn_fusions = "dot,reduce"
   config.dataset = ml_collections.ConfigDict({
       "name": "cluttered_fashion_mnist",
       "data_dir": "~/tensorflow_datasets",

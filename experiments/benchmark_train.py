@@ -4,9 +4,12 @@ Prints Markdown tables:
   1. for each stage on the ImageNet config (224x224, small batch) and on the
      embedded config: images/s of the compiled train step and its achieved
      FLOP/s (FLOPs from XLA's cost analysis of the compiled step);
-  2. the same measure for a Flax ResNet-50 train step and TensorFlow's Keras
+  2. the same network's stage-1 step in TF-Keras (oneDNN kernels;
+     `experiments/keras_bagnet.py`), its variable count asserted equal to the
+     representation network's, and the ratio of the two;
+  3. the same measure for a Flax ResNet-50 train step and TensorFlow's Keras
      ResNet-50 train step (oneDNN kernels), same machine, same run;
-  3. the embedded input pipeline's images/s beside the stage-1 step's.
+  4. the embedded input pipeline's images/s beside the stage-1 step's.
 
     python -m experiments.benchmark_train [--imagenet_batch=8] [--repeats=3]
 """
@@ -28,11 +31,17 @@ from experiments import timing
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("imagenet_batch", 8, "Batch of the 224x224 rows.")
+flags.DEFINE_integer("imagenet_size", 224,
+                     "Image size of the ImageNet-config rows.")
 flags.DEFINE_integer("embedded_batch", 128, "Batch of the embedded rows.")
 flags.DEFINE_integer("resnet_batch", 16, "Batch of the ResNet-50 rows.")
 flags.DEFINE_integer("repeats", 3, "Timed steps per row (median).")
-flags.DEFINE_bool("keras", True, "Include the Keras ResNet-50 row.")
+flags.DEFINE_bool("keras", True, "Include the Keras rows (BagNet, ResNet-50).")
+flags.DEFINE_bool("resnet", True, "Include the ResNet-50 reference rows.")
 flags.DEFINE_bool("imagenet", True, "Include the ImageNet-config rows.")
+flags.DEFINE_bool("embedded", True, "Include the embedded-config rows.")
+flags.DEFINE_list("stages", ["representation", "location", "policy"],
+                  "Stages to time.")
 flags.DEFINE_string("data_dir", "~/tensorflow_datasets",
                     "TFDS data_dir of the embedded data set.")
 flags.DEFINE_string("source_dir", None,
@@ -47,18 +56,24 @@ def row(name, batch, seconds, flops):
         f"{gflop} | {rate} |", flush=True)
 
 
-def saccader_rows(config, batch_size, label, repeats):
-  from saccader_jax import models, train  # pylint: disable=g-multiple-import
-  model = models.create_model(config.model)
+def random_batch(config, batch_size):
   size, channels = config.dataset.image_size, config.dataset.num_channels
   rng = np.random.default_rng(0)
-  batch = {"image": jnp.asarray(rng.normal(size=(batch_size, size, size,
-                                                 channels)), jnp.float32),
-           "label": jnp.asarray(rng.integers(0, config.model.num_classes,
-                                             batch_size), jnp.int32)}
+  return {"image": rng.normal(size=(batch_size, size, size, channels)
+                              ).astype(np.float32),
+          "label": rng.integers(0, config.model.num_classes,
+                                batch_size).astype(np.int32)}
+
+
+def saccader_rows(config, batch_size, label, repeats, stages):
+  """Times each stage's train step; returns stage 1's (images/s, FLOPs)."""
+  from saccader_jax import models, train  # pylint: disable=g-multiple-import
+  model = models.create_model(config.model)
+  batch = jax.tree_util.tree_map(jnp.asarray, random_batch(config, batch_size))
+  stage1 = None
   variables = jax.jit(lambda k: models.init_variables(
       model, config.dataset, k))(jax.random.key(0))
-  for name in ("representation", "location", "policy"):
+  for name in stages:
     state, step, *_ = train.create_stage(config, name, model, variables, 1000)
     step = jax.jit(step)
     compiled = step.lower(state, batch, jax.random.key(0)).compile()
@@ -67,8 +82,40 @@ def saccader_rows(config, batch_size, label, repeats):
         lambda: compiled(state, batch, jax.random.key(0))[1], repeats)
     row(f"{label}: stage {name}", batch_size, seconds, flops)
     if name == "representation":
-      stage1 = batch_size / seconds
+      stage1 = batch_size / seconds, flops
   return stage1
+
+
+def keras_bagnet_row(config, batch_size, repeats, flops):
+  """The stage-1 step of the same BagNet in TF-Keras; returns images/s."""
+  import tensorflow as tf
+  from saccader_jax import models  # pylint: disable=g-import-not-at-top
+  from experiments import keras_bagnet  # pylint: disable=g-import-not-at-top
+  size, channels = config.dataset.image_size, config.dataset.num_channels
+  model = keras_bagnet.from_model_config(config.model, size, channels)
+  shapes = jax.eval_shape(lambda k: models.init_variables(
+      models.create_model(config.model), config.dataset, k),
+                          jax.random.key(0))
+  expected = tuple(
+      int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(
+          shapes[kind]["representation"])))
+      for kind in ("params", "batch_stats"))
+  counts = keras_bagnet.variable_counts(model)
+  assert counts == expected, (
+      f"Keras BagNet variables (trainable, statistics) {counts} != the "
+      f"representation network's {expected}")
+  stage = config.stages.representation
+  step = keras_bagnet.train_step(model, stage.learning_rate, stage.l2_weight,
+                                 config.optimizer.momentum)
+  batch = {k: tf.constant(v) for k, v in
+           random_batch(config, batch_size).items()}
+  # .numpy() waits for TensorFlow's step as block_until_ready does for JAX's.
+  seconds = timing.median_seconds(
+      lambda: step(batch["image"], batch["label"]).numpy(), repeats)
+  # Same network: the JAX step's FLOP count stands for both.
+  row(f"TF-Keras BagNet stage representation ({counts[0]:,} + {counts[1]:,} "
+      "variables, oneDNN)", batch_size, seconds, flops)
+  return batch_size / seconds
 
 
 def flax_resnet50_row(batch_size, repeats):
@@ -176,35 +223,55 @@ def pipeline_rate(config, batch_size, num_batches=30):
 
 def main(argv):
   del argv
-  runtime.use_cpu_ynn_fusions(timing.CPU_YNN_FUSIONS.value)
+  fusions = runtime.use_cpu_ynn_fusions(timing.CPU_YNN_FUSIONS.value)
   runtime.hide_accelerators_from_tensorflow()
   from configs import fashion_mnist_saccader, imagenet_saccader  # pylint: disable=g-multiple-import
-  print(f"# Train-step benchmark ({jax.devices()[0].device_kind}, "
-        f"{os.cpu_count()} CPUs, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r})"
-        "\n")
+  print(f"# Train-step benchmark ({timing.machine()}; "
+        f"--cpu_ynn_fusions={timing.CPU_YNN_FUSIONS.value!r} -> {fusions!r}, "
+        f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r})\n")
   print("| step | batch | ms/step | images/s | GFLOP/image | GFLOP/s |")
   print("|---|---:|---:|---:|---:|---:|")
+  stage1 = keras_rate = None
   if FLAGS.imagenet:
-    saccader_rows(imagenet_saccader.get_config(), FLAGS.imagenet_batch,
-                  "ImageNet 224px", FLAGS.repeats)
-  embedded = fashion_mnist_saccader.get_config()
-  embedded.dataset.data_dir = FLAGS.data_dir
-  if FLAGS.source_dir:
-    embedded.dataset.source_dir = FLAGS.source_dir
-  if FLAGS.dev_size:
-    embedded.dataset.dev_size = FLAGS.dev_size
-  stage1_rate = saccader_rows(embedded, FLAGS.embedded_batch,
-                              "Fashion-MNIST 64px", FLAGS.repeats)
-  resnet_flops = flax_resnet50_row(FLAGS.resnet_batch, FLAGS.repeats)
-  if FLAGS.keras:
-    keras_resnet50_row(FLAGS.resnet_batch, FLAGS.repeats, resnet_flops)
+    imagenet = imagenet_saccader.get_config()
+    imagenet.dataset.image_size = FLAGS.imagenet_size
+    stage1 = saccader_rows(imagenet, FLAGS.imagenet_batch,
+                           f"ImageNet {FLAGS.imagenet_size}px",
+                           FLAGS.repeats, FLAGS.stages)
+    if FLAGS.keras:
+      keras_rate = keras_bagnet_row(imagenet, FLAGS.imagenet_batch,
+                                    FLAGS.repeats,
+                                    stage1[1] if stage1 else None)
+  embedded_stage1 = None
+  if FLAGS.embedded:
+    embedded = fashion_mnist_saccader.get_config()
+    embedded.dataset.data_dir = FLAGS.data_dir
+    if FLAGS.source_dir:
+      embedded.dataset.source_dir = FLAGS.source_dir
+    if FLAGS.dev_size:
+      embedded.dataset.dev_size = FLAGS.dev_size
+    embedded_stage1 = saccader_rows(embedded, FLAGS.embedded_batch,
+                                    "Fashion-MNIST 64px", FLAGS.repeats,
+                                    FLAGS.stages)
+  if FLAGS.resnet:
+    resnet_flops = flax_resnet50_row(FLAGS.resnet_batch, FLAGS.repeats)
+    if FLAGS.keras:
+      keras_resnet50_row(FLAGS.resnet_batch, FLAGS.repeats, resnet_flops)
 
-  rate = pipeline_rate(embedded, FLAGS.embedded_batch)
-  print("\n| embedded input pipeline (images/s) | stage-1 step (images/s) | "
-        "headroom |")
-  print("|---:|---:|---:|")
-  print(f"| {rate:.0f} | {stage1_rate:.0f} | {rate / stage1_rate:.1f}x |")
+  if stage1 and keras_rate:
+    print(f"\nStage 1 on the same BagNet-77-lowD ({FLAGS.imagenet_size} px, "
+          f"batch "
+          f"{FLAGS.imagenet_batch}): saccader_jax / TF-Keras = "
+          f"{stage1[0] / keras_rate:.2f}x")
+  if embedded_stage1:
+    rate = pipeline_rate(embedded, FLAGS.embedded_batch)
+    print("\n| embedded input pipeline (images/s) | stage-1 step (images/s) | "
+          "headroom |")
+    print("|---:|---:|---:|")
+    print(f"| {rate:.0f} | {embedded_stage1[0]:.0f} | "
+          f"{rate / embedded_stage1[0]:.1f}x |")
 
 
 if __name__ == "__main__":
+  runtime.reexec_with_tcmalloc()
   app.run(main)

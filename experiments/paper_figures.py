@@ -436,4 +436,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  from saccader_jax import runtime as _runtime  # pylint: disable=g-import-not-at-top
+  _runtime.reexec_with_tcmalloc()
   app.run(main)

@@ -1,5 +1,6 @@
 """Timing helpers and flags shared by the benchmarks."""
 
+import os
 import time
 
 from absl import flags
@@ -10,8 +11,28 @@ from saccader_jax import runtime
 
 CPU_YNN_FUSIONS = flags.DEFINE_string(
     "cpu_ynn_fusions", runtime.DEFAULT_CPU_YNN_FUSIONS,
-    "XLA's YNNPACK CPU fusion kinds; \"\" for XLA's default kernels (see "
-    "saccader_jax.runtime).")
+    "XLA's YNNPACK CPU fusion kinds: \"auto\" (by the CPU's features), \"\" "
+    "(XLA's default kernels) or kinds (see saccader_jax.runtime).")
+
+
+def machine() -> str:
+  """The device, or the CPU model and core count, and the host allocator."""
+  device = jax.devices()[0]
+  if device.platform != "cpu":
+    return f"{device.device_kind}, host allocator {runtime.loaded_allocator()}"
+  model = "unknown CPU"
+  try:
+    with open("/proc/cpuinfo") as f:
+      model = next(line.split(":", 1)[1].strip() for line in f
+                   if line.startswith("model name"))
+  except (OSError, StopIteration):
+    pass
+  flags = runtime.cpu_flags()
+  isa = ("AMX" if "amx_tile" in flags else
+         "AVX-512" if "avx512f" in flags else
+         "AVX2" if "avx2" in flags else "")
+  return (f"{model}{', ' + isa if isa else ''}, {os.cpu_count()} CPUs, host "
+          f"allocator {runtime.loaded_allocator()}")
 
 
 def median_seconds(fn, repeats: int) -> float:

@@ -19,6 +19,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 import ml_collections
 
+from saccader_jax import chunking
 from saccader_jax import errors
 from saccader_jax import losses
 from saccader_jax import models
@@ -295,8 +296,13 @@ def config_problems(config: ml_collections.ConfigDict, num_devices: int = 1,
   fusions = config.get("cpu_ynn_fusions", "")
   if not isinstance(fusions, str) or runtime.unknown_ynn_fusion_kinds(fusions):
     problems.add("cpu_ynn_fusions", fusions,
-                 f"must be a comma-separated subset of "
-                 f"{list(runtime.YNN_FUSION_KINDS)} or ''")
+                 f"must be 'auto' or a comma-separated subset of "
+                 f"{list(runtime.YNN_FUSION_KINDS)} (or '')")
+  chunk = config.get("eval_chunk_size", chunking.AUTO)
+  if chunk != chunking.AUTO and (isinstance(chunk, bool)
+                                 or not isinstance(chunk, int) or chunk < 0):
+    problems.add("eval_chunk_size", chunk,
+                 "must be 'auto' or an integer >= 0 (0: whole batches)")
   return problems.lines
 
 

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from saccader_jax import chunking
 from saccader_jax.evaluators import base
 
 # (variables, images [batch, H, W, C]) -> logits [batch, classes].
@@ -33,15 +34,18 @@ Reference = tuple[ClassifyFn, Any]   # (classify_fn, its variables)
 
 def make_policy_eval_step(policy, evaluators: Sequence[base.Evaluator],
                           num_glimpses: int,
-                          classify_fns: Mapping[str, ClassifyFn]):
+                          classify_fns: Mapping[str, ClassifyFn],
+                          chunk_size: chunking.ChunkSize = chunking.AUTO):
   """step(policy_variables, reference_variables, batch, key) -> batch sums.
 
   policy: a `Policy` (its `apply` is traced, so a new policy of the same
   model reuses a compiled step). reference_variables maps the names of
   classify_fns to their variables. key: None (greedy) or a PRNG key.
+  chunk_size: the step runs over the batch in chunks of this many images
+  (`saccader_jax.chunking`), chunk j with fold_in(key, j).
   """
 
-  def step(policy_variables, reference_variables, batch, key):
+  def chunk_step(policy_variables, reference_variables, batch, key):
     out = policy.apply(policy_variables, batch["image"], num_glimpses, key)
     references = {name: functools.partial(fn, reference_variables[name])
                   for name, fn in classify_fns.items()}
@@ -53,16 +57,33 @@ def make_policy_eval_step(policy, evaluators: Sequence[base.Evaluator],
       sums.update(evaluator.batch_sums(context))
     return sums
 
+  def step(policy_variables, reference_variables, batch, key):
+    return chunking.sum_batch(
+        functools.partial(chunk_step, policy_variables, reference_variables),
+        batch, _chunk(chunk_size, batch), key)
+
   return step
 
 
-def make_classifier_eval_step(classify_fn: ClassifyFn):
-  """step(variables, batch) -> sums of top1, top5, nonfinite and count."""
+def _chunk(chunk_size: chunking.ChunkSize, batch: Mapping[str, Any]) -> int:
+  _, height, width = batch["image"].shape[:3]
+  return chunking.resolve(chunk_size, height, width)
 
-  def step(variables, batch):
+
+def make_classifier_eval_step(classify_fn: ClassifyFn,
+                              chunk_size: chunking.ChunkSize = chunking.AUTO):
+  """step(variables, batch) -> sums of top1, top5, nonfinite and count, in
+  chunks of chunk_size images."""
+
+  def chunk_step(variables, batch, key):
+    del key
     logits = classify_fn(variables, batch["image"])
     return dict(base.hit_sums(logits, batch["label"], batch["mask"]),
                 count=jnp.sum(batch["mask"]))
+
+  def step(variables, batch):
+    return chunking.sum_batch(functools.partial(chunk_step, variables), batch,
+                              _chunk(chunk_size, batch))
 
   return step
 
@@ -108,12 +129,14 @@ class PolicyEvaluator:
     num_glimpses: T_max.
     classify_fns: the reference classifiers the evaluators need, by stage.
     out_sharding: where the sums go (e.g. replicated over a mesh).
+    chunk_size: images per chunk of a batch (`saccader_jax.chunking`).
   """
 
   def __init__(self, policy, evaluators: Sequence[base.Evaluator],
                num_glimpses: int,
                classify_fns: Optional[Mapping[str, ClassifyFn]] = None,
-               out_sharding: Optional[jax.sharding.Sharding] = None):
+               out_sharding: Optional[jax.sharding.Sharding] = None,
+               chunk_size: chunking.ChunkSize = chunking.AUTO):
     self.policy = policy
     self.num_glimpses = num_glimpses
     self.evaluators = list(evaluators)
@@ -125,7 +148,7 @@ class PolicyEvaluator:
     self.classify_fns = {k: v for k, v in (classify_fns or {}).items()
                          if k in needed}
     step = make_policy_eval_step(policy, self.evaluators, num_glimpses,
-                                 self.classify_fns)
+                                 self.classify_fns, chunk_size)
     self._step = jax.jit(step, out_shardings=out_sharding)
 
   def __call__(self, batches: Iterable[Any], variables: Any = None,

@@ -56,7 +56,7 @@ def run(config, workdir: str) -> None:
   # to the config check, which reports it with every other problem.
   fusions = config.get("cpu_ynn_fusions", "")
   if isinstance(fusions, str) and not runtime.unknown_ynn_fusion_kinds(fusions):
-    runtime.use_cpu_ynn_fusions(fusions)
+    fusions = runtime.use_cpu_ynn_fusions(fusions)
   if FLAGS.distributed:
     jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
                                num_processes=FLAGS.num_processes,
@@ -66,10 +66,17 @@ def run(config, workdir: str) -> None:
   logging.info("JAX process %d of %d, %d local / %d global devices.",
                jax.process_index(), jax.process_count(),
                jax.local_device_count(), jax.device_count())
+  if jax.default_backend() == "cpu":
+    logging.info("CPU settings: YNNPACK fusions %r (config %r); host memory "
+                 "allocator %s%s.", fusions, config.get("cpu_ynn_fusions"),
+                 runtime.loaded_allocator(),
+                 "" if runtime.loaded_allocator() == "tcmalloc" else
+                 " (install libtcmalloc-minimal4: the train steps run faster)")
   # The trainer checks the whole config before it builds data or a model.
   from saccader_jax import train  # pylint: disable=g-import-not-at-top
   train.train_and_evaluate(config, workdir)
 
 
 if __name__ == "__main__":
+  runtime.reexec_with_tcmalloc()
   app.run(main)

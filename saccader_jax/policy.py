@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from saccader_jax import chunking
 from saccader_jax import models
 from saccader_jax.models import geometry as geometry_lib
 
@@ -100,7 +101,8 @@ class Policy:
   def __init__(self, glimpse_fn: GlimpseFn, variables: Any,
                geometry_fn: Callable[[int, int], geometry_lib.GridGeometry],
                num_channels: int, name: str = "policy",
-               requires_key: bool = False):
+               requires_key: bool = False,
+               chunk_size: chunking.ChunkSize = chunking.AUTO):
     """
     Args:
       glimpse_fn: the policy's computation (see GlimpseFn).
@@ -111,14 +113,18 @@ class Policy:
       name: shown in error messages.
       requires_key: the policy only samples (e.g. the random baseline), so
         key=None is an error.
+      chunk_size: images per chunk of a call's batch (`saccader_jax.chunking`:
+        "auto" chunks on CPU only; 0 or None never).
     """
     self.name = name
+    self.chunk_size = chunk_size
     self.num_channels = num_channels
     self.variables = variables
     self.requires_key = requires_key
     self._glimpse_fn = glimpse_fn
     self._geometry_fn = geometry_fn
-    self._jitted = jax.jit(self.apply, static_argnames=("num_glimpses",))
+    self._jitted = jax.jit(self.apply_chunked,
+                           static_argnames=("num_glimpses",))
 
   def geometry(self, image_height: int,
                image_width: int) -> geometry_lib.GridGeometry:
@@ -143,6 +149,16 @@ class Policy:
         glimpse_logits=glimpse_logits,
         step_logits=step_logits,
         logits=step_logits[:, -1])
+
+  def apply_chunked(self, variables: Any, images: jnp.ndarray,
+                    num_glimpses: int, key: Optional[jax.Array]) -> PolicyOutput:
+    """`apply` over the batch in chunks of `chunk_size` images (what a call
+    runs); chunk j samples with fold_in(key, j)."""
+    chunk = chunking.resolve(self.chunk_size, images.shape[1],
+                             images.shape[2])
+    return chunking.map_batch(
+        lambda x, k: self.apply(variables, x, num_glimpses, k), images, chunk,
+        key)
 
   def validate(self, images: Any, num_glimpses: Any, key: Any) -> None:
     """Raises ValueError naming the first problem with the arguments."""
@@ -250,7 +266,8 @@ class RolloutPolicy(Policy):
   def __init__(self, rollout_fn: RolloutFn, variables: Any,
                boxes_fn: Callable[[jnp.ndarray, int], jnp.ndarray],
                min_image_size: int, num_channels: int,
-               name: str = "policy"):
+               name: str = "policy",
+               chunk_size: chunking.ChunkSize = chunking.AUTO):
     """
     Args:
       rollout_fn: the model's rollout (see RolloutFn).
@@ -259,11 +276,13 @@ class RolloutPolicy(Policy):
       min_image_size: the smallest image side the model can look at.
       num_channels: channels the images must have.
       name: shown in error messages.
+      chunk_size: as for `Policy`.
     """
     self._rollout_fn = rollout_fn
     self._boxes_fn = boxes_fn
     self.min_image_size = min_image_size
-    super().__init__(None, variables, None, num_channels, name=name)
+    super().__init__(None, variables, None, num_channels, name=name,
+                     chunk_size=chunk_size)
 
   def geometry(self, image_height: int, image_width: int):
     raise ValueError(f"{self.name} has no location grid: it looks anywhere "
@@ -299,7 +318,8 @@ class RolloutPolicy(Policy):
 
 
 def make_policy(model_or_config: Any, variables: Any,
-                num_channels: Optional[int] = None) -> Policy:
+                num_channels: Optional[int] = None,
+                chunk_size: chunking.ChunkSize = chunking.AUTO) -> Policy:
   """A model's learned policy, jitted, in inference mode (greedy, or
   sampled when called with a key).
 
@@ -308,6 +328,8 @@ def make_policy(model_or_config: Any, variables: Any,
       `model` and `dataset.num_channels` fields) or a model config.
     variables: the model's variables, {"params": ..., "batch_stats": ...}.
     num_channels: image channels; read from a full config, else 3.
+    chunk_size: images per chunk of a call (`saccader_jax.chunking`); left
+      at "auto", a full config's `eval_chunk_size`.
 
   Returns:
     A Policy: `policy(images, num_glimpses=T, key=None) -> PolicyOutput`.
@@ -317,6 +339,8 @@ def make_policy(model_or_config: Any, variables: Any,
     config = model_or_config
     if "model" in config:
       num_channels = num_channels or config.dataset.get("num_channels")
+      if chunk_size == chunking.AUTO:
+        chunk_size = config.get("eval_chunk_size", chunking.AUTO)
       config = config.model
     model = models.create_model(config)
   if not models.is_policy(model):
@@ -326,6 +350,7 @@ def make_policy(model_or_config: Any, variables: Any,
   name = f"{type(model).__name__.lower()} policy"
   if hasattr(model, "rollout_fn"):
     return RolloutPolicy(model.rollout_fn, variables, model.finest_boxes,
-                         model.min_image_size(), num_channels or 3, name=name)
+                         model.min_image_size(), num_channels or 3, name=name,
+                         chunk_size=chunk_size)
   return Policy(model.glimpse_fn, variables, model.grid_geometry,
-                num_channels or 3, name=name)
+                num_channels or 3, name=name, chunk_size=chunk_size)

@@ -1,25 +1,63 @@
-"""Process-level XLA settings, applied before the first computation."""
+"""Process-level settings, applied before the first computation: XLA's CPU
+kernels and the host memory allocator."""
 
+import ctypes.util
+import glob
 import logging
 import os
+import sys
+from typing import Optional
 
 # XLA's CPU backend can hand fusions of these kinds to its YNNPACK kernels
 # (results equal up to float32 reordering; ignored on GPU and TPU). Which kinds
-# pay off depends on the model: the BagNet train step runs 1.2-1.3x faster
-# with "dot,reduce" than with "dot,eltwise,reduce", whose elementwise fusions
-# are slower than XLA's own loops on wide high-resolution activations
-# (experiments/benchmark_train.py). "" keeps XLA's default kernels.
-DEFAULT_CPU_YNN_FUSIONS = "dot,reduce"
+# pay off depends on the model and the CPU; "auto" picks by the CPU's features
+# (`auto_cpu_ynn_fusions`). "" keeps XLA's default kernels.
+AUTO = "auto"
+DEFAULT_CPU_YNN_FUSIONS = AUTO
 _YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
 YNN_FUSION_KINDS = ("dot", "eltwise", "reduce")
 
 
+def cpu_flags() -> frozenset[str]:
+  """The x86 feature flags of this machine's CPU (empty elsewhere)."""
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("flags"):
+          return frozenset(line.split(":", 1)[1].split())
+  except OSError:
+    pass
+  return frozenset()
+
+
+def auto_cpu_ynn_fusions(flags: Optional[frozenset[str]] = None) -> str:
+  """The YNNPACK fusion kinds "auto" stands for on a CPU with these flags.
+
+  On x86 CPUs with AVX-512 (measured on Cascade Lake and Sapphire Rapids
+  Xeons, `experiments/benchmark_train.py`) "dot,reduce" runs the BagNet
+  stage-1 step fastest: 1.3-1.4x XLA's own kernels, and 1.2-1.3x
+  "dot,eltwise,reduce", whose elementwise fusions are slower than XLA's
+  loops on the wide high-resolution activations of the first groups. Other
+  CPUs are unmeasured and keep XLA's own kernels ("").
+  """
+  flags = cpu_flags() if flags is None else flags
+  return "dot,reduce" if "avx512f" in flags else ""
+
+
+def resolve_cpu_ynn_fusions(fusions: str) -> str:
+  """fusions, with "auto" replaced by this CPU's choice."""
+  return auto_cpu_ynn_fusions() if fusions == AUTO else fusions
+
+
 def unknown_ynn_fusion_kinds(fusions: str) -> list[str]:
-  """The kinds in a comma-separated fusions string that XLA does not know."""
+  """The kinds in a comma-separated fusions string that XLA does not know
+  ("auto" is known)."""
+  if fusions == AUTO:
+    return []
   return sorted(set(k for k in fusions.split(",") if k) - set(YNN_FUSION_KINDS))
 
 
-def use_cpu_ynn_fusions(fusions: str = DEFAULT_CPU_YNN_FUSIONS) -> None:
+def use_cpu_ynn_fusions(fusions: str = DEFAULT_CPU_YNN_FUSIONS) -> str:
   """Adds XLA's YNNPACK fusion flag to XLA_FLAGS.
 
   XLA reads XLA_FLAGS when the backend starts, on the first computation, so
@@ -27,8 +65,13 @@ def use_cpu_ynn_fusions(fusions: str = DEFAULT_CPU_YNN_FUSIONS) -> None:
   flag already in XLA_FLAGS wins.
 
   Args:
-    fusions: comma-separated kinds from YNN_FUSION_KINDS; "" adds nothing.
+    fusions: comma-separated kinds from YNN_FUSION_KINDS, "" (adds nothing)
+      or "auto" (`auto_cpu_ynn_fusions`).
+
+  Returns:
+    The kinds asked for, "auto" resolved.
   """
+  fusions = resolve_cpu_ynn_fusions(fusions)
   kinds = [k for k in fusions.split(",") if k]
   unknown = unknown_ynn_fusion_kinds(fusions)
   if unknown:
@@ -37,6 +80,67 @@ def use_cpu_ynn_fusions(fusions: str = DEFAULT_CPU_YNN_FUSIONS) -> None:
   flags = os.environ.get("XLA_FLAGS", "")
   if kinds and _YNN_FLAG not in flags:
     os.environ["XLA_FLAGS"] = f"{flags} {_YNN_FLAG}={','.join(kinds)}".strip()
+  return fusions
+
+
+# The host allocator. XLA's CPU runtime allocates each execution's
+# temporaries (4.1 GB for the ImageNet stage-1 step at batch 8) afresh; glibc
+# serves such blocks with mmap and returns them with munmap, so every step
+# faults in and zeroes every page again (a sixth of the step's CPU time in
+# the kernel). tcmalloc keeps freed pages for the next step.
+MALLOC_ENV = "SACCADER_JAX_MALLOC"
+_REEXECUTED = "SACCADER_JAX_MALLOC_REEXECUTED"
+
+
+def find_tcmalloc() -> Optional[str]:
+  """The path of a tcmalloc shared library on this machine, or None."""
+  for name in ("tcmalloc_minimal", "tcmalloc"):
+    found = ctypes.util.find_library(name)
+    if found:
+      # find_library gives a soname; the loader finds it by that name.
+      return found
+  for pattern in ("/usr/lib/*/libtcmalloc_minimal.so.4",
+                  "/usr/lib/*/libtcmalloc.so.4", "/usr/lib/libtcmalloc*.so.4"):
+    paths = sorted(glob.glob(pattern))
+    if paths:
+      return paths[0]
+  return None
+
+
+def loaded_allocator() -> str:
+  """"tcmalloc" if this process runs on tcmalloc, else "glibc"."""
+  try:
+    with open("/proc/self/maps") as f:
+      return "tcmalloc" if "libtcmalloc" in f.read() else "glibc"
+  except OSError:
+    return "glibc"
+
+
+def reexec_with_tcmalloc(argv: Optional[list[str]] = None) -> None:
+  """Restarts this process with tcmalloc preloaded, if it can.
+
+  For entry points, before anything else runs (the process image is
+  replaced: same PID, arguments and environment, plus LD_PRELOAD). Does
+  nothing when tcmalloc is already loaded or not installed (Debian:
+  libtcmalloc-minimal4), off Linux, or when SACCADER_JAX_MALLOC=system.
+  """
+  # The re-executed process itself: never again, even if the preload failed.
+  if os.environ.pop(_REEXECUTED, None):
+    return
+  if (os.environ.get(MALLOC_ENV, "tcmalloc") != "tcmalloc"
+      or not sys.platform.startswith("linux")
+      or loaded_allocator() == "tcmalloc"):
+    return
+  library = find_tcmalloc()
+  if not library:
+    return
+  preload = os.environ.get("LD_PRELOAD", "")
+  os.environ["LD_PRELOAD"] = f"{library} {preload}".strip()
+  os.environ[_REEXECUTED] = "1"
+  sys.stdout.flush()
+  sys.stderr.flush()
+  argv = list(sys.orig_argv if argv is None else argv)
+  os.execv(sys.executable, [sys.executable, *argv[1:]])
 
 
 def hide_accelerators_from_tensorflow() -> None:

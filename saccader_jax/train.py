@@ -26,6 +26,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from saccader_jax import checkpoints
+from saccader_jax import chunking
 from saccader_jax import config_checks
 from saccader_jax import errors
 from saccader_jax import evaluation
@@ -303,7 +304,8 @@ class Trainer:
       classify_fns = {name: self.classify_fn(name) for name in needed}
       self._policy_evaluators[key] = (policy, evaluation.PolicyEvaluator(
           policy, usable, self.config.eval_glimpses, classify_fns,
-          out_sharding=self.replicated))
+          out_sharding=self.replicated,
+          chunk_size=self.config.get("eval_chunk_size", chunking.AUTO)))
     return self._policy_evaluators[key][1]
 
   def classify_fn(self, stage_name: str) -> evaluation.ClassifyFn:
@@ -330,7 +332,9 @@ class Trainer:
     """A stage's whole-image readout (Stage.reference) on a split."""
     if stage_name not in self._classifier_steps:
       self._classifier_steps[stage_name] = jax.jit(
-          evaluation.make_classifier_eval_step(self.classify_fn(stage_name)),
+          evaluation.make_classifier_eval_step(
+              self.classify_fn(stage_name),
+              self.config.get("eval_chunk_size", chunking.AUTO)),
           out_shardings=self.replicated)
     results = evaluation.evaluate(self._classifier_steps[stage_name],
                                   self.eval_batches(split, max_examples),

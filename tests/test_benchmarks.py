@@ -22,7 +22,8 @@ def run(module, *args):
 def test_benchmark_policy_prints_its_tables():
   out = run("experiments.benchmark_policy", "--batch_sizes=1",
             "--repeats=1", "--compile_glimpses=1,2")
-  assert "| 1 |" in out and "greedy policy T=6" in out
+  assert "| 1 | - |" in out and "greedy policy T=6" in out
+  assert "eval step T=12 per image" in out
   assert "rollout-only compile" in out
 
 
@@ -38,6 +39,18 @@ def test_benchmark_train_prints_its_tables(tmp_path):
   for stage in ("representation", "location", "policy"):
     assert f"Fashion-MNIST 64px: stage {stage}" in out
   assert "Flax ResNet-50" in out and "headroom" in out
+
+
+@pytest.mark.slow
+def test_benchmark_train_times_the_keras_bagnet_beside_stage_1():
+  out = run("experiments.benchmark_train", "--noembedded", "--noresnet",
+            "--stages=representation", "--imagenet_batch=1",
+            "--imagenet_size=96", "--repeats=1")
+  assert "| ImageNet 96px: stage representation | 1 |" in out
+  assert ("| TF-Keras BagNet stage representation (20,574,249 + 54,144 "
+          "variables, oneDNN) | 1 |") in out
+  assert "saccader_jax / TF-Keras = " in out
+  assert "ImageNet 96px: stage location" not in out
 
 
 @pytest.mark.slow

@@ -80,7 +80,9 @@ def test_the_test_and_embedded_configs_are_valid(config):
     ("on_nonfinite", "ignore", "config.on_nonfinite='ignore': must be one of "
      "['skip', 'stop']"),
     ("cpu_ynn_fusions", "dot,conv", "config.cpu_ynn_fusions='dot,conv': must be "
-     "a comma-separated subset of ['dot', 'eltwise', 'reduce']"),
+     "'auto' or a comma-separated subset of ['dot', 'eltwise', 'reduce']"),
+    ("eval_chunk_size", -1, "config.eval_chunk_size=-1: must be 'auto' or an "
+     "integer >= 0"),
 ])
 def test_each_bad_field_is_one_line_naming_it(config, field, value, expected):
   *parents, name = field.split(".")

@@ -194,3 +194,39 @@ def test_a_tfrecord_copy_is_refused_with_the_conversion_command(tmp_path):
   with pytest.raises(ValueError, match=r"needs array_record files.*"
                      r"tfds convert_format --dataset_version_dir="):
     input_pipeline.data_source(builder, "train", spec)
+
+
+def test_each_evaluation_after_the_first_reads_the_split_from_memory(
+    tiny_data, monkeypatch, capfd):
+  config, builder = tiny_data
+  config = config.copy_and_resolve_references()
+  config.dataset.cache = True
+  bulk_reads = []
+  real_source = input_pipeline.data_source
+
+  class CountingSource:
+    """The split's source, counting its bulk reads."""
+
+    def __init__(self, source):
+      self._source = source
+
+    def __len__(self):
+      return len(self._source)
+
+    def __getitem__(self, key):
+      return self._source[key]
+
+    def __getitems__(self, keys):
+      bulk_reads.append(len(keys))
+      return self._source.__getitems__(keys)
+
+  monkeypatch.setattr(input_pipeline, "data_source",
+                      lambda *a: CountingSource(real_source(*a)))
+  monkeypatch.setattr(input_pipeline, "_IN_MEMORY", {})
+  runs = [list(input_pipeline.eval_batches(config.dataset, builder, "test",
+                                           16)) for _ in range(3)]
+  assert bulk_reads == [60]   # the 60 test examples, once
+  for run in runs[1:]:
+    for a, b in zip(runs[0], run):
+      np.testing.assert_array_equal(a["image"], b["image"])
+  assert "cached contents" not in capfd.readouterr().err
