@@ -83,6 +83,19 @@ def _chunk_keys(key: Optional[jax.Array], num_chunks: int):
       jnp.arange(num_chunks))
 
 
+def _per_chunk(fn: Callable[[Any, Optional[jax.Array]], Any], batch: Any,
+               chunk: int, key: Optional[jax.Array]) -> Optional[tuple[Any, int]]:
+  """fn's outputs per chunk, stacked [num_chunks, ...], and the batch size;
+  None when the batch fits in one chunk (or chunk is 0)."""
+  batch_size = jax.tree_util.tree_leaves(batch)[0].shape[0]
+  if not chunk or batch_size <= chunk:
+    return None
+  chunks, _, num_chunks = _split(batch, chunk)
+  keys = _chunk_keys(key, num_chunks)
+  return jax.lax.map(lambda args: fn(args[0], args[1]), (chunks, keys)), (
+      batch_size)
+
+
 def map_batch(fn: Callable[[Any, Optional[jax.Array]], Any], batch: Any,
               chunk: int, key: Optional[jax.Array] = None) -> Any:
   """fn(batch, key) computed chunk by chunk: outputs with a leading batch
@@ -92,12 +105,10 @@ def map_batch(fn: Callable[[Any, Optional[jax.Array]], Any], batch: Any,
   results depend on the chunk size as they do on the batch size. With chunk
   0, or a batch no larger than one chunk, this is fn(batch, key).
   """
-  batch_size = jax.tree_util.tree_leaves(batch)[0].shape[0]
-  if not chunk or batch_size <= chunk:
+  per_chunk = _per_chunk(fn, batch, chunk, key)
+  if per_chunk is None:
     return fn(batch, key)
-  chunks, batch_size, num_chunks = _split(batch, chunk)
-  keys = _chunk_keys(key, num_chunks)
-  outs = jax.lax.map(lambda args: fn(args[0], args[1]), (chunks, keys))
+  outs, batch_size = per_chunk
   return _merge(outs, batch_size)
 
 
@@ -106,10 +117,7 @@ def sum_batch(fn: Callable[[Any, Optional[jax.Array]], Any], batch: Any,
   """fn(batch, key) for an fn that returns sums over the batch, computed
   chunk by chunk and added up. Padding rows are zeros, so fn must weigh rows
   by a mask in the batch (the eval batches' "mask")."""
-  batch_size = jax.tree_util.tree_leaves(batch)[0].shape[0]
-  if not chunk or batch_size <= chunk:
+  per_chunk = _per_chunk(fn, batch, chunk, key)
+  if per_chunk is None:
     return fn(batch, key)
-  chunks, _, num_chunks = _split(batch, chunk)
-  keys = _chunk_keys(key, num_chunks)
-  sums = jax.lax.map(lambda args: fn(args[0], args[1]), (chunks, keys))
-  return jax.tree_util.tree_map(lambda x: jnp.sum(x, axis=0), sums)
+  return jax.tree_util.tree_map(lambda x: jnp.sum(x, axis=0), per_chunk[0])

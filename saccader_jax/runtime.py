@@ -35,7 +35,7 @@ def auto_cpu_ynn_fusions(flags: Optional[frozenset[str]] = None) -> str:
 
   On x86 CPUs with AVX-512 (measured on Cascade Lake and Sapphire Rapids
   Xeons, `experiments/benchmark_train.py`) "dot,reduce" runs the BagNet
-  stage-1 step fastest: 1.3-1.4x XLA's own kernels, and 1.2-1.3x
+  stage-1 step fastest: 1.4-1.9x XLA's own kernels, and 1.2-1.3x
   "dot,eltwise,reduce", whose elementwise fusions are slower than XLA's
   loops on the wide high-resolution activations of the first groups. Other
   CPUs are unmeasured and keep XLA's own kernels ("").
