@@ -1,5 +1,9 @@
 """Batches in chunks inside jit: the same results as whole batches."""
 
+import os
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -108,3 +112,35 @@ def test_chunked_eval_step_equals_the_whole_batch(narrow_config,
     np.testing.assert_allclose(results[0][name], results[1][name], rtol=1e-5,
                                err_msg=name)
   assert float(results[1]["count"]) == 5.0
+
+
+_ON_FOUR_DEVICES = """
+import jax, jax.numpy as jnp, numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from saccader_jax import chunking
+mesh = Mesh(np.array(jax.devices()), ("data",))
+rows = NamedSharding(mesh, P("data"))
+x = jax.device_put(jnp.arange(16 * 3, dtype=jnp.float32).reshape(16, 3), rows)
+fn = lambda b, key: {"y": jnp.tanh(b) * 2, "s": jnp.sum(b, axis=1)}
+whole = fn(np.asarray(x), None)
+mapped = jax.jit(lambda b: chunking.map_batch(fn, b, 8))(x)
+summed = jax.jit(lambda b: chunking.sum_batch(
+    lambda c, key: {"total": jnp.sum(c)}, b, 8))(x)
+np.testing.assert_allclose(mapped["y"], whole["y"], rtol=1e-6)
+np.testing.assert_allclose(mapped["s"], whole["s"], rtol=1e-6)
+np.testing.assert_allclose(summed["total"], np.sum(np.asarray(x)), rtol=1e-6)
+assert len(jax.devices()) == 4
+# The rows stay spread over the devices: each works on its share of every
+# chunk.
+assert mapped["y"].sharding.spec[0] == "data", mapped["y"].sharding
+print("ok")
+"""
+
+
+def test_chunks_of_a_sharded_batch_keep_its_rows_on_their_devices():
+  env = dict(os.environ, JAX_PLATFORMS="cpu",
+             XLA_FLAGS="--xla_force_host_platform_device_count=4")
+  result = subprocess.run([sys.executable, "-c", _ON_FOUR_DEVICES], env=env,
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stdout.strip().endswith("ok")

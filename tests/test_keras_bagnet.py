@@ -34,7 +34,8 @@ def test_same_outputs_and_stage1_loss_given_the_same_variables():
   config.model.num_classes = 11
   config.dataset.image_size = 96
   model = models.create_model(config.model)
-  variables = models.init_variables(model, config.dataset, jax.random.key(1))
+  variables = jax.jit(lambda k: models.init_variables(
+      model, config.dataset, k))(jax.random.key(1))
 
   # Batch-norm scales, offsets and statistics away from their initial 1 / 0,
   # so that a swapped or ignored one shows.
@@ -52,18 +53,19 @@ def test_same_outputs_and_stage1_loss_given_the_same_variables():
   images = rng.normal(size=(2, 96, 96, 3)).astype(np.float32)
   labels = np.array([3, 7], np.int32)
 
-  expected = model.apply(variables, jnp.asarray(images), False,
-                         method=type(model).represent).logits2d
+  expected = jax.jit(lambda v, x: model.apply(
+      v, x, False, method=type(model).represent).logits2d)(
+          variables, jnp.asarray(images))
   got = keras_model(images, training=False).numpy()
   assert got.shape == expected.shape == (2, 3, 3, 11)
   np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
   stage = config.stages.representation
   loss_fn = saccader_objectives.representation_loss(model, stage)
-  expected_loss, _ = loss_fn(variables["params"], variables["batch_stats"],
-                             {"image": jnp.asarray(images),
-                              "label": jnp.asarray(labels)},
-                             jax.random.key(0))
+  expected_loss, _ = jax.jit(loss_fn)(
+      variables["params"], variables["batch_stats"],
+      {"image": jnp.asarray(images), "label": jnp.asarray(labels)},
+      jax.random.key(0))
   got_loss = keras_bagnet.stage1_loss(keras_model, stage.l2_weight)(
       images, labels).numpy()
   np.testing.assert_allclose(got_loss, expected_loss, rtol=1e-4)
