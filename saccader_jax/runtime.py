@@ -35,7 +35,7 @@ def auto_cpu_ynn_fusions(flags: Optional[frozenset[str]] = None) -> str:
 
   On x86 CPUs with AVX-512 (measured on Cascade Lake and Sapphire Rapids
   Xeons, `experiments/benchmark_train.py`) "dot,reduce" runs the BagNet
-  stage-1 step fastest: 1.4-1.9x XLA's own kernels, and 1.2-1.3x
+  stage-1 step fastest: 1.4-1.6x XLA's own kernels, and 1.0-1.3x
   "dot,eltwise,reduce", whose elementwise fusions are slower than XLA's
   loops on the wide high-resolution activations of the first groups. Other
   CPUs are unmeasured and keep XLA's own kernels ("").
@@ -93,11 +93,11 @@ _REEXECUTED = "SACCADER_JAX_MALLOC_REEXECUTED"
 
 
 def find_tcmalloc() -> Optional[str]:
-  """The path of a tcmalloc shared library on this machine, or None."""
+  """A tcmalloc shared library on this machine (its soname, which the
+  loader resolves, or its path), or None."""
   for name in ("tcmalloc_minimal", "tcmalloc"):
     found = ctypes.util.find_library(name)
     if found:
-      # find_library gives a soname; the loader finds it by that name.
       return found
   for pattern in ("/usr/lib/*/libtcmalloc_minimal.so.4",
                   "/usr/lib/*/libtcmalloc.so.4", "/usr/lib/libtcmalloc*.so.4"):
@@ -123,6 +123,10 @@ def reexec_with_tcmalloc(argv: Optional[list[str]] = None) -> None:
   replaced: same PID, arguments and environment, plus LD_PRELOAD). Does
   nothing when tcmalloc is already loaded or not installed (Debian:
   libtcmalloc-minimal4), off Linux, or when SACCADER_JAX_MALLOC=system.
+
+  Args:
+    argv: the command line to run again; default `sys.orig_argv` (the
+      interpreter's own, `-m module` included).
   """
   # The re-executed process itself: never again, even if the preload failed.
   if os.environ.pop(_REEXECUTED, None):
