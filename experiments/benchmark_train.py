@@ -89,17 +89,10 @@ def saccader_rows(config, batch_size, label, repeats, stages):
 def keras_bagnet_row(config, batch_size, repeats, flops):
   """The stage-1 step of the same BagNet in TF-Keras; returns images/s."""
   import tensorflow as tf
-  from saccader_jax import models  # pylint: disable=g-import-not-at-top
   from experiments import keras_bagnet  # pylint: disable=g-import-not-at-top
   size, channels = config.dataset.image_size, config.dataset.num_channels
   model = keras_bagnet.from_model_config(config.model, size, channels)
-  shapes = jax.eval_shape(lambda k: models.init_variables(
-      models.create_model(config.model), config.dataset, k),
-                          jax.random.key(0))
-  expected = tuple(
-      int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(
-          shapes[kind]["representation"])))
-      for kind in ("params", "batch_stats"))
+  expected = keras_bagnet.representation_variable_counts(config)
   counts = keras_bagnet.variable_counts(model)
   assert counts == expected, (
       f"Keras BagNet variables (trainable, statistics) {counts} != the "

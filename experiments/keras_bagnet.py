@@ -94,6 +94,18 @@ def variable_counts(model: Any) -> tuple[int, int]:
   return count(model.trainable_variables), count(model.non_trainable_variables)
 
 
+def representation_variable_counts(config: Any) -> tuple[int, int]:
+  """(parameters, batch-norm statistics) of the project's representation
+  network for a full config, from shapes alone (`jax.eval_shape`)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from saccader_jax import models  # pylint: disable=g-import-not-at-top
+  shapes = jax.eval_shape(lambda k: models.init_variables(
+      models.create_model(config.model), config.dataset, k),
+                          jax.random.key(0))
+  return tuple(int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(
+      shapes[kind]["representation"]))) for kind in ("params", "batch_stats"))
+
+
 def copy_flax_variables(model: Any, params: Any, batch_stats: Any) -> None:
   """Loads a Flax BagNet's {params, batch_stats} (the representation part)
   into the Keras BagNet of the same layout."""

@@ -20,13 +20,7 @@ def machine() -> str:
   device = jax.devices()[0]
   if device.platform != "cpu":
     return f"{device.device_kind}, host allocator {runtime.loaded_allocator()}"
-  model = "unknown CPU"
-  try:
-    with open("/proc/cpuinfo") as f:
-      model = next(line.split(":", 1)[1].strip() for line in f
-                   if line.startswith("model name"))
-  except (OSError, StopIteration):
-    pass
+  model = runtime.cpu_info("model name") or "unknown CPU"
   flags = runtime.cpu_flags()
   isa = ("AMX" if "amx_tile" in flags else
          "AVX-512" if "avx512f" in flags else

@@ -27,6 +27,13 @@ ChunkSize = Union[int, str, None]
 _CPU_PIXELS_PER_CHUNK = 8 * 224 * 224
 
 
+def is_valid(chunk_size: Any) -> bool:
+  """Whether chunk_size is "auto", None or an int >= 0."""
+  return chunk_size is None or chunk_size == AUTO or (
+      isinstance(chunk_size, int) and not isinstance(chunk_size, bool)
+      and chunk_size >= 0)
+
+
 def resolve(chunk_size: ChunkSize, image_height: int, image_width: int,
             backend: Optional[str] = None) -> int:
   """Images per chunk; 0 for the whole batch at once.
@@ -38,6 +45,9 @@ def resolve(chunk_size: ChunkSize, image_height: int, image_width: int,
     image_height, image_width: the images' size.
     backend: the JAX backend, default `jax.default_backend()`.
   """
+  if not is_valid(chunk_size):
+    raise ValueError(f"chunk_size must be a non-negative int, None or "
+                     f"{AUTO!r}; got {chunk_size!r}.")
   if chunk_size is None:
     return 0
   if chunk_size == AUTO:
@@ -45,26 +55,19 @@ def resolve(chunk_size: ChunkSize, image_height: int, image_width: int,
       return 0
     images = max(1, _CPU_PIXELS_PER_CHUNK // (image_height * image_width))
     return 2 ** int(math.log2(images))
-  if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or (
-      chunk_size < 0):
-    raise ValueError(f"chunk_size must be a non-negative int, None or "
-                     f"{AUTO!r}; got {chunk_size!r}.")
   return chunk_size
 
 
-def _split(tree: Any, chunk: int) -> tuple[Any, int, int]:
-  """[batch, ...] leaves -> [num_chunks, chunk, ...] (zero-padded), with the
-  batch size and the number of chunks."""
-  batch = jax.tree_util.tree_leaves(tree)[0].shape[0]
-  num_chunks = -(-batch // chunk)
-
+def _split(tree: Any, batch: int, chunk: int,
+           num_chunks: int) -> Any:
+  """[batch, ...] leaves -> [num_chunks, chunk, ...], zero-padded."""
   def split(x):
     pad = num_chunks * chunk - batch
     if pad:
       x = jnp.concatenate([x, jnp.zeros((pad,) + x.shape[1:], x.dtype)])
     return jnp.swapaxes(x.reshape((chunk, num_chunks) + x.shape[1:]), 0, 1)
 
-  return jax.tree_util.tree_map(split, tree), batch, num_chunks
+  return jax.tree_util.tree_map(split, tree)
 
 
 def _merge(tree: Any, batch: int) -> Any:
@@ -90,7 +93,8 @@ def _per_chunk(fn: Callable[[Any, Optional[jax.Array]], Any], batch: Any,
   batch_size = jax.tree_util.tree_leaves(batch)[0].shape[0]
   if not chunk or batch_size <= chunk:
     return None
-  chunks, _, num_chunks = _split(batch, chunk)
+  num_chunks = -(-batch_size // chunk)
+  chunks = _split(batch, batch_size, chunk, num_chunks)
   keys = _chunk_keys(key, num_chunks)
   return jax.lax.map(lambda args: fn(args[0], args[1]), (chunks, keys)), (
       batch_size)

@@ -299,8 +299,8 @@ def config_problems(config: ml_collections.ConfigDict, num_devices: int = 1,
                  f"must be 'auto' or a comma-separated subset of "
                  f"{list(runtime.YNN_FUSION_KINDS)} (or '')")
   chunk = config.get("eval_chunk_size", chunking.AUTO)
-  if chunk != chunking.AUTO and (isinstance(chunk, bool)
-                                 or not isinstance(chunk, int) or chunk < 0):
+  # None means the whole batch to the API; a config says so with 0.
+  if chunk is None or not chunking.is_valid(chunk):
     problems.add("eval_chunk_size", chunk,
                  "must be 'auto' or an integer >= 0 (0: whole batches)")
   return problems.lines

@@ -67,10 +67,10 @@ def run(config, workdir: str) -> None:
                jax.process_index(), jax.process_count(),
                jax.local_device_count(), jax.device_count())
   if jax.default_backend() == "cpu":
+    allocator = runtime.loaded_allocator()
     logging.info("CPU settings: YNNPACK fusions %r (config %r); host memory "
                  "allocator %s%s.", fusions, config.get("cpu_ynn_fusions"),
-                 runtime.loaded_allocator(),
-                 "" if runtime.loaded_allocator() == "tcmalloc" else
+                 allocator, "" if allocator == "tcmalloc" else
                  " (install libtcmalloc-minimal4: the train steps run faster)")
   # The trainer checks the whole config before it builds data or a model.
   from saccader_jax import train  # pylint: disable=g-import-not-at-top

@@ -18,16 +18,23 @@ _YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
 YNN_FUSION_KINDS = ("dot", "eltwise", "reduce")
 
 
-def cpu_flags() -> frozenset[str]:
-  """The x86 feature flags of this machine's CPU (empty elsewhere)."""
+def cpu_info(field: str) -> Optional[str]:
+  """A field of the first CPU in /proc/cpuinfo ("model name", "flags"), or
+  None where there is no such file or field."""
   try:
     with open("/proc/cpuinfo") as f:
       for line in f:
-        if line.startswith("flags"):
-          return frozenset(line.split(":", 1)[1].split())
+        name, _, value = line.partition(":")
+        if name.strip() == field:
+          return value.strip()
   except OSError:
     pass
-  return frozenset()
+  return None
+
+
+def cpu_flags() -> frozenset[str]:
+  """The x86 feature flags of this machine's CPU (empty elsewhere)."""
+  return frozenset((cpu_info("flags") or "").split())
 
 
 def auto_cpu_ynn_fusions(flags: Optional[frozenset[str]] = None) -> str:

@@ -6,8 +6,14 @@ import os
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from configs import imagenet_saccader
+
+
+def count_variables(tree) -> int:
+  """Scalars in a tree of arrays or shapes."""
+  return sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(tree))
 
 
 def narrow_model_config(num_classes: int = 10) -> ml_collections.ConfigDict:

@@ -10,6 +10,7 @@ from configs import imagenet_saccader
 from saccader_jax import models
 from saccader_jax import train
 from saccader_jax.models import saccader_classnet as classnet_lib
+from tests.helpers import count_variables as count
 from tests.helpers import tiny_train_config
 from tests.helpers import with_unit_bn_scales
 
@@ -134,9 +135,6 @@ def test_imagenet_classnet_is_the_saccader_and_the_classifier_on_331_px():
   dataset = models.dataset_for(config, "classnet")
   shapes = jax.eval_shape(lambda k: models.init_variables(model, dataset, k),
                           jax.random.key(0))
-
-  def count(tree):
-    return sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(tree))
 
   # The paper's Saccader: 35,583,913 variables with 1001 classes.
   assert count({c: shapes[c]["saccader"] for c in shapes}) == 35_583_913

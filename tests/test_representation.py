@@ -9,10 +9,7 @@ import pytest
 from configs import imagenet_saccader
 from saccader_jax import models
 from saccader_jax.models import geometry
-
-
-def count(tree):
-  return sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(tree))
+from tests.helpers import count_variables as count
 
 
 def imagenet_variable_shapes(num_classes):

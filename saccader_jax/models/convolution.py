@@ -101,14 +101,13 @@ def _pointwise_jvp(precision, primals, tangents):
   out = _channel_dot(x, kernel, precision)
   # Symbolic zeros (inputs that are not differentiated, such as a frozen
   # network's features) contribute no term.
-  out_dot = jnp.zeros_like(out)
+  terms = []
   if not isinstance(x_dot, custom_derivatives.SymbolicZero):
-    out_dot = _channel_dot(x_dot, kernel, precision)
+    terms.append(_channel_dot(x_dot, kernel, precision))
   if not isinstance(kernel_dot, custom_derivatives.SymbolicZero):
-    flat = jax.lax.dot_general(x.reshape(-1, x.shape[-1]), kernel_dot,
-                               (((1,), (0,)), ((), ())), precision=precision)
-    out_dot = out_dot + flat.reshape(out.shape).astype(out.dtype)
-  return out, out_dot
+    flat = _channel_dot(x.reshape(-1, x.shape[-1]), kernel_dot, precision)
+    terms.append(flat.reshape(out.shape).astype(out.dtype))
+  return out, sum(terms) if terms else jnp.zeros_like(out)
 
 
 _pointwise.defjvp(_pointwise_jvp, symbolic_zeros=True)
