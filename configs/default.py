@@ -57,6 +57,9 @@ def get_config() -> ml_collections.ConfigDict:
                      num_glimpses=6, num_trajectories=2,
                      plus_minus_one_rewards=False, location_l2_weight=8e-5,
                      reinforce_weight=1.0,
+                     # The location network's learning rate, as a factor on
+                     # learning_rate (the BagNet's).
+                     location_learning_rate_factor=1.0,
                      # False: the BagNet stays as stages 1-2 left it and
                      # REINFORCE trains the location network alone.
                      train_representation=True,

@@ -15,6 +15,7 @@ Prints Markdown tables:
 """
 
 import functools
+import importlib
 import os
 import time
 
@@ -47,6 +48,10 @@ flags.DEFINE_string("data_dir", "~/tensorflow_datasets",
 flags.DEFINE_string("source_dir", None,
                     "Fashion-MNIST IDX files; default: the config's.")
 flags.DEFINE_integer("dev_size", None, "Embedded dev split size override.")
+flags.DEFINE_list("embedded_configs",
+                  ["fashion_mnist_saccader", "fashion_mnist_parts_saccader"],
+                  "configs/ modules of the embedded rows; the first one's "
+                  "input pipeline is timed too.")
 
 
 def row(name, batch, seconds, flops):
@@ -218,7 +223,7 @@ def main(argv):
   del argv
   fusions = runtime.use_cpu_ynn_fusions(timing.CPU_YNN_FUSIONS.value)
   runtime.hide_accelerators_from_tensorflow()
-  from configs import fashion_mnist_saccader, imagenet_saccader  # pylint: disable=g-multiple-import
+  from configs import imagenet_saccader  # pylint: disable=g-import-not-at-top
   print(f"# Train-step benchmark ({timing.machine()}; "
         f"--cpu_ynn_fusions={timing.CPU_YNN_FUSIONS.value!r} -> {fusions!r}, "
         f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r})\n")
@@ -235,17 +240,22 @@ def main(argv):
       keras_rate = keras_bagnet_row(imagenet, FLAGS.imagenet_batch,
                                     FLAGS.repeats,
                                     stage1[1] if stage1 else None)
-  embedded_stage1 = None
-  if FLAGS.embedded:
-    embedded = fashion_mnist_saccader.get_config()
-    embedded.dataset.data_dir = FLAGS.data_dir
+  embedded_stage1 = embedded = None
+  for module in FLAGS.embedded_configs if FLAGS.embedded else ():
+    config = importlib.import_module(f"configs.{module}").get_config()
+    config.dataset.data_dir = FLAGS.data_dir
     if FLAGS.source_dir:
-      embedded.dataset.source_dir = FLAGS.source_dir
+      config.dataset.source_dir = FLAGS.source_dir
     if FLAGS.dev_size:
-      embedded.dataset.dev_size = FLAGS.dev_size
-    embedded_stage1 = saccader_rows(embedded, FLAGS.embedded_batch,
-                                    "Fashion-MNIST 64px", FLAGS.repeats,
-                                    FLAGS.stages)
+      config.dataset.dev_size = FLAGS.dev_size
+    # The default reads "Fashion-MNIST 64px"; others add their name.
+    name = module.removeprefix("fashion_mnist").removesuffix("_saccader")
+    label = (f"Fashion-MNIST{' ' + name.strip('_') if name else ''} "
+             f"{config.dataset.image_size}px")
+    stage1 = saccader_rows(config, FLAGS.embedded_batch, label,
+                           FLAGS.repeats, FLAGS.stages)
+    if embedded is None:
+      embedded, embedded_stage1 = config, stage1
   if FLAGS.resnet:
     resnet_flops = flax_resnet50_row(FLAGS.resnet_batch, FLAGS.repeats)
     if FLAGS.keras:

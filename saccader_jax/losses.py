@@ -73,6 +73,15 @@ def location_log_probs(location_logits: jnp.ndarray,
   return jnp.take_along_axis(log_probs, locations[..., None], axis=-1)[..., 0]
 
 
+def location_entropy(location_logits: jnp.ndarray) -> jnp.ndarray:
+  """Entropy (nats) of the policy at each step: [..., T, L] -> [..., T].
+
+  Visited locations, masked at -1e5, have probability exactly 0 and add 0.
+  """
+  log_probs = jax.nn.log_softmax(location_logits, axis=-1)
+  return -jnp.sum(jnp.exp(log_probs) * log_probs, axis=-1)
+
+
 def location_pretraining_loss(location_logits: jnp.ndarray,
                               targets: jnp.ndarray,
                               average_over_steps: bool = False) -> jnp.ndarray:

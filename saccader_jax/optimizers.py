@@ -9,7 +9,7 @@ them; nothing else changes.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import jax
 import ml_collections
@@ -114,9 +114,28 @@ def create_learning_rate_schedule(config: ml_collections.ConfigDict,
   return SCHEDULES[config.name](config, base_lr, total_steps)
 
 
+def scale_by_tree(scales: Callable[[Any], Any]
+                  ) -> optax.GradientTransformation:
+  """Multiplies each update by its entry of scales(params), a tree of
+  floats like the parameters (e.g. a learning-rate factor per part)."""
+
+  def init(params):
+    del params
+    return optax.EmptyState()
+
+  def update(updates, state, params=None):
+    factors = scales(params)
+    return jax.tree_util.tree_map(lambda u, f: u * f, updates,
+                                  factors), state
+
+  return optax.GradientTransformation(init, update)
+
+
 def create_optimizer(config: ml_collections.ConfigDict,
                      learning_rate: optax.ScalarOrSchedule,
-                     trainable: Any = None) -> optax.GradientTransformation:
+                     trainable: Any = None,
+                     rate_factors: Optional[Callable[[Any], Any]] = None
+                     ) -> optax.GradientTransformation:
   """The optimizer named by config.name.
 
   Args:
@@ -127,6 +146,10 @@ def create_optimizer(config: ml_collections.ConfigDict,
     trainable: optional tree of bools matching the parameters (or a function
       of the parameters returning one); False entries get no update at all,
       not even weight decay.
+    rate_factors: optional function of the parameters returning a tree of
+      floats like them: each update is multiplied by its factor (a
+      learning rate of its own per part, for the optimizers here, whose
+      updates scale with the rate). Adds an empty state to the chain.
 
   Returns:
     An optax GradientTransformation.
@@ -137,6 +160,8 @@ def create_optimizer(config: ml_collections.ConfigDict,
   tx = OPTIMIZERS[config.name](config, learning_rate)
   if config.get("grad_clip_norm"):
     tx = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), tx)
+  if rate_factors is not None:
+    tx = optax.chain(tx, scale_by_tree(rate_factors))
   if trainable is None:
     return tx
 

@@ -151,9 +151,14 @@ def stage_optimizer(config: ml_collections.ConfigDict, name: str,
   schedule = optimizers.create_learning_rate_schedule(
       config.schedule, config.stages[name].learning_rate, total_steps)
   stage = objectives.get_stage(name)
+  stage_config = config.stages[name]
+  rate_factors = None
+  if stage.has_rate_factors(stage_config):
+    rate_factors = lambda params: stage.rate_factors(params, stage_config)
   tx = optimizers.create_optimizer(
       stage_optimizer_config(config, name), schedule,
-      lambda params: stage.trainable_mask(params, config.stages[name]))
+      lambda params: stage.trainable_mask(params, stage_config),
+      rate_factors)
   return tx, schedule
 
 
@@ -188,6 +193,18 @@ def create_stage(config: ml_collections.ConfigDict, name: str, model,
   loss_fn = objectives.get_stage(name).loss(model, config.stages[name])
   return StageSetup(state, make_train_step(loss_fn, schedule, skip_nonfinite),
                     loss_fn, tx, schedule)
+
+
+def relative_change(before: Any, after: Any) -> dict[str, float]:
+  """||after - before|| / ||before|| of each top-level parameter subtree
+  (e.g. how far a stage moved the representation and the location network
+  from where it started)."""
+  changes = jax.jit(lambda b, a: {
+      part: optax.tree.norm(jax.tree_util.tree_map(jnp.subtract, a[part],
+                                                   b[part]))
+      / jnp.maximum(optax.tree.norm(b[part]), 1e-12) for part in b})(
+          before, after)
+  return {part: float(v) for part, v in jax.device_get(changes).items()}
 
 
 def model_variables(state: TrainState) -> dict:
@@ -528,6 +545,13 @@ class Trainer:
                 "process_count": jax.process_count()})
       if last and stage.reference:
         self.reference_variables[name] = model_variables(state)
+      if last and previous is not None:
+        changes = relative_change(previous["params"], state.params)
+        logging.info("Stage %s: parameters moved, relative to where the "
+                     "stage started: %s.", name, ", ".join(
+                         f"{k} {v:.2e}" for k, v in changes.items()))
+        self.writer.write_scalars(step, {
+            f"{name}/relative_change/{k}": v for k, v in changes.items()})
       if ((last and config.get("eval_at_stage_end", True))
           or (config.eval_every_steps
               and step % config.eval_every_steps == 0)):

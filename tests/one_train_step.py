@@ -23,6 +23,8 @@ flags.DEFINE_string("out", None, "Where process 0 writes its .npz.")
 flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
 flags.DEFINE_integer("num_processes", 1, "Processes in the job.")
 flags.DEFINE_integer("process_id", 0, "This process's index.")
+flags.DEFINE_string("cpu_ynn_fusions", "",
+                    "YNNPACK fusions (saccader_jax.runtime), applied first.")
 FLAGS = flags.FLAGS
 
 GLOBAL_BATCH = 16
@@ -30,6 +32,8 @@ GLOBAL_BATCH = 16
 
 def main(argv):
   del argv
+  from saccader_jax import runtime  # pylint: disable=g-import-not-at-top
+  fusions = runtime.use_cpu_ynn_fusions(FLAGS.cpu_ynn_fusions)
   if FLAGS.num_processes > 1:
     jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
                                FLAGS.process_id)
@@ -71,7 +75,8 @@ def main(argv):
       key = "/".join(str(getattr(k, "key", k)) for k in path)
       results[f"{name}/{key}"] = fetch(leaf)
   if jax.process_index() == 0:
-    np.savez(FLAGS.out, devices=jax.device_count(), **results)
+    np.savez(FLAGS.out, devices=jax.device_count(), cpu_ynn_fusions=fusions,
+             **results)
 
 
 if __name__ == "__main__":

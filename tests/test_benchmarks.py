@@ -38,6 +38,7 @@ def test_benchmark_train_prints_its_tables(tmp_path):
             f"--source_dir={source}", "--dev_size=40")
   for stage in ("representation", "location", "policy"):
     assert f"Fashion-MNIST 64px: stage {stage}" in out
+    assert f"Fashion-MNIST parts 64px: stage {stage}" in out
   assert "Flax ResNet-50" in out and "headroom" in out
 
 

@@ -102,3 +102,50 @@ def test_step_schedule_decays_at_fractions():
                                  "decay_factor": 0.1}), 1.0, 100)
   np.testing.assert_allclose([schedule(s) for s in (0, 49, 50, 79, 80, 99)],
                              [1, 1, 0.1, 0.1, 0.01, 0.01], rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["sgd_nesterov", "adam"])
+def test_a_part_with_a_rate_factor_moves_that_much_further(name):
+  factors = lambda params: {"conv": jax.tree_util.tree_map(
+      lambda _: 10.0, params["conv"]), "head": {"kernel": 1.0}}
+  plain = optimizers.create_optimizer(optimizer_config(name=name), 0.1,
+                                      {"conv": True, "head": True})
+  scaled = optimizers.create_optimizer(optimizer_config(name=name), 0.1,
+                                       {"conv": True, "head": True}, factors)
+  p_plain = p_scaled = PARAMS
+  s_plain, s_scaled = plain.init(PARAMS), scaled.init(PARAMS)
+  for _ in range(3):
+    u_plain, s_plain = plain.update(GRADS, s_plain, p_plain)
+    u_scaled, s_scaled = scaled.update(GRADS, s_scaled, p_scaled)
+    np.testing.assert_allclose(u_scaled["conv"]["kernel"],
+                               10 * u_plain["conv"]["kernel"], rtol=1e-6)
+    np.testing.assert_allclose(u_scaled["head"]["kernel"],
+                               u_plain["head"]["kernel"], rtol=1e-6)
+    p_plain = optax.apply_updates(p_plain, u_plain)
+    p_scaled = optax.apply_updates(p_scaled, u_scaled)
+
+
+def test_stage_3_location_rate_factor_applies_to_the_location_network_only():
+  from configs import fashion_mnist_saccader  # pylint: disable=g-import-not-at-top
+  from saccader_jax import objectives  # pylint: disable=g-import-not-at-top
+  from saccader_jax import train  # pylint: disable=g-import-not-at-top
+  config = fashion_mnist_saccader.get_config()
+  config.schedule.name = "constant"     # no warm-up: step 0 updates
+  params = {"representation": {"kernel": jnp.ones(3)},
+            "attention": {"kernel": jnp.ones(3)}, "cell": {"a": jnp.ones(3)}}
+  grads = jax.tree_util.tree_map(jnp.ones_like, params)
+  stage = objectives.get_stage("policy")
+  # At the default factor 1 the optimizer state is as without factors.
+  assert not stage.has_rate_factors(config.stages.policy)
+  base, _ = train.stage_optimizer(config, "policy", 100)
+  config.stages.policy.location_learning_rate_factor = 30.0
+  scaled, _ = train.stage_optimizer(config, "policy", 100)
+  u_base, _ = base.update(grads, base.init(params), params)
+  u_scaled, _ = scaled.update(grads, scaled.init(params), params)
+  for part in ("attention", "cell"):
+    np.testing.assert_allclose(jax.tree_util.tree_leaves(u_scaled[part]),
+                               30 * np.asarray(jax.tree_util.tree_leaves(
+                                   u_base[part])), rtol=1e-6)
+  np.testing.assert_allclose(u_scaled["representation"]["kernel"],
+                             u_base["representation"]["kernel"], rtol=1e-6)
+  assert np.all(np.asarray(u_base["representation"]["kernel"]) < 0)

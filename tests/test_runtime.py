@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from saccader_jax import runtime
@@ -25,17 +26,67 @@ def test_cpu_ynn_fusions_flag(monkeypatch):
     runtime.use_cpu_ynn_fusions("dot,conv")
 
 
-def test_auto_fusions_follow_the_cpu_features(monkeypatch):
-  assert runtime.auto_cpu_ynn_fusions(frozenset({"avx2", "avx512f"})) == (
-      "dot,reduce")
-  assert runtime.auto_cpu_ynn_fusions(frozenset({"avx2", "fma"})) == ""
+def test_auto_fusions_follow_the_measured_cpu_classes():
+  classes = {"avx512_amx": {"avx2", "fma", "avx512f", "amx_tile"},
+             "avx512": {"avx2", "fma", "avx512f"},
+             "avx2": {"avx2", "fma"}, "other": {"sse4_2"}}
+  for name, flags in classes.items():
+    assert runtime.cpu_class(frozenset(flags)) == name
+  # "dot,reduce" measured fastest on every x86 class (runtime.AUTO_CHOICES);
+  # CPUs without AVX2 (and non-x86 ones, which have no x86 flags) keep
+  # XLA's own kernels.
+  for flags in classes["avx512_amx"], classes["avx512"], classes["avx2"]:
+    assert runtime.auto_cpu_ynn_fusions(frozenset(flags)) == "dot,reduce"
+  assert runtime.auto_cpu_ynn_fusions(frozenset({"sse4_2"})) == ""
   assert runtime.auto_cpu_ynn_fusions(frozenset()) == ""
-  monkeypatch.setenv("XLA_FLAGS", "")
-  chosen = runtime.use_cpu_ynn_fusions("auto")
-  assert chosen == runtime.auto_cpu_ynn_fusions()
-  assert os.environ["XLA_FLAGS"] == (
-      f"--xla_cpu_experimental_ynn_fusion_type={chosen}" if chosen else "")
   assert not runtime.unknown_ynn_fusion_kinds("auto")
+  for choice in runtime.AUTO_CHOICES.values():
+    assert not runtime.unknown_ynn_fusion_kinds(choice)
+
+
+def test_auto_falls_back_to_xla_kernels_when_the_probe_fails(
+    monkeypatch, tmp_path, caplog):
+  monkeypatch.setenv(runtime.PROBE_CACHE_ENV, str(tmp_path))
+  monkeypatch.setattr(runtime, "auto_cpu_ynn_fusions", lambda: "dot,reduce")
+  # A probe whose process aborts, as an XLA that does not know the flag does.
+  monkeypatch.setattr(runtime, "_PROBE",
+                      "import os, sys; sys.stderr.write('Unknown flag in "
+                      "XLA_FLAGS\\n'); os.abort()")
+  monkeypatch.setenv("XLA_FLAGS", "")
+  with caplog.at_level("WARNING"):
+    assert runtime.use_cpu_ynn_fusions("auto") == ""
+  assert os.environ["XLA_FLAGS"] == ""
+  assert "Unknown flag in XLA_FLAGS" in caplog.text
+  assert "using XLA's own CPU kernels" in caplog.text
+  # The verdict is cached per machine: no second probe.
+  monkeypatch.setattr(runtime, "_PROBE", "raise SystemExit(3)")
+  cached = runtime.probe_ynn_fusions("dot,reduce")
+  assert "Unknown flag in XLA_FLAGS" in cached
+  # A setting asked for by name is not probed: the user gets what they set.
+  assert runtime.use_cpu_ynn_fusions("dot") == "dot"
+
+
+def test_auto_resolves_to_an_accepted_setting_that_trains(tmp_path):
+  """On the machine the suite runs on: "auto" resolves (probe included) to
+  known kinds, and one step of every stage trains with a finite loss that
+  equals XLA's own kernels' up to float32 reordering."""
+  out = {}
+  for fusions in ("auto", ""):
+    path = tmp_path / f"{fusions or 'none'}.npz"
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env[runtime.PROBE_CACHE_ENV] = str(tmp_path / "cache")
+    subprocess.run([sys.executable, "-m", "tests.one_train_step",
+                    f"--out={path}", f"--cpu_ynn_fusions={fusions}"],
+                   env=env, check=True, timeout=600)
+    out[fusions] = np.load(path)
+  resolved = str(out["auto"]["cpu_ynn_fusions"])
+  assert resolved in ("", runtime.auto_cpu_ynn_fusions())
+  assert not runtime.unknown_ynn_fusion_kinds(resolved)
+  for stage in ("representation", "location", "policy"):
+    loss = float(out["auto"][f"{stage}/loss"])
+    assert np.isfinite(loss)
+    np.testing.assert_allclose(loss, float(out[""][f"{stage}/loss"]),
+                               rtol=1e-4)
 
 
 def _allocator_after_reexec(env):

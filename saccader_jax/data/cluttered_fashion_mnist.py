@@ -1,9 +1,10 @@
 """Cluttered, translated Fashion-MNIST as a TFDS dataset.
 
 The classic hard-attention setting (Mnih et al., 2014; Ba et al., 2014), with
-Fashion-MNIST items: each 28x28 item is placed at a random position on a
-larger black canvas strewn with fragments cut from other items. Only a small
-part of the canvas tells the class, so where the model looks matters.
+Fashion-MNIST items: each 28x28 item (or the item upscaled, `item_size`) is
+placed at a random position on a larger black canvas strewn with fragments
+cut from other items. Only a small part of the canvas tells the class, so
+where the model looks matters.
 
 Everything is a deterministic function of the Fashion-MNIST IDX files and a
 seed. The files are read from a directory (Debian: `apt-get install
@@ -76,32 +77,47 @@ def find_source_files(
   return None
 
 
+def upscale_items(items: np.ndarray, item_size: int) -> np.ndarray:
+  """[N, 28, 28] uint8 items -> [N, item_size, item_size] uint8, bilinear
+  (half-pixel centres), rounded; item_size == 28 returns the items."""
+  if item_size == items.shape[1]:
+    return items
+  if item_size < items.shape[1]:
+    raise ValueError(f"item_size must be at least {items.shape[1]}; "
+                     f"got {item_size}.")
+  resized = tf.image.resize(tf.constant(items[..., None], tf.float32),
+                            [item_size, item_size], method="bilinear")
+  return np.clip(np.round(resized.numpy()[..., 0]), 0, 255).astype(np.uint8)
+
+
 def clutter_canvases(items: np.ndarray, seed: int, canvas_size: int,
                      num_clutter: int, clutter_size: int
                      ) -> tuple[np.ndarray, np.ndarray]:
   """Places each item on a cluttered canvas.
 
   Args:
-    items: [N, 28, 28] uint8 items.
+    items: [N, s, s] uint8 items (s = 28, or larger once upscaled).
     seed: the canvases are a function of (items, seed, sizes) only.
-    canvas_size: side of the square canvas (> 28).
+    canvas_size: side of the square canvas (> s).
     num_clutter: fragments per canvas, each cut from another random item.
-    clutter_size: side of each square fragment (<= 28).
+    clutter_size: side of each square fragment (<= s).
 
   Returns:
     canvases [N, canvas_size, canvas_size] uint8, and the items' top-left
     corners [N, 2] int32 (row, col).
   """
-  if not ITEM_SIZE < canvas_size:
-    raise ValueError(f"canvas_size must exceed {ITEM_SIZE}; got {canvas_size}.")
-  if not 0 < clutter_size <= ITEM_SIZE:
-    raise ValueError(f"clutter_size must be in [1, {ITEM_SIZE}]; "
+  item_size = items.shape[1]
+  if not item_size < canvas_size:
+    raise ValueError(f"canvas_size must exceed the item size {item_size}; "
+                     f"got {canvas_size}.")
+  if not 0 < clutter_size <= item_size:
+    raise ValueError(f"clutter_size must be in [1, {item_size}]; "
                      f"got {clutter_size}.")
   rng = np.random.default_rng(seed)
   n = len(items)
-  positions = rng.integers(0, canvas_size - ITEM_SIZE + 1, size=(n, 2))
+  positions = rng.integers(0, canvas_size - item_size + 1, size=(n, 2))
   sources = rng.integers(0, n, size=(n, num_clutter))
-  crops = rng.integers(0, ITEM_SIZE - clutter_size + 1, size=(n, num_clutter, 2))
+  crops = rng.integers(0, item_size - clutter_size + 1, size=(n, num_clutter, 2))
   places = rng.integers(0, canvas_size - clutter_size + 1,
                         size=(n, num_clutter, 2))
   canvases = np.zeros((n, canvas_size, canvas_size), np.uint8)
@@ -114,29 +130,33 @@ def clutter_canvases(items: np.ndarray, seed: int, canvas_size: int,
       region = canvas[py:py + clutter_size, px:px + clutter_size]
       np.maximum(region, fragment, out=region)
     y, x = positions[i]
-    region = canvas[y:y + ITEM_SIZE, x:x + ITEM_SIZE]
+    region = canvas[y:y + item_size, x:x + item_size]
     np.maximum(region, items[i], out=region)
   return canvases, positions.astype(np.int32)
 
 
 @dataclasses.dataclass
 class ClutteredConfig(tfds.core.BuilderConfig):
-  """Canvas and clutter settings; the name encodes them all."""
+  """Canvas, item and clutter settings; the name encodes them all."""
   canvas_size: int = 64
   num_clutter: int = 6
   clutter_size: int = 9
   dev_size: int = 5000
   seed: int = 0
+  item_size: int = ITEM_SIZE
 
 
 def make_builder_config(canvas_size: int = 64, num_clutter: int = 6,
                         clutter_size: int = 9, dev_size: int = 5000,
-                        seed: int = 0) -> ClutteredConfig:
-  name = (f"canvas{canvas_size}_clutter{num_clutter}x{clutter_size}_"
+                        seed: int = 0,
+                        item_size: int = ITEM_SIZE) -> ClutteredConfig:
+  # Items at their own 28 px keep the name (and the data) they always had.
+  item = "" if item_size == ITEM_SIZE else f"item{item_size}_"
+  name = (f"canvas{canvas_size}_{item}clutter{num_clutter}x{clutter_size}_"
           f"dev{dev_size}_seed{seed}")
   return ClutteredConfig(name=name, canvas_size=canvas_size,
                          num_clutter=num_clutter, clutter_size=clutter_size,
-                         dev_size=dev_size, seed=seed)
+                         dev_size=dev_size, seed=seed, item_size=item_size)
 
 
 class ClutteredFashionMnist(tfds.core.GeneratorBasedBuilder):
@@ -149,12 +169,17 @@ class ClutteredFashionMnist(tfds.core.GeneratorBasedBuilder):
   VERSION = tfds.core.Version("1.1.0")
   RELEASE_NOTES = {
       "1.0.0": "TFRecord files.",
-      "1.1.0": "array_record files, for reading examples by index.",
+      "1.1.0": "array_record files, for reading examples by index; "
+               "item_size (upscaled items) in the config.",
   }
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
       "Optional: a directory holding the four Fashion-MNIST IDX files "
       f"{sorted(FILES.values())}; {DEBIAN_DIR} is searched too.")
-  BUILDER_CONFIGS = [make_builder_config()]
+  BUILDER_CONFIGS = [
+      make_builder_config(),
+      # configs/fashion_mnist_parts_saccader.py: items larger than a glimpse.
+      make_builder_config(item_size=44, clutter_size=14),
+  ]
 
   def _info(self) -> tfds.core.DatasetInfo:
     size = self.builder_config.canvas_size
@@ -208,6 +233,7 @@ class ClutteredFashionMnist(tfds.core.GeneratorBasedBuilder):
 
   def _generate_examples(self, items, labels, seed):
     cfg = self.builder_config
+    items = upscale_items(items, cfg.item_size)
     canvases, positions = clutter_canvases(items, seed, cfg.canvas_size,
                                            cfg.num_clutter, cfg.clutter_size)
     for i, (canvas, label, position) in enumerate(
@@ -248,7 +274,7 @@ def build_from_config(config) -> tfds.core.DatasetBuilder:
                canvas_size=canvas_size(config),
                num_clutter=config.num_clutter,
                clutter_size=config.clutter_size, dev_size=config.dev_size,
-               seed=config.seed)
+               seed=config.seed, item_size=config.get("item_size", ITEM_SIZE))
 
 
 def preprocess(example, config, train):

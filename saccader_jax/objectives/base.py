@@ -47,6 +47,11 @@ class Stage:
     reference: if set, the stage's network read out on whole images is a
       reference classifier under this label (its accuracy is reported beside
       the policies', and evaluators may use it).
+    rate_factor: optional (top-level parameter subtree name, config) -> the
+      factor on the stage's learning rate for that subtree (default 1);
+      rate_factor_fields: the config fields it reads. Factors apply only
+      when one of those fields is not 1 (otherwise the optimizer, and so its
+      checkpointed state, is as without factors).
     init_from: for a model made of other fields' models: top-level
       parameter subtree -> the config field whose last trained variables
       initialise it (when no earlier stage trained this stage's field).
@@ -59,6 +64,9 @@ class Stage:
   model_field: str = "model"
   reference: Optional[str] = None
   init_from: dict[str, str] = dataclasses.field(default_factory=dict)
+  rate_factor: Optional[Callable[[str, ml_collections.ConfigDict],
+                                 float]] = None
+  rate_factor_fields: tuple[str, ...] = ()
   choices: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
   glimpse_fields: tuple[str, ...] = ()
   positive_integer_fields: tuple[str, ...] = ()
@@ -69,4 +77,15 @@ class Stage:
     """A tree of bools like params: True where this stage trains."""
     return {part: jax.tree_util.tree_map(
         lambda _, t=self.trains(part, config): t, subtree)
+            for part, subtree in params.items()}
+
+  def has_rate_factors(self, config: ml_collections.ConfigDict) -> bool:
+    return self.rate_factor is not None and any(
+        config.get(field, 1.0) != 1.0 for field in self.rate_factor_fields)
+
+  def rate_factors(self, params: Any,
+                   config: ml_collections.ConfigDict) -> Any:
+    """A tree of floats like params: each part's learning-rate factor."""
+    return {part: jax.tree_util.tree_map(
+        lambda _, f=float(self.rate_factor(part, config)): f, subtree)
             for part, subtree in params.items()}

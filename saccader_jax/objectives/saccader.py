@@ -154,7 +154,12 @@ def policy_loss(model: Saccader, config: ml_collections.ConfigDict) -> LossFn:
     return loss, (batch_stats, {
         "loss": loss, "reinforce": reinforce, "cross_entropy": cross_entropy,
         "l2": l2, "accuracy": _accuracy(out.logits[0], labels),
-        "reward": jnp.mean(rewards)})
+        "reward": jnp.mean(rewards),
+        # How decided the sampling policy is: at the first glimpse, and over
+        # all T (nats; log L for a uniform policy over L locations).
+        "entropy_first": jnp.mean(
+            losses.location_entropy(out.location_logits[..., 0, :])),
+        "entropy": jnp.mean(losses.location_entropy(out.location_logits))})
 
   return loss_fn
 
@@ -173,6 +178,13 @@ def _policy_trains(part: str, config) -> bool:
   return part != REPRESENTATION or config.get("train_representation", True)
 
 
+def _policy_rate_factor(part: str, config) -> float:
+  """The location network may learn at a rate of its own in stage 3: its
+  REINFORCE gradient is far smaller than the BagNet's cross entropy's."""
+  return 1.0 if part == REPRESENTATION else config.get(
+      "location_learning_rate_factor", 1.0)
+
+
 STAGES: dict[str, Stage] = {
     "representation": Stage(representation_loss, _trains_representation,
                             reference="BagNet, all locations"),
@@ -182,8 +194,11 @@ STAGES: dict[str, Stage] = {
                                    FROZEN_REPRESENTATION_BN},
                       glimpse_fields=("num_glimpses",)),
     "policy": Stage(policy_loss, _policy_trains,
+                    rate_factor=_policy_rate_factor,
+                    rate_factor_fields=("location_learning_rate_factor",),
                     choices={"reinforce_reduction": REINFORCE_REDUCTIONS},
                     glimpse_fields=("num_glimpses",),
                     positive_integer_fields=("num_trajectories",),
-                    weight_fields=("reinforce_weight", "location_l2_weight")),
+                    weight_fields=("reinforce_weight", "location_l2_weight",
+                                   "location_learning_rate_factor")),
 }
