@@ -6,7 +6,8 @@ For each seed, trains what DIR/seed_<s> lacks (Saccader's three stages, the
 full-image classifier, DRAM, and the Saccader + high-resolution classifier;
 checkpoints are reused), then evaluates on the test split the learned
 policy (after stage 3; with --with_stage2 also after stage 2, as
-"saccader_stage2"), the four baselines of section 4.1 (ordered logits,
+"saccader_stage2", and the final model with the stage-2 location network put
+back, as "saccader_swap"), the four baselines of section 4.1 (ordered logits,
 Sobel mean, Sobel variance, random; they read the stage-1 BagNet), DRAM
 (section 4.1's recurrent baseline), and Saccader + classifier (section 4.3)
 with the classifier's crops from the 2x canvas ("saccader_classnet_2x") and
@@ -54,11 +55,14 @@ flags.DEFINE_enum("baseline_bagnet", "representation",
                   "representation network.")
 flags.DEFINE_bool("with_stage2", False,
                   "Also evaluate the policy after location pretraining "
-                  "(saccader_stage2): what stage 3 adds (~1 min per seed).")
+                  "(saccader_stage2) and the final model with the stage-2 "
+                  "location network (saccader_swap): what stage 3 adds "
+                  "(~2 min per seed).")
 flags.DEFINE_string("occlusion_fill", "mean",
                     "What occluded pixels become: 'mean' (0 after "
-                    "normalisation, the paper's) or a value in preprocessed "
-                    "units (the embedded data's black background: -0.389).")
+                    "normalisation, the paper's), 'background' (a black "
+                    "pixel: -mean / std of a one-channel data set) or a "
+                    "value in preprocessed units.")
 flags.DEFINE_bool("dram", True, "Train and evaluate DRAM (config.dram).")
 flags.DEFINE_bool("classnet", True,
                   "Train and evaluate Saccader + high-resolution classifier "
@@ -74,16 +78,27 @@ flags.mark_flag_as_required("workdir")
 
 BASELINES = ("ordered_logits", "sobel_mean", "sobel_variance", "random")
 CLASSNETS = ("saccader_classnet_1x", "saccader_classnet_2x")
-POLICY_NAMES = ("saccader", "saccader_stage2") + BASELINES + ("dram",
-                                                              ) + CLASSNETS
+POLICY_NAMES = ("saccader", "saccader_stage2", "saccader_swap") + BASELINES + (
+    "dram",) + CLASSNETS
 TABLE_GLIMPSES = (1, 2, 3, 6, 12)
 COLUMNS = ("top1", "top5", "coverage", "occluded_top1", "occluded_top5")
 STYLES = {"saccader": ("C3", "o"), "saccader_stage2": ("C1", "D"),
+          "saccader_swap": ("C9", "d"),
           "ordered_logits": ("C0", "s"),
           "sobel_mean": ("C2", "^"), "sobel_variance": ("C4", "v"),
           "random": ("C7", "x"), "dram": ("C5", "P"),
           "saccader_classnet_1x": ("C6", "*"),
           "saccader_classnet_2x": ("C8", "h")}
+
+
+def occlusion_fill(dataset, fill: str) -> str:
+  """--occlusion_fill as config.evals.occlusion.fill reads it."""
+  if fill != "background":
+    return fill
+  if len(dataset.mean) != 1:
+    raise app.UsageError("--occlusion_fill=background needs a one-channel "
+                         "data set; give a value instead.")
+  return f"{-dataset.mean[0] / dataset.std[0]:.4f}"
 
 
 def experiment_config(base, seed: int, smoke: bool):
@@ -98,7 +113,8 @@ def experiment_config(base, seed: int, smoke: bool):
   config.run_stages = tuple(config.run_stages) + tuple(
       s for s in extra if s not in config.run_stages)
   config.evals.occlusion = {"classifier": "classifier",
-                            "fill": FLAGS.occlusion_fill}
+                            "fill": occlusion_fill(config.dataset,
+                                                   FLAGS.occlusion_fill)}
   # The test split is evaluated here; the trainer's dev evaluations after
   # each stage would add minutes per seed.
   config.eval_at_stage_end = False
@@ -150,6 +166,7 @@ def evaluate_seed(config, workdir: epath.Path, seed: int, max_examples,
   progress(f"seed {seed}: trained", units=0.65)
   split = config.dataset.test_split
   from saccader_jax import objectives  # pylint: disable=g-import-not-at-top
+  from saccader_jax.objectives import saccader as saccader_objectives  # pylint: disable=g-import-not-at-top
   field = "model"   # the Saccader (DRAM and classnet have their own)
   final = [n for n in config.run_stages
            if objectives.get_stage(n).model_field == field][-1]
@@ -161,6 +178,12 @@ def evaluate_seed(config, workdir: epath.Path, seed: int, max_examples,
     # What stage 3 adds: the same policy after location pretraining.
     candidates["saccader_stage2"] = (trainer.learned_policy(field),
                                      stages["location"], None)
+    # The swap test: the final model with the stage-2 location network put
+    # back; its gap to "saccader" is what stage 3 did to the policy.
+    candidates["saccader_swap"] = (
+        trainer.learned_policy(field),
+        saccader_objectives.with_location_network(stages[final],
+                                                  stages["location"]), None)
   candidates = {name: (trainer,) + c for name, c in candidates.items()}
   for name in BASELINES:
     key = jax.random.key(seed) if name == "random" else None

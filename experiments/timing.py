@@ -21,6 +21,9 @@ def machine() -> str:
   if device.platform != "cpu":
     return f"{device.device_kind}, host allocator {runtime.loaded_allocator()}"
   model = runtime.cpu_info("model name") or "unknown CPU"
+  number = runtime.cpu_info("model")
+  if number:   # vendors' names are often generic in VMs; the number is not
+    model = f"{model} (cpuinfo model {number})"
   flags = runtime.cpu_flags()
   isa = ("AMX" if "amx_tile" in flags else
          "AVX-512" if "avx512f" in flags else

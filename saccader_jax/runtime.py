@@ -57,8 +57,9 @@ def cpu_class(flags: Optional[frozenset[str]] = None) -> str:
 # process per setting:
 #
 #   class (CPU measured)                      ""      dot,reduce  dot,eltwise,reduce
-#   avx512_amx (Xeon model 143 / 167)        5,707    4,215        -
-#   avx512     (Xeon model 207, AMX hidden)  8,854    5,6xx        see README
+#   avx512_amx (Sapphire Rapids-class Xeon)  6,027    3,841        3,891
+#   avx512_amx (Xeon, cpuinfo model 167)     5,707    4,215        -
+#   avx512     (Xeon model 207, AMX hidden)  8,854    5,748        7,424
 #   avx2       (AMD EPYC, no AVX-512)       14,251    9,065       10,086
 #
 # "dot,reduce" is fastest on every class measured; "dot,eltwise,reduce"

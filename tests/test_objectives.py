@@ -107,3 +107,16 @@ def test_code_reading_matches_numpy(narrow_model, narrow_variables):
       assert np.all(location_logits[b, t, sampled[b, :t]] < -1e4)
       unvisited = np.setdiff1d(np.arange(height * width), sampled[b, :t])
       assert np.all(location_logits[b, t, unvisited] > -1e4)
+
+
+def test_with_location_network_swaps_all_but_the_representation():
+  from saccader_jax.objectives import saccader as saccader_objectives  # pylint: disable=g-import-not-at-top
+  def model(value):
+    return {c: {p: {"w": jnp.full((2,), value)}
+                for p in ("representation", "attention", "mixing", "cell")}
+            for c in ("params", "batch_stats")}
+  swapped = saccader_objectives.with_location_network(model(3.0), model(2.0))
+  for collection in ("params", "batch_stats"):
+    assert float(swapped[collection]["representation"]["w"][0]) == 3.0
+    for part in ("attention", "mixing", "cell"):
+      assert float(swapped[collection][part]["w"][0]) == 2.0

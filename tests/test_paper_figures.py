@@ -31,10 +31,11 @@ def test_paper_figures_smoke(tmp_path):
   with open(workdir / "accuracy_vs_glimpses.csv") as f:
     rows = list(csv.DictReader(f))
   policies = {r["policy"] for r in rows}
-  assert policies == {"saccader", "saccader_stage2", "ordered_logits",
+  assert policies == {"saccader", "saccader_stage2", "saccader_swap",
+                      "ordered_logits",
                       "sobel_mean", "sobel_variance", "random", "dram",
                       "saccader_classnet_1x", "saccader_classnet_2x"}
-  assert len(rows) == 9 * 12
+  assert len(rows) == 10 * 12
   for name in policies:
     mine = [r for r in rows if r["policy"] == name]
     assert [int(r["glimpses"]) for r in mine] == list(range(1, 13))

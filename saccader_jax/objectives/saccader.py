@@ -32,6 +32,18 @@ def location_params(params: Any) -> Any:
   return {k: v for k, v in params.items() if k != REPRESENTATION}
 
 
+def with_location_network(variables: dict, location_variables: dict) -> dict:
+  """A Saccader's {"params", "batch_stats"} with every part but the
+  representation network taken from location_variables (e.g. the stage-3
+  model with the stage-2 location network put back: what stage 3's BagNet
+  alone changed)."""
+  return {collection: {
+      part: (tree if part == REPRESENTATION
+             else location_variables[collection][part])
+      for part, tree in variables[collection].items()}
+          for collection in ("params", "batch_stats")}
+
+
 def representation_loss(model: Saccader,
                         config: ml_collections.ConfigDict) -> LossFn:
   """Stage 1, eq. 4: the BagNet alone, on the geometric mean over locations."""

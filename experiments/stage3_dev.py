@@ -1,0 +1,142 @@
+"""What stage 3 does to the policy, on the dev split: for choosing its
+settings without the test split.
+
+    python -m experiments.stage3_dev --config=configs/fashion_mnist_parts_saccader.py \
+        --base_workdir=DIR/seed_0 --workdir=/tmp/stage3/NAME \
+        [--config.stages.policy.location_learning_rate_factor=30 ...]
+
+Takes the finished stage 1 (and, unless --retrain_location, stage 2) from
+--base_workdir's checkpoints, trains the rest of config.run_stages in
+--workdir, then evaluates on the dev split, for t = 1..T_max:
+  stage2       the policy after location pretraining;
+  stage3       the policy after stage 3;
+  swap         the stage-3 model with the stage-2 location network put back
+               (what the stage-3 BagNet alone changed);
+and prints top-1 at t = 1, 2, 3, 6, 12 with stage 3's diagnostics: the
+sampled reward and the policy's entropy at the first and last logging
+interval, and each part's relative change (from the job's TensorBoard log).
+Writes DIR/stage3_dev.json.
+"""
+
+from __future__ import annotations
+
+import json
+
+from absl import app
+from absl import flags
+from etils import epath
+from ml_collections import config_flags
+
+from saccader_jax import runtime
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file(
+    "config", "configs/fashion_mnist_parts_saccader.py", "Training config.",
+    lock_config=False)
+flags.DEFINE_string("base_workdir", None,
+                    "A job whose finished stages 1 (and 2) are reused.")
+flags.DEFINE_string("workdir", None, "Where the rest trains.")
+flags.DEFINE_bool("retrain_location", False,
+                  "Train stage 2 again (its settings being compared) "
+                  "instead of reusing the base's.")
+flags.DEFINE_integer("max_examples", 0, "Dev images; 0: the whole split.")
+flags.mark_flags_as_required(["base_workdir", "workdir"])
+
+GLIMPSES = (1, 2, 3, 6, 12)
+DIAGNOSTICS = ("reward", "entropy_first", "entropy", "accuracy")
+
+
+def logged_scalars(workdir: epath.Path, prefix: str) -> dict[str, list]:
+  """{tag: [(step, value), ...]} of the job's TensorBoard scalars whose tag
+  starts with prefix."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
+  found = {}
+  for path in sorted((workdir / "tensorboard").glob("events.out.tfevents.*")):
+    events = event_accumulator.EventAccumulator(
+        str(path), size_guidance={event_accumulator.TENSORS: 0})
+    events.Reload()
+    for tag in events.Tags()["tensors"]:
+      if tag.startswith(prefix):
+        found.setdefault(tag, []).extend(
+            (e.step, float(tf.make_ndarray(e.tensor_proto)))
+            for e in events.Tensors(tag))
+  return {tag: sorted(values) for tag, values in found.items()}
+
+
+def copy_stage(source: epath.Path, target: epath.Path, stage: str) -> None:
+  src = source / "checkpoints" / stage
+  dst = target / "checkpoints" / stage
+  if not src.exists():
+    raise app.UsageError(f"{src} does not exist: train stage {stage!r} in "
+                         "--base_workdir first.")
+  if not dst.exists():
+    src.copy(dst) if src.is_file() else _copy_tree(src, dst)
+
+
+def _copy_tree(src: epath.Path, dst: epath.Path) -> None:
+  dst.mkdir(parents=True, exist_ok=True)
+  for child in src.iterdir():
+    if child.is_dir():
+      _copy_tree(child, dst / child.name)
+    else:
+      child.copy(dst / child.name)
+
+
+def main(argv):
+  del argv
+  config = FLAGS.config
+  runtime.use_cpu_ynn_fusions(config.get("cpu_ynn_fusions", ""))
+  runtime.hide_accelerators_from_tensorflow()
+  runtime.quiet_library_logs()
+  from saccader_jax import train  # pylint: disable=g-import-not-at-top
+  from saccader_jax.objectives import saccader  # pylint: disable=g-import-not-at-top
+  base = epath.Path(FLAGS.base_workdir).expanduser()
+  workdir = epath.Path(FLAGS.workdir).expanduser()
+  workdir.mkdir(parents=True, exist_ok=True)
+  copy_stage(base, workdir, "representation")
+  if not FLAGS.retrain_location:
+    copy_stage(base, workdir, "location")
+  config.eval_at_stage_end = False
+  trainer = train.Trainer(config, workdir)
+  stages = trainer.train()
+  policy = trainer.learned_policy()
+  split = config.dataset.dev_split
+  candidates = {"stage2": stages["location"], "stage3": stages["policy"],
+                "swap": saccader.with_location_network(stages["policy"],
+                                                       stages["location"])}
+  results = {}
+  print(f"\n| dev top-1 (%) | {' | '.join(f't={t}' for t in GLIMPSES)} |")
+  print(f"|---|{'---:|' * len(GLIMPSES)}")
+  for name, variables in candidates.items():
+    out = trainer.evaluate_policy(policy, split, variables,
+                                  max_examples=FLAGS.max_examples or None)
+    results[name] = [float(x) for x in out["top1"]]
+    print(f"| {name} | " + " | ".join(
+        f"{100 * results[name][t - 1]:.1f}" for t in GLIMPSES) + " |",
+          flush=True)
+  logged = logged_scalars(workdir, "policy/")
+  diagnostics = {}
+  for key in DIAGNOSTICS:
+    values = logged.get(f"policy/train/{key}")
+    if values:
+      diagnostics[key] = {"first": values[0], "last": values[-1]}
+  diagnostics["relative_change"] = {
+      tag.rsplit("/", 1)[-1]: values[-1][1]
+      for tag, values in logged.items() if "/relative_change/" in tag}
+  print("\n| stage 3 | first interval | last interval |\n|---|---:|---:|")
+  for key in DIAGNOSTICS:
+    if key in diagnostics:
+      (s0, v0), (s1, v1) = diagnostics[key]["first"], diagnostics[key]["last"]
+      print(f"| {key} | {v0:.3f} (step {s0}) | {v1:.3f} (step {s1}) |")
+  print("\nrelative change over stage 3: " + ", ".join(
+      f"{k} {v:.2e}" for k, v in diagnostics["relative_change"].items()))
+  (workdir / "stage3_dev.json").write_text(json.dumps(
+      {"settings": config.stages.policy.to_dict(),
+       "location_settings": config.stages.location.to_dict(),
+       "dev_top1": results, "diagnostics": diagnostics}, indent=1))
+
+
+if __name__ == "__main__":
+  runtime.reexec_with_tcmalloc()
+  app.run(main)
