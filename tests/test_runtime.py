@@ -66,6 +66,7 @@ def test_auto_falls_back_to_xla_kernels_when_the_probe_fails(
   assert runtime.use_cpu_ynn_fusions("dot") == "dot"
 
 
+@pytest.mark.slow
 def test_auto_resolves_to_an_accepted_setting_that_trains(tmp_path):
   """On the machine the suite runs on: "auto" resolves (probe included) to
   known kinds, and one step of every stage trains with a finite loss that
