@@ -71,7 +71,7 @@ def copy_stage(source: epath.Path, target: epath.Path, stage: str) -> None:
     raise app.UsageError(f"{src} does not exist: train stage {stage!r} in "
                          "--base_workdir first.")
   if not dst.exists():
-    src.copy(dst) if src.is_file() else _copy_tree(src, dst)
+    _copy_tree(src, dst)
 
 
 def _copy_tree(src: epath.Path, dst: epath.Path) -> None:

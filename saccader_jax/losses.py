@@ -74,7 +74,8 @@ def location_log_probs(location_logits: jnp.ndarray,
 
 
 def location_entropy(location_logits: jnp.ndarray) -> jnp.ndarray:
-  """Entropy (nats) of the policy at each step: [..., T, L] -> [..., T].
+  """Entropy (nats) of policy distributions over L locations: [..., L] ->
+  [...] (e.g. [batch, T, L] -> [batch, T], one per step).
 
   Visited locations, masked at -1e5, have probability exactly 0 and add 0.
   """

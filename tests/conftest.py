@@ -63,19 +63,28 @@ def narrow_variables(narrow_model):
 
 
 @pytest.fixture(scope="session")
-def embedded_data(tmp_path_factory):
-  """(config, builder) of the embedded default on the real Fashion-MNIST
-  files, generated once per session. Skips without the files, except in CI,
-  which installs them."""
-  from configs import fashion_mnist_saccader  # pylint: disable=g-import-not-at-top
+def fashion_mnist_files():
+  """The real Fashion-MNIST IDX files ({name: path}, see
+  `cluttered_fashion_mnist.find_source_files`). Skips without them, except in
+  CI, which installs them."""
   from saccader_jax.data import cluttered_fashion_mnist as cfm  # pylint: disable=g-import-not-at-top
-  from saccader_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
-  if cfm.find_source_files(None) is None:
+  files = cfm.find_source_files(None)
+  if files is None:
     message = ("Fashion-MNIST IDX files missing: apt-get install -y "
                "dataset-fashion-mnist")
     if os.environ.get("CI"):
       pytest.fail(message)
     pytest.skip(message)
+  return files
+
+
+@pytest.fixture(scope="session")
+def embedded_data(tmp_path_factory, fashion_mnist_files):
+  """(config, builder) of the embedded default on the real Fashion-MNIST
+  files, generated once per session."""
+  del fashion_mnist_files   # skips (or fails in CI) without the files
+  from configs import fashion_mnist_saccader  # pylint: disable=g-import-not-at-top
+  from saccader_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
   config = fashion_mnist_saccader.get_config()
   config.dataset.data_dir = str(tmp_path_factory.mktemp("embedded"))
   return config, input_pipeline.get_builder(config.dataset)

@@ -63,16 +63,10 @@ def test_default_builder_config_keeps_its_name():
 
 
 @pytest.fixture(scope="module")
-def real_items_dir(tmp_path_factory):
+def real_items_dir(tmp_path_factory, fashion_mnist_files):
   """IDX files holding the first real Fashion-MNIST items (300 train, 100
   test), for the builder."""
-  files = cfm.find_source_files(None)
-  if files is None:
-    message = ("Fashion-MNIST IDX files missing: apt-get install -y "
-               "dataset-fashion-mnist")
-    if os.environ.get("CI"):
-      pytest.fail(message)
-    pytest.skip(message)
+  files = fashion_mnist_files
   directory = tmp_path_factory.mktemp("real_items")
   for key, count in (("train", 300), ("test", 100)):
     for kind in ("images", "labels"):
