@@ -72,14 +72,14 @@ def random_batch(config, batch_size):
 
 def saccader_rows(config, batch_size, label, repeats, stages):
   """Times each stage's train step; returns stage 1's (images/s, FLOPs)."""
-  from saccader_jax import models, train  # pylint: disable=g-multiple-import
+  from saccader_jax import models, steps  # pylint: disable=g-multiple-import
   model = models.create_model(config.model)
   batch = jax.tree_util.tree_map(jnp.asarray, random_batch(config, batch_size))
   stage1 = None
   variables = jax.jit(lambda k: models.init_variables(
       model, config.dataset, k))(jax.random.key(0))
   for name in stages:
-    state, step, *_ = train.create_stage(config, name, model, variables, 1000)
+    state, step, *_ = steps.create_stage(config, name, model, variables, 1000)
     step = jax.jit(step)
     compiled = step.lower(state, batch, jax.random.key(0)).compile()
     flops = compiled.cost_analysis()["flops"]

@@ -165,39 +165,39 @@ def evaluate_seed(config, workdir: epath.Path, seed: int, max_examples,
   stages = trainer.train()
   progress(f"seed {seed}: trained", units=0.65)
   split = config.dataset.test_split
-  from saccader_jax import objectives  # pylint: disable=g-import-not-at-top
   from saccader_jax.objectives import saccader as saccader_objectives  # pylint: disable=g-import-not-at-top
   field = "model"   # the Saccader (DRAM and classnet have their own)
-  final = [n for n in config.run_stages
-           if objectives.get_stage(n).model_field == field][-1]
+  final = [n for n in config.run_stages if trainer.fields[n] == field][-1]
   bagnet = stages["representation" if FLAGS.baseline_bagnet ==
                   "representation" else final]
-  candidates = {"saccader": (trainer.learned_policy(field), stages[final],
+  evaluation = trainer.evaluation
+  candidates = {"saccader": (evaluation.learned_policy(field), stages[final],
                              None)}
   if FLAGS.with_stage2 and "location" in stages:
     # What stage 3 adds: the same policy after location pretraining.
-    candidates["saccader_stage2"] = (trainer.learned_policy(field),
+    candidates["saccader_stage2"] = (evaluation.learned_policy(field),
                                      stages["location"], None)
     # The swap test: the final model with the stage-2 location network put
     # back; its gap to "saccader" is what stage 3 did to the policy.
     candidates["saccader_swap"] = (
-        trainer.learned_policy(field),
+        evaluation.learned_policy(field),
         saccader_objectives.with_location_network(stages[final],
                                                   stages["location"]), None)
-  candidates = {name: (trainer,) + c for name, c in candidates.items()}
+  candidates = {name: (evaluation,) + c for name, c in candidates.items()}
   for name in BASELINES:
     key = jax.random.key(seed) if name == "random" else None
-    candidates[name] = (trainer, policies.make_baseline_policy(
+    candidates[name] = (evaluation, policies.make_baseline_policy(
         name, config, bagnet), None, key)
   if "dram" in stages:
-    candidates["dram"] = (trainer, trainer.learned_policy("dram"),
+    candidates["dram"] = (evaluation, evaluation.learned_policy("dram"),
                           stages["dram"], None)
   if "classnet" in stages:
     candidates["saccader_classnet_2x"] = (
-        trainer, trainer.learned_policy("classnet"), stages["classnet"], None)
+        evaluation, evaluation.learned_policy("classnet"), stages["classnet"],
+        None)
     same = same_resolution_trainer(config, workdir, stages, progress)
     candidates["saccader_classnet_1x"] = (
-        same, same.learned_policy("classnet"),
+        same.evaluation, same.evaluation.learned_policy("classnet"),
         same.train()["classnet"], None)
   if FLAGS.policies:
     unknown = set(FLAGS.policies) - set(POLICY_NAMES)
@@ -226,12 +226,12 @@ def evaluate_seed(config, workdir: epath.Path, seed: int, max_examples,
              f"{100 * results['top1'][5]:.1f}/{100 * results['top1'][-1]:.1f}",
              units=0.35 / len(candidates))
   references = []
-  for name, variables in trainer.reference_variables.items():
-    ref = trainer.evaluate_reference(name, variables, split, max_examples)
+  for name, variables in evaluation.reference_variables.items():
+    ref = evaluation.evaluate_reference(name, variables, split, max_examples)
     references.append({"seed": seed, "reference": ref["label"],
                        "top1": ref["top1"], "top5": ref["top5"]})
   for owner in {c[0] for c in candidates.values()}:
-    owner.writer.close()
+    owner.job.writer.close()
   return rows, references, pictures
 
 

@@ -100,7 +100,7 @@ def main(argv):
   config.eval_at_stage_end = False
   trainer = train.Trainer(config, workdir)
   stages = trainer.train()
-  policy = trainer.learned_policy()
+  policy = trainer.evaluation.learned_policy()
   split = config.dataset.dev_split
   candidates = {"stage2": stages["location"], "stage3": stages["policy"],
                 "swap": saccader.with_location_network(stages["policy"],
@@ -109,8 +109,8 @@ def main(argv):
   print(f"\n| dev top-1 (%) | {' | '.join(f't={t}' for t in GLIMPSES)} |")
   print(f"|---|{'---:|' * len(GLIMPSES)}")
   for name, variables in candidates.items():
-    out = trainer.evaluate_policy(policy, split, variables,
-                                  max_examples=FLAGS.max_examples or None)
+    out = trainer.evaluation.evaluate_policy(
+        policy, split, variables, max_examples=FLAGS.max_examples or None)
     results[name] = [float(x) for x in out["top1"]]
     print(f"| {name} | " + " | ".join(
         f"{100 * results[name][t - 1]:.1f}" for t in GLIMPSES) + " |",

@@ -15,12 +15,16 @@ would return. A checkpoint that is complete but cannot be restored (damaged
 files) is moved aside to `<checkpoints>/damaged/` and the next older one is
 used. Every restore names the target sharding of every array, so a
 checkpoint written on N devices restores on M.
+
+Resume lives here too: `initial_state` gives a stage its state (newest
+checkpoint that restores, else the previous stage's model, else a fresh
+one) and each host's input position, saved with every checkpoint.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 from absl import logging
 from etils import epath
@@ -34,6 +38,8 @@ import orbax.checkpoint as ocp
 from saccader_jax import errors
 from saccader_jax import models
 from saccader_jax import objectives
+from saccader_jax import steps
+from saccader_jax.data import input_pipeline
 
 MODEL, OPT_STATE, META = "model", "opt_state", "meta"
 DAMAGED = "damaged"
@@ -70,7 +76,7 @@ def save(manager: ocp.CheckpointManager, step: int, model_state: Any,
   """Writes checkpoint `step` (in the background if the manager is async).
 
   data_position: JSON-able description of the input stream's position (see
-  `train.Trainer`), restored with the checkpoint's meta.
+  `input_position`), restored with the checkpoint's meta.
   """
   meta = {"optimizer": optimizer_config}
   if data_position is not None:
@@ -90,6 +96,16 @@ def describe_latest(manager: ocp.CheckpointManager) -> str:
     return (f"none: {manager.directory} is empty, and a rerun starts the "
             "stage afresh")
   return str(manager.directory / str(step))
+
+
+def newest_complete(directory: epath.PathLike) -> str:
+  """The newest complete checkpoint in a stage's directory, read from the
+  file system alone (orbax renames a checkpoint to its step when the write
+  is complete), for messages written while a write has failed."""
+  directory = epath.Path(directory)
+  complete = [int(p.name) for p in directory.iterdir()
+              if p.name.isdigit()] if directory.exists() else []
+  return str(directory / str(max(complete))) if complete else "none"
 
 
 def _path_name(path) -> str:
@@ -283,3 +299,66 @@ def load_variables(workdir: epath.PathLike, config: ml_collections.ConfigDict,
   finally:
     manager.close()
   return {"params": model["params"], "batch_stats": model["batch_stats"]}
+
+
+# Resume: where a stage starts.
+
+
+def input_position(step: int, saved: Optional[dict], batch_size: int) -> int:
+  """Where this host's training stream resumes: the position saved with
+  the checkpoint when the job has as many hosts as the one that saved it
+  (their streams are the same), else step x this job's local batch
+  (batch_size is the global batch)."""
+  if saved and saved.get("process_count") == jax.process_count():
+    return int(saved["examples_per_host"])
+  return step * input_pipeline.local_batch_size(batch_size)
+
+
+def initial_state(manager: ocp.CheckpointManager, abstract: dict, tx,
+                  optimizer_config: dict, *, apply_fn, sharding,
+                  previous: Optional[dict], init: Callable[[], dict],
+                  batch_size: int, label: str
+                  ) -> tuple[steps.TrainState, int]:
+  """A stage's state and this host's input position.
+
+  The stage's newest checkpoint that restores (damaged newer ones are set
+  aside, see `restore_latest`), else the previous stage's variables, else
+  init(). abstract: ShapeDtypeStructs of the model's {"params",
+  "batch_stats"} (`abstract_variables`); tx and optimizer_config: the
+  stage's optimizer and the config it was built from; sharding: where the
+  state goes; batch_size: the global batch; label: the stage, for the log.
+  """
+  abstract_model = with_sharding(
+      {"step": jax.ShapeDtypeStruct((), jnp.int32), **abstract}, sharding)
+  abstract_opt_state = with_sharding(
+      jax.eval_shape(tx.init, abstract["params"]), sharding)
+  restored = restore_latest(manager, abstract_model, abstract_opt_state,
+                            optimizer_config)
+  opt_state, data_position = None, None
+  if restored is not None:
+    opt_state, data_position = (restored.opt_state,
+                                restored.meta.get("data_position"))
+    variables = {"params": restored.model["params"],
+                 "batch_stats": restored.model["batch_stats"]}
+    start_step = int(restored.model["step"])
+    logging.info("Stage %s: resuming from step %d.", label, start_step)
+  elif previous is not None:
+    # A copy: the train step donates its state's buffers, and the previous
+    # stage's variables may still be read (e.g. the stage-1 BagNet as a
+    # reference classifier).
+    variables = jax.jit(lambda v: jax.tree_util.tree_map(jnp.copy, v),
+                        out_shardings=sharding)(previous)
+    start_step = 0
+    logging.info("Stage %s: starting from the previous stage's model.",
+                 label)
+  else:
+    variables, start_step = init(), 0
+    logging.info("Stage %s: starting from a random initialisation.", label)
+  if opt_state is None:
+    opt_state = jax.jit(tx.init, out_shardings=sharding)(variables["params"])
+  state = steps.TrainState(step=jnp.asarray(start_step, jnp.int32),
+                           apply_fn=apply_fn, params=variables["params"],
+                           batch_stats=variables["batch_stats"], tx=tx,
+                           opt_state=opt_state)
+  return (jax.device_put(state, sharding),
+          input_position(start_step, data_position, batch_size))

@@ -6,6 +6,8 @@ with its `exit_code`; library callers catch the classes as usual.
 
 from __future__ import annotations
 
+import os
+import re
 from typing import Sequence
 
 
@@ -29,3 +31,37 @@ class DivergenceError(JobError, FloatingPointError):
 
 class CheckpointError(JobError):
   """No checkpoint of a stage could be restored."""
+
+
+class WriteError(JobError):
+  """A checkpoint or a result could not be written (no space, no
+  permission): what was written before is kept."""
+
+
+# TensorStore (orbax's array writer) reports OS errors in its message.
+_TENSORSTORE_OS_ERROR = re.compile(r"os_error_code='?(\d+)")
+_TENSORSTORE_FILE = re.compile(r'writing local file "([^"]+)"')
+
+
+def write_failure(error: BaseException) -> str:
+  """One line saying why a write failed: the OS error and its file, found
+  in error's chain or in a TensorStore message, else the first line of
+  error's own message."""
+  seen = error
+  while seen is not None:
+    if isinstance(seen, OSError) and seen.strerror:
+      where = f" ({seen.filename})" if seen.filename else ""
+      return f"{seen.strerror} [errno {seen.errno}]{where}"
+    message = str(seen)
+    code = _TENSORSTORE_OS_ERROR.search(message)
+    if code:
+      path = _TENSORSTORE_FILE.search(message)
+      where = f" ({path.group(1)})" if path else ""
+      return f"{os.strerror(int(code.group(1)))} [errno {code.group(1)}]{where}"
+    seen = seen.__cause__ or seen.__context__
+  lines = str(error).strip().splitlines()
+  return f"{type(error).__name__}: {lines[0][:300] if lines else ''}"
+
+
+class DataError(JobError):
+  """A data file is damaged; the message names it and how to rebuild."""

@@ -2,6 +2,10 @@
 
 Config fields can be overridden on the command line, e.g.
   --config.optimizer.name=adamw --config.stages.policy.num_steps=100
+
+Exit codes: 0 done; 1 an error (one line on stderr); 2 a config error;
+75 stopped on a preemption notice (SIGTERM) after saving a checkpoint of
+the step it reached: run the same command again to resume.
 """
 
 import gc
@@ -18,6 +22,7 @@ import jax
 from ml_collections import config_flags
 
 from saccader_jax import errors
+from saccader_jax import preemption
 from saccader_jax import runtime
 
 FLAGS = flags.FLAGS
@@ -41,7 +46,9 @@ def main(argv):
     return
   except errors.JobError as e:
     # The message says it all; a traceback would bury it.
-    kind = "Config error" if isinstance(e, errors.ConfigError) else "Error"
+    kind = ("Config error" if isinstance(e, errors.ConfigError)
+            else "Preempted" if isinstance(e, preemption.Preempted)
+            else "Error")
     for line in str(e).splitlines():
       print(f"{kind}: {line}", file=sys.stderr, flush=True)
     exit_code = e.exit_code
@@ -61,6 +68,9 @@ def run(config, workdir: str) -> None:
     jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
                                num_processes=FLAGS.num_processes,
                                process_id=FLAGS.process_id)
+  # After jax.distributed.initialize: with several processes, JAX's own
+  # SIGTERM handler spreads the notice to every host and stays in place.
+  preemption.install()
   runtime.hide_accelerators_from_tensorflow()
   runtime.quiet_library_logs()
   logging.info("JAX process %d of %d, %d local / %d global devices.",

@@ -282,15 +282,20 @@ def hide_accelerators_from_tensorflow() -> None:
 
 
 class _LibraryInfoFilter(logging.Filter):
-  """Drops INFO records of chatty libraries; warnings and errors pass."""
+  """Drops INFO records of chatty libraries; their warnings and errors pass
+  as one line each, without a traceback: the job reports what failed in its
+  own error line (a failed checkpoint write, for example, is logged by each
+  of orbax's writer threads)."""
 
   def __init__(self, libraries):
     super().__init__()
     self._markers = tuple(f"/{name}/" for name in libraries)
 
   def filter(self, record):
-    return (record.levelno >= logging.WARNING
-            or not any(m in record.pathname for m in self._markers))
+    library = any(m in record.pathname for m in self._markers)
+    if library and record.levelno >= logging.WARNING:
+      record.exc_info, record.exc_text, record.stack_info = None, None, None
+    return record.levelno >= logging.WARNING or not library
 
 
 def quiet_library_logs(libraries=("orbax", "tensorflow_datasets", "jax",

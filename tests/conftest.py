@@ -10,6 +10,7 @@ import pytest
 
 from saccader_jax import models
 from tests.helpers import narrow_model_config
+from tests.helpers import tiny_train_config
 from tests.helpers import with_unit_bn_scales
 
 
@@ -60,6 +61,23 @@ def narrow_variables(narrow_model):
                                                         jax.random.key(0))
   return {"params": with_unit_bn_scales(variables["params"]),
           "batch_stats": variables["batch_stats"]}
+
+
+@pytest.fixture(scope="session")
+def tiny_data_dir(tmp_path_factory):
+  """The tiny config's fake data, generated once for the session; jobs in
+  subprocesses read it through --config=tests/tiny_config.py:DIR."""
+  directory = str(tmp_path_factory.mktemp("tiny_data"))
+  from saccader_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
+  input_pipeline.get_builder(tiny_train_config(directory).dataset)
+  return directory
+
+
+@pytest.fixture
+def tiny_config(tiny_data_dir):
+  """A fresh tiny training config (`helpers.tiny_train_config`) on the
+  session's tiny data."""
+  return tiny_train_config(tiny_data_dir)
 
 
 @pytest.fixture(scope="session")

@@ -35,8 +35,9 @@ def main(argv):
   from saccader_jax import train  # pylint: disable=g-import-not-at-top
   config = tiny_train_config(FLAGS.data_dir)
   trainer = train.Trainer(config, os.path.join(FLAGS.data_dir, "workdir"))
-  variables = trainer.init_variables(jax.random.key(0))
-  results = trainer.evaluate_stage("representation", variables, FLAGS.split)
+  variables = trainer.job.init_variables(jax.random.key(0))
+  results = trainer.evaluation.evaluate_stage("representation", variables,
+                                              FLAGS.split)
   bagnet = results.pop("references")["representation"]
   if jax.process_index() == 0:
     np.savez(FLAGS.out, processes=jax.process_count(),

@@ -11,6 +11,12 @@ import numpy as np
 from configs import imagenet_saccader
 
 
+def checkpoint_steps(workdir, stage: str) -> list[int]:
+  """The steps of stage's checkpoints in workdir, ascending."""
+  directory = os.path.join(workdir, "checkpoints", stage)
+  return sorted(int(d) for d in os.listdir(directory) if d.isdigit())
+
+
 def count_variables(tree) -> int:
   """Scalars in a tree of arrays or shapes."""
   return sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(tree))
@@ -41,9 +47,17 @@ def with_unit_bn_scales(params):
 
 def write_fake_fashion_mnist(directory, num_train=240, num_test=60, seed=0):
   """Four IDX files shaped like Fashion-MNIST: each class is a bar at its own
-  height (learnable), plus noise."""
+  height (learnable), plus noise. Files already there are kept (the same
+  arguments give the same files), so that jobs reading a directory never see
+  it rewritten."""
   import numpy as np  # pylint: disable=g-import-not-at-top
   from saccader_jax.data import cluttered_fashion_mnist as cfm  # pylint: disable=g-import-not-at-top
+  names = [f"{split}-{kind}-ubyte.gz" for split in ("train", "t10k")
+           for kind in ("images-idx3", "labels-idx1")]
+  marker = os.path.join(directory, f"written_{num_train}_{num_test}_{seed}")
+  if os.path.exists(marker) and all(
+      os.path.exists(os.path.join(directory, n)) for n in names):
+    return directory
   rng = np.random.default_rng(seed)
   os.makedirs(directory, exist_ok=True)
   for split, n in (("train", num_train), ("t10k", num_test)):
@@ -55,6 +69,7 @@ def write_fake_fashion_mnist(directory, num_train=240, num_test=60, seed=0):
                   items)
     cfm.write_idx(os.path.join(directory, f"{split}-labels-idx1-ubyte.gz"),
                   labels)
+  open(marker, "w").close()
   return directory
 
 

@@ -38,11 +38,11 @@ def main(argv):
     jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
                                FLAGS.process_id)
   from tests.helpers import tiny_train_config, with_unit_bn_scales  # pylint: disable=g-import-not-at-top,g-multiple-import
-  from saccader_jax import models, train  # pylint: disable=g-import-not-at-top,g-multiple-import
+  from saccader_jax import job, models, steps  # pylint: disable=g-import-not-at-top,g-multiple-import
 
   config = tiny_train_config("/nonexistent")  # the model and stages only
   model = models.create_model(config.model)
-  mesh = train.create_mesh()
+  mesh = job.create_mesh()
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   data = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
 
@@ -62,11 +62,11 @@ def main(argv):
   variables = jax.jit(init, out_shardings=replicated)(jax.random.key(0))
   results = {}
   for name in ("representation", "location", "policy"):
-    setup = train.create_stage(config, name, model, variables, 10)
+    setup = steps.create_stage(config, name, model, variables, 10)
     # A copy: the step donates its state, and `variables` start every stage.
     state = jax.jit(lambda s: jax.tree_util.tree_map(jnp.copy, s),
                     out_shardings=replicated)(setup.state)
-    step = train.jit_train_step(setup.loss_fn, setup.schedule, mesh)
+    step = steps.jit_train_step(setup.loss_fn, setup.schedule, mesh)
     state, metrics = step(state, batch, jax.random.key(1))
     fetch = lambda x: np.asarray(x.addressable_data(0))
     results[f"{name}/loss"] = fetch(metrics["loss"])

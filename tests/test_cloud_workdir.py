@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.helpers import tiny_train_config
 from tests.fake_gcs import FakeGcs
 from saccader_jax import checkpoints
 from saccader_jax import train
@@ -71,9 +70,9 @@ def gcs(tmp_path, monkeypatch):
 
 
 def test_a_gs_workdir_holds_checkpoints_logs_and_results(gcs, tmp_path,
-                                                         monkeypatch):
-  data_dir = str(tmp_path / "data")
-  config = tiny_train_config(data_dir)
+                                                         monkeypatch,
+                                                         tiny_config):
+  config = tiny_config
   config.run_stages = ("representation", "location")
   for stage in config.stages.values():
     stage.num_steps = 2

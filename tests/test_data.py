@@ -230,3 +230,41 @@ def test_each_evaluation_after_the_first_reads_the_split_from_memory(
     for a, b in zip(runs[0], run):
       np.testing.assert_array_equal(a["image"], b["image"])
   assert "cached contents" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("damage", ["truncated", "overwritten"])
+def test_a_damaged_data_file_is_named_with_how_to_rebuild(tiny_data_dir,
+                                                          tmp_path, damage):
+  """A truncated file, or one with bytes overwritten mid-file: reading the
+  split raises one DataError naming that file and the folder to delete;
+  deleting it and preparing again gives the same examples as before."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  from saccader_jax import errors  # pylint: disable=g-import-not-at-top
+  shutil.copytree(tiny_data_dir, tmp_path / "data")
+  config = tiny_train_config(str(tmp_path / "data")).dataset
+  builder = input_pipeline.get_builder(config)
+  (path,) = builder.info.splits["train"].filepaths
+  size = os.path.getsize(path)
+  with open(path, "r+b") as f:
+    if damage == "truncated":
+      f.truncate(size // 2)
+    else:
+      f.seek(size // 3)
+      f.write(b"\x00damaged\xff" * 64)
+  with pytest.raises(errors.DataError) as raised:
+    next(input_pipeline.train_batches(config, builder, 16, seed=0))
+  message = str(raised.value)
+  assert f"The data file {path} is damaged (" in message
+  assert f"delete {builder.data_dir} and run the same command again" in message
+  assert "\n" not in message
+
+  shutil.rmtree(builder.data_dir)
+  rebuilt = input_pipeline.get_builder(config)
+  original = input_pipeline.get_builder(tiny_train_config(tiny_data_dir).dataset)
+  for a, b in zip(input_pipeline.train_batches(config, rebuilt, 16, seed=0),
+                  input_pipeline.train_batches(
+                      tiny_train_config(tiny_data_dir).dataset, original, 16,
+                      seed=0)):
+    np.testing.assert_array_equal(a["image"], b["image"])
+    np.testing.assert_array_equal(a["label"], b["label"])
+    break

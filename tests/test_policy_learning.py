@@ -19,7 +19,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 from saccader_jax import models
-from saccader_jax import train
+from saccader_jax import steps
 from tests.helpers import tiny_train_config
 
 SIZE = 64          # the tiny config's 17-px receptive field: a 12x12 grid
@@ -42,14 +42,14 @@ def bar_batch(rng: np.random.Generator, batch_size: int) -> dict:
 
 
 def run_stage(config, name, model, variables, num_steps, seed):
-  setup = train.create_stage(config, name, model, variables, num_steps)
+  setup = steps.create_stage(config, name, model, variables, num_steps)
   step = jax.jit(setup.train_step)
   state, rng, metrics = setup.state, np.random.default_rng(seed), []
   for _ in range(num_steps):
     state, step_metrics = step(state, bar_batch(rng, config.batch_size),
                                jax.random.key(seed))
     metrics.append(jax.device_get(step_metrics))
-  return train.model_variables(state), metrics
+  return steps.model_variables(state), metrics
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +105,7 @@ def test_reinforce_alone_raises_the_reward(bar_bagnet, reduction,
   entropy = np.array([m["entropy_first"] for m in metrics])
   assert entropy[-20:].mean() < entropy[:10].mean() - 1.0
   # Only the location network moved.
-  changes = train.relative_change(variables["params"], trained["params"])
+  changes = steps.relative_change(variables["params"], trained["params"])
   assert changes.pop("representation") == 0.0
   assert max(changes.values()) > 1e-2
 
@@ -116,7 +116,7 @@ def test_without_reinforce_nothing_trains_the_policy(bar_bagnet):
   config, model, variables = bar_bagnet
   config = policy_config(config, "mean", 0.03, reinforce_weight=0.0)
   trained, metrics = run_stage(config, "policy", model, variables, 20, seed=2)
-  changes = train.relative_change(variables["params"], trained["params"])
+  changes = steps.relative_change(variables["params"], trained["params"])
   assert max(changes.values()) == 0.0, changes
   rewards = np.array([m["reward"] for m in metrics])
   assert rewards.mean() < 0.85

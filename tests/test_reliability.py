@@ -3,6 +3,8 @@ damaged checkpoints, and a restart on another number of devices."""
 
 import json
 import os
+import resource
+import signal
 import subprocess
 import sys
 
@@ -10,39 +12,38 @@ import jax
 import numpy as np
 import pytest
 
+from tests.helpers import checkpoint_steps
 from tests.helpers import tiny_train_config
 from saccader_jax import checkpoints
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_main(data_dir, workdir, *overrides, devices=1, timeout=600):
-  """The tiny config's job in a fresh process; returns the CompletedProcess."""
+def run_main(data_dir, workdir, *overrides, devices=1, timeout=600,
+             max_file_bytes=None):
+  """The tiny config's job in a fresh process; returns the CompletedProcess.
+
+  max_file_bytes: the process may write no file beyond this size (a write
+  past it fails with EFBIG, as one on a full disk fails with ENOSPC; unlike
+  a read-only directory, this holds for root too)."""
   env = dict(os.environ, JAX_PLATFORMS="cpu",
              XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+
+  def limit_file_size():
+    if max_file_bytes is not None:
+      signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+      resource.setrlimit(resource.RLIMIT_FSIZE,
+                         (max_file_bytes, max_file_bytes))
+
   return subprocess.run(
       [sys.executable, "-m", "saccader_jax.main",
        f"--config=tests/tiny_config.py:{data_dir}", f"--workdir={workdir}",
        *overrides], cwd=ROOT, capture_output=True, text=True,
-      timeout=timeout, env=env)
+      timeout=timeout, env=env, preexec_fn=limit_file_size)
 
 
 def error_lines(result):
   return [l for l in result.stderr.splitlines() if l.startswith("Error: ")]
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-  """The tiny config's data, generated once for the module's jobs."""
-  directory = str(tmp_path_factory.mktemp("data"))
-  from saccader_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
-  input_pipeline.get_builder(tiny_train_config(directory).dataset)
-  return directory
-
-
-def steps_of(workdir, stage):
-  directory = os.path.join(workdir, "checkpoints", stage)
-  return sorted(int(d) for d in os.listdir(directory) if d.isdigit())
 
 
 def finite(tree):
@@ -53,13 +54,13 @@ ONE_STAGE = ("--config.run_stages=('representation',)",
              "--config.checkpoint_every_steps=2")
 
 
-def four_step_workdir(data_dir, tmp_path):
+def four_step_workdir(tiny_data_dir, tmp_path):
   """A finished one-stage job with checkpoints at steps 2 and 4."""
   workdir = str(tmp_path / "workdir")
-  first = run_main(data_dir, workdir, *ONE_STAGE,
+  first = run_main(tiny_data_dir, workdir, *ONE_STAGE,
                    "--config.stages.representation.num_steps=4")
   assert first.returncode == 0, first.stderr[-3000:]
-  assert steps_of(workdir, "representation") == [2, 4]
+  assert checkpoint_steps(workdir, "representation") == [2, 4]
   return workdir
 
 
@@ -76,9 +77,9 @@ def damage(directory, garbage):
 
 @pytest.mark.slow
 def test_divergence_stops_the_stage_and_keeps_the_last_finite_checkpoint(
-    data_dir, tmp_path):
+    tiny_data_dir, tmp_path):
   workdir = str(tmp_path / "workdir")
-  result = run_main(data_dir, workdir, "--config.run_stages=('representation',)",
+  result = run_main(tiny_data_dir, workdir, "--config.run_stages=('representation',)",
                     "--config.checkpoint_every_steps=1",
                     "--config.stages.representation.num_steps=8",
                     "--config.stages.representation.learning_rate=1e8")
@@ -89,14 +90,14 @@ def test_divergence_stops_the_stage_and_keeps_the_last_finite_checkpoint(
   (line,) = lines
   assert "Stage 'representation' diverged at step " in line
   step = int(line.split("diverged at step ")[1].split(":")[0])
-  saved = steps_of(workdir, "representation")
+  saved = checkpoint_steps(workdir, "representation")
   assert saved and max(saved) < step
   last = os.path.join(workdir, "checkpoints", "representation",
                       str(max(saved)))
   assert f"the last finite checkpoint is {last}." in line
   # No test table: a diverged job evaluates nothing.
   assert not os.path.exists(os.path.join(workdir, "test_accuracy.json"))
-  config = tiny_train_config(data_dir)
+  config = tiny_train_config(tiny_data_dir)
   variables = checkpoints.load_variables(workdir, config,
                                          stage="representation")
   assert finite(variables)
@@ -104,18 +105,18 @@ def test_divergence_stops_the_stage_and_keeps_the_last_finite_checkpoint(
 
 @pytest.mark.slow
 def test_damaged_newest_checkpoint_is_set_aside_and_an_older_one_resumes(
-    data_dir, tmp_path):
-  workdir = four_step_workdir(data_dir, tmp_path)
+    tiny_data_dir, tmp_path):
+  workdir = four_step_workdir(tiny_data_dir, tmp_path)
   newest = os.path.join(workdir, "checkpoints", "representation", "4")
   assert damage(newest, b"\xff\xfe damaged \x00" * 7)
 
-  second = run_main(data_dir, workdir, *ONE_STAGE,
+  second = run_main(tiny_data_dir, workdir, *ONE_STAGE,
                     "--config.stages.representation.num_steps=6")
   assert second.returncode == 0, second.stderr[-3000:]
   assert "cannot be restored" in second.stderr
   assert "Moved damaged checkpoint" in second.stderr
   assert "resuming from step 2" in second.stderr
-  assert steps_of(workdir, "representation") == [2, 4, 6]
+  assert checkpoint_steps(workdir, "representation") == [2, 4, 6]
   aside = os.listdir(os.path.join(workdir, "checkpoints",
                                   checkpoints.DAMAGED))
   assert len(aside) == 1 and aside[0].startswith("representation-4-")
@@ -129,45 +130,77 @@ def test_damaged_newest_checkpoint_is_set_aside_and_an_older_one_resumes(
 
 @pytest.mark.slow
 def test_no_restorable_checkpoint_fails_with_the_directory_and_reason(
-    data_dir, tmp_path):
-  workdir = four_step_workdir(data_dir, tmp_path)
+    tiny_data_dir, tmp_path):
+  workdir = four_step_workdir(tiny_data_dir, tmp_path)
   stage_dir = os.path.join(workdir, "checkpoints", "representation")
   assert damage(stage_dir, b"\xff garbage")
-  second = run_main(data_dir, workdir, *ONE_STAGE,
+  second = run_main(tiny_data_dir, workdir, *ONE_STAGE,
                     "--config.stages.representation.num_steps=6")
   assert second.returncode == 1
   (line,) = error_lines(second)
   assert f"No checkpoint in {stage_dir} can be restored (steps [4, 2])" in line
   assert "step 4, fails with" in line
-  assert steps_of(workdir, "representation") == [2, 4]  # nothing moved
+  assert checkpoint_steps(workdir, "representation") == [2, 4]  # nothing moved
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("first_devices, second_devices", [(8, 1), (1, 8)])
-def test_a_job_resumes_on_another_number_of_devices(data_dir, tmp_path,
+def test_a_job_resumes_on_another_number_of_devices(tiny_data_dir, tmp_path,
                                                     first_devices,
                                                     second_devices):
   workdir = str(tmp_path / "workdir")
   stages = ("--config.run_stages=('representation','location')",
             "--config.checkpoint_every_steps=2")
-  first = run_main(data_dir, workdir, *stages,
+  first = run_main(tiny_data_dir, workdir, *stages,
                    "--config.stages.representation.num_steps=2",
                    "--config.stages.location.num_steps=2",
                    devices=first_devices)
   assert first.returncode == 0, first.stderr[-3000:]
   assert f"{first_devices} local / {first_devices} global devices" in (
       first.stderr)
-  second = run_main(data_dir, workdir, *stages,
+  second = run_main(tiny_data_dir, workdir, *stages,
                     "--config.stages.representation.num_steps=4",
                     "--config.stages.location.num_steps=4",
                     devices=second_devices)
   assert second.returncode == 0, second.stderr[-3000:]
   assert "Stage representation: resuming from step 2." in second.stderr
   assert "Stage location: resuming from step 2." in second.stderr
-  assert steps_of(workdir, "location") == [2, 4]
+  assert checkpoint_steps(workdir, "location") == [2, 4]
   # And the final model loads here, on this test's one device.
-  variables = checkpoints.load_variables(workdir, tiny_train_config(data_dir),
+  variables = checkpoints.load_variables(workdir, tiny_train_config(tiny_data_dir),
                                          stage="location")
   assert finite(variables)
   assert {d for x in jax.tree_util.tree_leaves(variables)
           for d in x.devices()} == set(jax.devices())
+
+
+@pytest.mark.slow
+def test_a_failing_checkpoint_write_stops_in_one_line_and_loses_nothing(
+    tiny_data_dir, tmp_path):
+  """A checkpoint write that the OS refuses: one line naming the directory
+  and the OS error, exit 1; the earlier checkpoints still restore, and the
+  rerun with room to write resumes from the newest of them."""
+  workdir = four_step_workdir(tiny_data_dir, tmp_path)
+  stage_dir = os.path.join(workdir, "checkpoints", "representation")
+  before = checkpoints.load_variables(workdir, tiny_train_config(tiny_data_dir),
+                                      stage="representation")
+  failed = run_main(tiny_data_dir, workdir, *ONE_STAGE,
+                    "--config.stages.representation.num_steps=6",
+                    max_file_bytes=16 * 1024)
+  assert failed.returncode == 1, failed.stderr[-3000:]
+  assert "Traceback" not in failed.stderr
+  (line,) = error_lines(failed)
+  assert (f"Could not write a checkpoint of stage 'representation' into "
+          f"{stage_dir}") in line
+  assert "File too large" in line
+  assert f"Earlier checkpoints are kept (newest: {stage_dir}/4)" in line
+  assert checkpoint_steps(workdir, "representation") == [2, 4]
+  jax.tree_util.tree_map(
+      np.testing.assert_array_equal, before,
+      checkpoints.load_variables(workdir, tiny_train_config(tiny_data_dir),
+                                 stage="representation"))
+  again = run_main(tiny_data_dir, workdir, *ONE_STAGE,
+                   "--config.stages.representation.num_steps=6")
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert "Stage representation: resuming from step 4." in again.stderr
+  assert checkpoint_steps(workdir, "representation") == [2, 4, 6]

@@ -17,7 +17,7 @@ from configs import imagenet_saccader
 from saccader_jax import losses
 from saccader_jax import models
 from saccader_jax import objectives
-from saccader_jax import train
+from saccader_jax import steps as steps_lib
 from saccader_jax.data import input_pipeline
 
 BATCH = 64
@@ -31,7 +31,7 @@ def location_kernel_norm(params):
 
 
 def run_stage(config, name, model, variables, steps, seed):
-  state, step, *_ = train.create_stage(config, name, model, variables, steps)
+  state, step, *_ = steps_lib.create_stage(config, name, model, variables, steps)
   step = jax.jit(step)
   batches = input_pipeline.train_batches(config.dataset, builder_of(config),
                                          BATCH, seed=seed)
@@ -39,7 +39,7 @@ def run_stage(config, name, model, variables, steps, seed):
   for _ in range(steps):
     state, metrics = step(state, next(batches), jax.random.key(seed))
     history.append(jax.device_get(metrics))
-  return train.model_variables(state), history
+  return steps_lib.model_variables(state), history
 
 
 _BUILDERS = {}

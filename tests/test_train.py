@@ -9,9 +9,12 @@ import pytest
 
 from tests.helpers import tiny_train_config
 from tests.helpers import with_unit_bn_scales
+from saccader_jax import checkpoints
 from saccader_jax import errors
+from saccader_jax import loop
 from saccader_jax import models
 from saccader_jax import policies
+from saccader_jax import steps
 from saccader_jax import train
 from saccader_jax.data import input_pipeline
 
@@ -25,21 +28,16 @@ def trees_differ(a, b):
       jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
 
 
-@pytest.fixture(scope="module")
-def tiny_config(tmp_path_factory):
-  return tiny_train_config(str(tmp_path_factory.mktemp("tiny")))
-
-
 def one_step(config, stage_name, variables, batch):
   model = models.create_model(config.model)
-  state, step, *_ = train.create_stage(config, stage_name, model, variables,
+  state, step, *_ = steps.create_stage(config, stage_name, model, variables,
                                        10)
   return jax.jit(step)(state, batch, jax.random.key(0))
 
 
 @pytest.fixture(scope="module")
-def tiny_variables_and_batch(tiny_config):
-  model = models.create_model(tiny_config.model)
+def tiny_variables_and_batch(tiny_data_dir):
+  model = models.create_model(tiny_train_config(tiny_data_dir).model)
   images = jax.random.normal(jax.random.key(1), (8, 36, 36, 1))
   variables = model.init(jax.random.key(0), images, num_glimpses=1)
   batch = {"image": images, "label": jnp.arange(8) % 10}
@@ -118,12 +116,12 @@ def test_stages_end_to_end_with_the_classifier_and_every_evaluator(
   # The BagNet reference is the stage-1 network, not the final Saccader's
   # representation; the baselines go through the same evaluators.
   trainer = train.Trainer(config, str(tmp_path))
-  model = trainer.model()
+  model = trainer.job.model()
   stage1 = result["stages"]["representation"]
   assert trees_differ(stage1["params"]["representation"],
                       result["variables"]["params"]["representation"])
   batches = list(input_pipeline.eval_batches(
-      config.dataset, trainer.builder, "test", 60))
+      config.dataset, trainer.job.builder, "test", 60))
   images = np.concatenate([b["image"] for b in batches])[:60]
   labels = np.concatenate([b["label"] for b in batches])[:60]
   bagnet = np.argmax(model.whole_image_logits(stage1, images), -1)
@@ -131,9 +129,9 @@ def test_stages_end_to_end_with_the_classifier_and_every_evaluator(
       test["references"]["representation"]["top1"],
       np.mean(bagnet == labels), rtol=1e-6)
 
-  trainer.reference_variables = dict(result["stages"])
+  trainer.evaluation.reference_variables = dict(result["stages"])
   sobel = policies.make_baseline_policy("sobel_mean", config, stage1)
-  results = trainer.evaluate_policy(sobel, "test")
+  results = trainer.evaluation.evaluate_policy(sobel, "test")
   out = sobel(jnp.asarray(images), 5)
   running = np.cumsum(np.asarray(out.glimpse_logits), 1) / np.arange(
       1, 6)[None, :, None]
@@ -198,6 +196,29 @@ def test_killed_job_resumes_to_the_same_parameters(tiny_config, tmp_path,
   assert_trees_equal(straight["variables"], resumed["variables"])
 
 
+def test_readme_stage_snippet_trains_a_stage_as_the_trainer_does(
+    tiny_config, tmp_path):
+  """The free functions alone (README's layout snippet: Job, resolve_stage,
+  initial_state, loop.train) give the trainer's parameters bit for bit, and
+  run again in the same workdir they resume at the stage's end."""
+  import re  # pylint: disable=g-import-not-at-top
+  config = tiny_config.copy_and_resolve_references()
+  config.run_stages = ("representation",)
+  config.stages.representation.num_steps = 3
+  straight = run_job(config, tmp_path / "straight")
+  with open(os.path.join(os.path.dirname(os.path.dirname(__file__)),
+                         "README.md")) as f:
+    code = re.search(r"<!-- stage-snippet -->\s*```python\n(.*?)```",
+                     f.read(), re.S).group(1)
+  code = "\n".join(line[2:] for line in code.splitlines())
+  for run in range(2):
+    namespace = {"config": config, "workdir": str(tmp_path / "snippet")}
+    exec(code, namespace)  # pylint: disable=exec-used
+    assert int(namespace["state"].step) == 3, run
+    assert_trees_equal(straight["variables"],
+                       steps.model_variables(namespace["state"]))
+
+
 def test_dram_trains_evaluates_and_resumes_after_a_kill(tiny_config,
                                                        tmp_path, monkeypatch):
   config = tiny_config.copy_and_resolve_references()
@@ -210,7 +231,7 @@ def test_dram_trains_evaluates_and_resumes_after_a_kill(tiny_config,
   # Each glimpse is 15x15 of a 36x36 canvas.
   assert 0 < test["coverage"][0] <= (15 * 15) / (36 * 36) + 1e-6
   assert np.all(np.diff(test["coverage"]) >= 0)
-  initial = train.Trainer(config, str(tmp_path / "init")).init_variables(
+  initial = train.Trainer(config, str(tmp_path / "init")).job.init_variables(
       jax.random.fold_in(jax.random.key(config.seed), 0), "dram")
   for part in initial["params"]:
     assert trees_differ(initial["params"][part],
@@ -230,16 +251,17 @@ def test_classnet_trains_from_given_models_and_resumes_after_a_kill(
   trainer = train.Trainer(config.copy_and_resolve_references(),
                           str(tmp_path / "init"),
                           pretrained={"model": {}, "classifier": {}})
-  given = {"model": trainer.init_variables(jax.random.key(1), "model"),
-           "classifier": trainer.init_variables(jax.random.key(2),
+  init_variables = trainer.job.init_variables
+  given = {"model": init_variables(jax.random.key(1), "model"),
+           "classifier": init_variables(jax.random.key(2),
                                                 "classifier")}
   straight = run_job(config, tmp_path / "straight", given)
   test = straight["test"]
   # The classnet reads the 72x72 (2x) canvas: each crop is twice the
   # Saccader's receptive field.
-  side = 2 * trainer.model().grid_geometry(36, 36).receptive_field
-  assert trainer.model("classnet").grid_geometry(72, 72).receptive_field == (
-      side)
+  side = 2 * trainer.job.model().grid_geometry(36, 36).receptive_field
+  classnet = trainer.job.model("classnet")
+  assert classnet.grid_geometry(72, 72).receptive_field == side
   assert test["count"] == 60 and test["top1"].shape == (5,)
   assert abs(test["coverage"][0] - (side / 72) ** 2) < 1e-6
   final = straight["variables"]
@@ -320,7 +342,7 @@ def test_stage1_loss_decreases_on_the_embedded_data(embedded_data):
   model = models.create_model(config.model)
   variables = model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 1)),
                          num_glimpses=1)
-  state, step, *_ = train.create_stage(config, "representation", model,
+  state, step, *_ = steps.create_stage(config, "representation", model,
                                    variables, 48)
   step = jax.jit(step)
   batches = input_pipeline.train_batches(config.dataset, builder, 32, seed=0)
@@ -337,7 +359,7 @@ def test_nonfinite_step_is_skipped_or_reported(tiny_config,
   variables, batch = tiny_variables_and_batch
   poisoned = dict(batch, image=batch["image"].at[0, 0, 0, 0].set(jnp.nan))
   model = models.create_model(tiny_config.model)
-  state, skipping, *_ = train.create_stage(tiny_config, "policy", model,
+  state, skipping, *_ = steps.create_stage(tiny_config, "policy", model,
                                        variables, 10, skip_nonfinite=True)
   skipping = jax.jit(skipping)
   skipped, metrics = skipping(state, poisoned, jax.random.key(0))
@@ -351,7 +373,7 @@ def test_nonfinite_step_is_skipped_or_reported(tiny_config,
   assert np.isfinite(float(metrics["grad_norm"]))
   assert trees_differ(moved.params, state.params)
 
-  _, stopping, *_ = train.create_stage(tiny_config, "policy", model, variables,
+  _, stopping, *_ = steps.create_stage(tiny_config, "policy", model, variables,
                                    10)
   stopping = jax.jit(stopping)
   _, metrics = stopping(state, poisoned, jax.random.key(0))
@@ -360,8 +382,8 @@ def test_nonfinite_step_is_skipped_or_reported(tiny_config,
   with pytest.raises(errors.DivergenceError,
                      match=r"Stage 'policy' diverged at step 8: loss nan.*"
                      r"last finite checkpoint is DIR/6\."):
-    train.check_finite("policy", 7, fetched, lambda: "DIR/6")
-  scalars = train.interval_scalars("policy/train", fetched)
+    loop.check_finite("policy", 7, fetched, lambda: "DIR/6")
+  scalars = loop.interval_scalars("policy/train", fetched)
   assert scalars["policy/train/nonfinite_steps"] == 1.0
   assert scalars["policy/train/loss"] == 1.0  # the finite steps' mean
 
@@ -372,17 +394,18 @@ def test_resume_reads_the_input_position_saved_with_the_checkpoint(
   config.run_stages = ("representation",)
   config.stages.representation.num_steps = 2
   run_job(config, tmp_path)
-  manager = train.checkpoints.create_manager(
+  manager = checkpoints.create_manager(
       tmp_path / "checkpoints" / "representation", 1, read_only=True)
-  meta = train.checkpoints.restore_meta(manager, 2)
+  meta = checkpoints.restore_meta(manager, 2)
   manager.close()
   assert meta["data_position"] == {"examples_per_host": 32,
                                    "process_count": 1}
   # Resumed with another batch size, the stream goes on where it stopped.
   config.batch_size = 8
-  trainer = train.Trainer(config, str(tmp_path))
-  assert trainer.input_position(2, meta["data_position"]) == 32
+  assert checkpoints.input_position(2, meta["data_position"],
+                                    config.batch_size) == 32
   # Saved by a job with another number of hosts: their streams differ.
-  assert trainer.input_position(
-      2, {"examples_per_host": 32, "process_count": 2}) == 16
-  assert trainer.input_position(2, None) == 16
+  assert checkpoints.input_position(
+      2, {"examples_per_host": 32, "process_count": 2},
+      config.batch_size) == 16
+  assert checkpoints.input_position(2, None, config.batch_size) == 16

@@ -24,6 +24,7 @@ import tensorflow_datasets as tfds
 from saccader_jax.data import cluttered_fashion_mnist
 from saccader_jax.data import common
 from saccader_jax.data import imagenet
+from saccader_jax.data import integrity
 
 Batch = dict[str, np.ndarray]
 
@@ -77,7 +78,10 @@ def data_source(builder: tfds.core.DatasetBuilder, split: str,
         "--out_file_format=array_record`.")
   decoders = ({"image": tfds.decode.SkipDecoding()} if spec.skip_decoding
               else None)
-  return builder.as_data_source(split=split, decoders=decoders)
+  # A damaged file is reported by name, with how to rebuild the data set.
+  return integrity.checked_source(
+      lambda: builder.as_data_source(split=split, decoders=decoders),
+      builder, split)
 
 
 def epoch_order(seed: int, epoch: int, num_examples: int) -> np.ndarray:

@@ -1,0 +1,147 @@
+"""What every stage of a run shares: config, workdir, mesh, data, log writer.
+
+A `Job` is made once per run (`Job.create`), after the whole config has been
+checked and before any stage is resolved (`saccader_jax.stages`). It holds
+no training state, only what stages read:
+
+  - the mesh: the global batch is split along its `data` axis over every
+    device of every process, parameters are replicated;
+  - the data set's builder, prepared by process 0 before the others read it;
+    each host's share of a batch becomes one global array (`global_batch`);
+  - the modules of the config's model fields, built once;
+  - the metric writer (TensorBoard on process 0, logging elsewhere).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Iterator, Optional
+
+from clu import metric_writers
+from etils import epath
+import jax
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+import ml_collections
+import numpy as np
+
+from saccader_jax import checkpoints
+from saccader_jax import config_checks
+from saccader_jax import models
+from saccader_jax.data import input_pipeline
+
+
+def create_mesh() -> Mesh:
+  return Mesh(np.asarray(jax.devices()), ("data",))
+
+
+def check_workdir(workdir: epath.PathLike) -> epath.Path:
+  """Fails before any training if workdir cannot hold checkpoints and logs.
+
+  Returns it as an absolute epath.Path (local, or a URL such as gs://...).
+  """
+  path = checkpoints.absolute_path(workdir)
+  try:
+    path.mkdir(parents=True, exist_ok=True)
+    probe = path / f".write_test_{jax.process_index()}"
+    probe.write_text("ok")
+    probe.unlink()
+  except Exception as e:  # pylint: disable=broad-except
+    # Local file systems raise OSError; cloud ones their own errors.
+    raise PermissionError(f"workdir {str(workdir)!r} is not writable: {e}. "
+                          "Choose another --workdir.") from e
+  return path
+
+
+def prepare_data(dataset_config: ml_collections.ConfigDict):
+  """The data set's TFDS builder; process 0 generates or prepares the data,
+  the others read it after."""
+  if jax.process_index() == 0:
+    builder = input_pipeline.get_builder(dataset_config)
+  multihost_utils.sync_global_devices("data prepared")
+  if jax.process_index() != 0:
+    builder = input_pipeline.get_builder(dataset_config)
+  return builder
+
+
+@dataclasses.dataclass
+class Job:
+  """The run-wide context of a training job (see the module docstring)."""
+  config: ml_collections.ConfigDict
+  workdir: epath.Path
+  mesh: Mesh
+  builder: Any
+  writer: metric_writers.MetricWriter
+  _models: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+  @classmethod
+  def create(cls, config: ml_collections.ConfigDict,
+             workdir: epath.PathLike,
+             pretrained_fields: tuple[str, ...] = ()) -> "Job":
+    """Checks config (pretrained_fields: model fields given trained) and
+    workdir, then prepares the data and the writer."""
+    config_checks.check_config(config, jax.device_count(),
+                               jax.process_count(),
+                               pretrained_fields=pretrained_fields)
+    workdir = check_workdir(workdir)
+    builder = prepare_data(config.dataset)
+    writer = metric_writers.create_default_writer(
+        workdir / "tensorboard", just_logging=jax.process_index() > 0)
+    return cls(config, workdir, create_mesh(), builder, writer)
+
+  @property
+  def replicated(self) -> NamedSharding:
+    return NamedSharding(self.mesh, P())
+
+  @property
+  def data_sharding(self) -> NamedSharding:
+    return NamedSharding(self.mesh, P("data"))
+
+  def model(self, field: str = "model"):
+    """The module of config.<field> (built once)."""
+    if field not in self._models:
+      self._models[field] = models.create_model(self.config[field])
+    return self._models[field]
+
+  def global_batch(self, local_batch: dict) -> dict:
+    """This host's rows [local_batch, ...] -> global arrays split along
+    `data`."""
+    return jax.tree_util.tree_map(
+        lambda x: jax.make_array_from_process_local_data(self.data_sharding,
+                                                         x), local_batch)
+
+  def stage_steps(self, stage_config: ml_collections.ConfigDict) -> int:
+    """num_steps, or num_epochs over the train split at the global batch."""
+    if stage_config.get("num_steps"):
+      return int(stage_config.num_steps)
+    examples = input_pipeline.num_examples(self.builder,
+                                           self.config.dataset.train_split)
+    return int(math.ceil(stage_config.num_epochs * examples /
+                         self.config.batch_size))
+
+  def init_variables(self, key: jax.Array, field: str = "model") -> dict:
+    """Random {"params", "batch_stats"} of config.<field>'s model,
+    replicated."""
+    model = self.model(field)
+    dataset = models.dataset_for(self.config, field)
+    init = jax.jit(lambda k: models.init_variables(model, dataset, k),
+                   out_shardings=self.replicated)
+    return init(key)
+
+  def train_batches(self, field: str, seed: int,
+                    start_position: int) -> Iterator[dict]:
+    """Global training batches as config.<field>'s model reads them, this
+    host's stream starting at start_position examples."""
+    batches = input_pipeline.train_batches(
+        models.dataset_for(self.config, field), self.builder,
+        self.config.batch_size, seed=seed, start_position=start_position)
+    return map(self.global_batch, batches)
+
+  def eval_batches(self, split: str, max_examples: Optional[int] = None,
+                   field: str = "model") -> Iterator[dict]:
+    """The split's global batches (padding masked out), as the model of
+    config.<field> reads them (`models.dataset_for`)."""
+    return map(self.global_batch, input_pipeline.eval_batches(
+        models.dataset_for(self.config, field), self.builder, split,
+        self.config.eval_batch_size, max_examples))

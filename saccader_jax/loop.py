@@ -1,0 +1,185 @@
+"""The step loop of one stage: steps, logging, finite checks, checkpoints.
+
+    stage = stages.resolve_stage(job, 0, "representation")
+    state, position = stage.initial_state(job, previous=None)
+    state = loop.train(stage, state, position, job.config, job.writer)
+    stage.manager.close()
+
+The loop fetches from the devices only once per logging interval and before
+each checkpoint (which must hold finite state); a non-finite step stops the
+stage with `DivergenceError` unless config.on_nonfinite == "skip".
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Optional
+
+from absl import logging
+from clu import metric_writers
+from clu import periodic_actions
+from etils import epath
+import jax
+import ml_collections
+import numpy as np
+
+from saccader_jax import checkpoints
+from saccader_jax import errors
+from saccader_jax import preemption
+from saccader_jax import steps
+from saccader_jax.data import input_pipeline
+from saccader_jax.stages import ResolvedStage
+
+# (step, state) -> None: evaluates the state mid-stage or at its end.
+EvaluateFn = Callable[[int, steps.TrainState], None]
+
+
+def check_finite(stage: str, first_step: int, metrics: list[dict],
+                 last_checkpoint: Callable[[], str]) -> None:
+  """Raises DivergenceError at the first step whose loss or gradient norm
+  is not finite; metrics[i] are the fetched metrics of step first_step + i,
+  and last_checkpoint() describes the checkpoint to fall back to."""
+  for offset, step_metrics in enumerate(metrics):
+    if step_metrics["nonfinite"]:
+      raise errors.DivergenceError(
+          f"Stage {stage!r} diverged at step {first_step + offset}: loss "
+          f"{float(step_metrics['loss'])}, gradient norm "
+          f"{float(step_metrics['grad_norm'])}. No later state was saved; "
+          f"the last finite checkpoint is {last_checkpoint()}. Lower "
+          f"config.stages.{stage}.learning_rate, set "
+          f"config.stages.{stage}.grad_clip_norm, or set "
+          "config.on_nonfinite='skip' to skip such steps.")
+
+
+def interval_scalars(prefix: str, metrics: list[dict]) -> dict[str, float]:
+  """Means over a logging interval of the finite steps' metrics, and the
+  number of non-finite steps."""
+  finite = [m for m in metrics if not m["nonfinite"]] or metrics
+  scalars = {f"{prefix}/{k}": float(np.mean([m[k] for m in finite]))
+             for k in metrics[0] if k != "nonfinite"}
+  scalars[f"{prefix}/nonfinite_steps"] = float(
+      sum(m["nonfinite"] for m in metrics))
+  return scalars
+
+
+def _progress_hooks(config: ml_collections.ConfigDict, total_steps: int,
+                    start_step: int, writer: metric_writers.MetricWriter,
+                    profile_dir: Optional[epath.Path]) -> list:
+  if jax.process_index() != 0:
+    return []
+  hooks = [periodic_actions.ReportProgress(
+      num_train_steps=total_steps, writer=writer,
+      every_steps=config.log_every_steps)]
+  if config.get("profile_steps") and profile_dir is not None:
+    hooks.append(periodic_actions.Profile(
+        num_profile_steps=config.profile_steps,
+        first_profile=start_step + config.get("profile_first_step", 10),
+        logdir=profile_dir))
+  return hooks
+
+
+@contextlib.contextmanager
+def _reporting_write_failure(stage: ResolvedStage, step: int):
+  """Turns a failed checkpoint write (started at `step`, or an earlier
+  asynchronous one that surfaces here) into one-line `WriteError`."""
+  try:
+    yield
+  except errors.JobError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    raise errors.WriteError(
+        f"Could not write a checkpoint of stage {stage.name!r} into "
+        f"{stage.manager.directory} (at step {step}): "
+        f"{errors.write_failure(e)}. Earlier checkpoints are kept (newest: "
+        f"{checkpoints.newest_complete(stage.manager.directory)}); free space or fix "
+        "the permissions, then run the same command again to resume.") from e
+
+
+def _stop_on_preemption(stage: ResolvedStage, step: int,
+                        writer: metric_writers.MetricWriter) -> None:
+  """After the preemption checkpoint of `step` was started: waits for it
+  and raises `preemption.Preempted`."""
+  with _reporting_write_failure(stage, step):
+    stage.manager.wait_until_finished()
+  writer.flush()
+  raise preemption.Preempted(
+      f"Stopped on a preemption notice at step {step} of stage "
+      f"{stage.name!r}; saved checkpoint {stage.manager.directory}/{step}. "
+      "Run the same command again to resume from it.")
+
+
+def should_evaluate(config: ml_collections.ConfigDict, step: int,
+                    last: bool) -> bool:
+  """Whether the loop evaluates after `step`: at the stage's end (unless
+  config.eval_at_stage_end is False) and every config.eval_every_steps."""
+  return ((last and config.get("eval_at_stage_end", True))
+          or bool(config.eval_every_steps
+                  and step % config.eval_every_steps == 0))
+
+
+def train(stage: ResolvedStage, state: steps.TrainState, position: int,
+          config: ml_collections.ConfigDict,
+          writer: metric_writers.MetricWriter,
+          evaluate: Optional[EvaluateFn] = None,
+          profile_dir: Optional[epath.Path] = None) -> steps.TrainState:
+  """Trains `stage` from `state` to its last step; returns the final state.
+
+  Args:
+    stage: the resolved stage (its step, data, key, checkpoint manager).
+    state: where to start (`ResolvedStage.initial_state`).
+    position: this host's input position at state.step, in examples.
+    config: the run's config, for log_every_steps, checkpoint_every_steps,
+      eval_every_steps, eval_at_stage_end, batch_size and profile_steps.
+    writer: where the interval means `<name>/train/*` go.
+    evaluate: called after each step that `should_evaluate`.
+    profile_dir: where a profile of config.profile_steps steps goes.
+
+  Checkpoints every config.checkpoint_every_steps and at the last step,
+  with the input position; waits for the last write before returning. On a
+  preemption notice (`saccader_jax.preemption`) it saves the step just
+  done, waits for the write and raises `preemption.Preempted`.
+  """
+  name, total_steps = stage.name, stage.total_steps
+  start_step = int(state.step)
+  batches = stage.batches(position)
+  local_batch = input_pipeline.local_batch_size(config.batch_size)
+  hooks = _progress_hooks(config, total_steps, start_step, writer,
+                          profile_dir)
+  logging.info("Stage %s: %d steps, global batch %d over %d devices.", name,
+               total_steps, config.batch_size, jax.device_count())
+  pending = []
+  for step in range(start_step + 1, total_steps + 1):
+    with jax.profiler.StepTraceAnnotation("train", step_num=step):
+      state, metrics = stage.train_step(state, next(batches), stage.key)
+    pending.append(metrics)
+    last = step == total_steps
+    preempted = preemption.reached(step, stage.manager)
+    save = step % config.checkpoint_every_steps == 0 or last or preempted
+    if step % config.log_every_steps == 0 or save:
+      # The only host syncs of the loop: one fetch per logging interval
+      # (before the progress report, so that its steps/s are steps done)
+      # and one before each checkpoint, which must hold finite state.
+      fetched = jax.device_get(pending)
+      if not stage.skip_nonfinite:
+        check_finite(name, step - len(fetched) + 1, fetched,
+                     lambda: checkpoints.describe_latest(stage.manager))
+      pending = []
+      writer.write_scalars(step, interval_scalars(f"{name}/train", fetched))
+    for hook in hooks:
+      hook(step)
+    if save:
+      with _reporting_write_failure(stage, step):
+        checkpoints.save(
+            stage.manager, step, steps.model_state(state), state.opt_state,
+            stage.optimizer_config, force=last or preempted, data_position={
+                "examples_per_host":
+                    position + (step - start_step) * local_batch,
+                "process_count": jax.process_count()})
+    if preempted:
+      _stop_on_preemption(stage, step, writer)
+    if evaluate is not None and should_evaluate(config, step, last):
+      evaluate(step, state)
+  with _reporting_write_failure(stage, total_steps):
+    stage.manager.wait_until_finished()
+  writer.flush()
+  return state
