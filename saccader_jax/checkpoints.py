@@ -23,6 +23,7 @@ one) and each host's input position, saved with every checkpoint.
 
 from __future__ import annotations
 
+import logging as pylogging
 import time
 from typing import Any, Callable, NamedTuple, Optional
 
@@ -55,19 +56,32 @@ def absolute_path(path: epath.PathLike) -> epath.Path:
   return path if path.is_absolute() else path.absolute()
 
 
-def create_manager(directory: epath.PathLike, max_to_keep: int,
+def _not_read_only_notice(record: pylogging.LogRecord) -> bool:
+  return not record.getMessage().startswith("Given directory is read only")
+
+
+def create_manager(directory: epath.PathLike, max_to_keep: Optional[int],
                    async_save: bool = True,
                    read_only: bool = False) -> ocp.CheckpointManager:
-  return ocp.CheckpointManager(
-      absolute_path(directory),
-      options=ocp.CheckpointManagerOptions(
-          max_to_keep=max_to_keep, create=not read_only,
-          read_only=read_only,
-          cleanup_tmp_directories=not read_only,
-          enable_async_checkpointing=async_save),
-      item_handlers={MODEL: ocp.StandardCheckpointHandler(),
-                     OPT_STATE: ocp.StandardCheckpointHandler(),
-                     META: ocp.JsonCheckpointHandler()})
+  """The checkpoint manager of one stage's directory. read_only: for
+  loading (nothing is created, cleaned or kept-to-a-count there)."""
+  options = ocp.CheckpointManagerOptions(
+      max_to_keep=None if read_only else max_to_keep,
+      save_interval_steps=0 if read_only else 1, create=not read_only,
+      read_only=read_only, cleanup_tmp_directories=not read_only,
+      enable_async_checkpointing=async_save)
+  # Orbax notes every read-only manager as a warning; loading is the only
+  # use of one here, so the notice says nothing.
+  absl_logger = pylogging.getLogger("absl")
+  absl_logger.addFilter(_not_read_only_notice)
+  try:
+    return ocp.CheckpointManager(
+        absolute_path(directory), options=options,
+        item_handlers={MODEL: ocp.StandardCheckpointHandler(),
+                       OPT_STATE: ocp.StandardCheckpointHandler(),
+                       META: ocp.JsonCheckpointHandler()})
+  finally:
+    absl_logger.removeFilter(_not_read_only_notice)
 
 
 def save(manager: ocp.CheckpointManager, step: int, model_state: Any,
@@ -167,17 +181,22 @@ def restore_meta(manager: ocp.CheckpointManager, step: int) -> dict:
 def restore_optimizer(manager: ocp.CheckpointManager, step: int,
                       abstract_opt_state: Any, optimizer_config: dict,
                       meta: dict) -> Optional[Any]:
-  """The saved optimizer state, or None if another optimizer wrote it."""
+  """The saved optimizer state, or None if another optimizer wrote it
+  (`optimizer_changes` says what changed)."""
   if meta.get("optimizer") != optimizer_config:
-    logging.warning(
-        "Checkpoint %s/%d was written with optimizer %s; this run uses %s. "
-        "Parameters and batch statistics carry over; the optimizer state "
-        "starts fresh.", manager.directory, step, meta.get("optimizer"),
-        optimizer_config)
     return None
   restored = manager.restore(step, args=ocp.args.Composite(**{
       OPT_STATE: ocp.args.StandardRestore(abstract_opt_state)}))
   return restored[OPT_STATE]
+
+
+def optimizer_changes(saved: Optional[dict], current: dict) -> str:
+  """What differs between a checkpoint's optimizer config and this run's,
+  e.g. "name sgd_nesterov -> adamw, weight_decay 0.0 -> 0.05"."""
+  saved = saved or {}
+  return ", ".join(f"{key} {saved.get(key)!r} -> {current.get(key)!r}"
+                   for key in sorted(set(saved) | set(current))
+                   if saved.get(key) != current.get(key))
 
 
 def _set_aside(manager: ocp.CheckpointManager, step: int) -> epath.Path:
@@ -317,7 +336,7 @@ def input_position(step: int, saved: Optional[dict], batch_size: int) -> int:
 def initial_state(manager: ocp.CheckpointManager, abstract: dict, tx,
                   optimizer_config: dict, *, apply_fn, sharding,
                   previous: Optional[dict], init: Callable[[], dict],
-                  batch_size: int, label: str
+                  batch_size: int, label: str, total_steps: int
                   ) -> tuple[steps.TrainState, int]:
   """A stage's state and this host's input position.
 
@@ -326,7 +345,9 @@ def initial_state(manager: ocp.CheckpointManager, abstract: dict, tx,
   init(). abstract: ShapeDtypeStructs of the model's {"params",
   "batch_stats"} (`abstract_variables`); tx and optimizer_config: the
   stage's optimizer and the config it was built from; sharding: where the
-  state goes; batch_size: the global batch; label: the stage, for the log.
+  state goes; batch_size: the global batch; label: the stage, for the log;
+  total_steps: the stage's length (a finished stage's optimizer is not
+  compared).
   """
   abstract_model = with_sharding(
       {"step": jax.ShapeDtypeStruct((), jnp.int32), **abstract}, sharding)
@@ -342,6 +363,13 @@ def initial_state(manager: ocp.CheckpointManager, abstract: dict, tx,
                  "batch_stats": restored.model["batch_stats"]}
     start_step = int(restored.model["step"])
     logging.info("Stage %s: resuming from step %d.", label, start_step)
+    if opt_state is None and start_step < total_steps:
+      logging.warning(
+          "Stage %s: its checkpoint's optimizer differs from this run's (%s): "
+          "parameters and batch statistics carry over, the optimizer state "
+          "starts fresh, and the learning-rate schedule continues from step "
+          "%d.", label, optimizer_changes(restored.meta.get("optimizer"),
+                                          optimizer_config), start_step)
   elif previous is not None:
     # A copy: the train step donates its state's buffers, and the previous
     # stage's variables may still be read (e.g. the stage-1 BagNet as a

@@ -108,6 +108,19 @@ def _stop_on_preemption(stage: ResolvedStage, step: int,
       "Run the same command again to resume from it.")
 
 
+def describe_optimizer(stage: ResolvedStage,
+                       config: ml_collections.ConfigDict, step: int) -> str:
+  """The stage's optimizer, schedule and learning rate at `step`, for its
+  start line (the schedule continues from a resumed checkpoint's step)."""
+  optimizer = stage.optimizer_config
+  clip = optimizer.get("grad_clip_norm") or 0.0
+  return (f"optimizer {optimizer['name']}"
+          f"{f' (gradient norm clipped at {clip:g})' if clip else ''}, "
+          f"{config.schedule.name} schedule to peak learning rate "
+          f"{stage.config.learning_rate:g}, {float(stage.schedule(step)):.3g} "
+          "at this step")
+
+
 def should_evaluate(config: ml_collections.ConfigDict, step: int,
                     last: bool) -> bool:
   """Whether the loop evaluates after `step`: at the stage's end (unless
@@ -145,8 +158,11 @@ def train(stage: ResolvedStage, state: steps.TrainState, position: int,
   local_batch = input_pipeline.local_batch_size(config.batch_size)
   hooks = _progress_hooks(config, total_steps, start_step, writer,
                           profile_dir)
-  logging.info("Stage %s: %d steps, global batch %d over %d devices.", name,
-               total_steps, config.batch_size, jax.device_count())
+  logging.info("Stage %s: %d steps (%s), global batch %d over %d devices; "
+               "%s.", name, total_steps,
+               f"resuming at step {start_step}" if start_step else "from "
+               "step 0", config.batch_size, jax.device_count(),
+               describe_optimizer(stage, config, start_step))
   pending = []
   for step in range(start_step + 1, total_steps + 1):
     with jax.profiler.StepTraceAnnotation("train", step_num=step):

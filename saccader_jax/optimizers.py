@@ -79,10 +79,16 @@ def _constant(config, base_lr, total_steps):
 
 def _warmup_cosine(config, base_lr, total_steps):
   warmup = int(config.get("warmup_fraction", 0.05) * total_steps)
+  end_value = base_lr * config.get("end_factor", 0.0)
+  if not warmup:
+    # The same schedule without its empty warm-up (optax logs a linear
+    # schedule of no steps as a mistake).
+    return optax.cosine_decay_schedule(
+        base_lr, max(total_steps, 1),
+        alpha=0.0 if base_lr == 0 else end_value / base_lr)
   return optax.warmup_cosine_decay_schedule(
       init_value=0.0, peak_value=base_lr, warmup_steps=warmup,
-      decay_steps=max(total_steps, warmup + 1),
-      end_value=base_lr * config.get("end_factor", 0.0))
+      decay_steps=max(total_steps, warmup + 1), end_value=end_value)
 
 
 def _step(config, base_lr, total_steps):

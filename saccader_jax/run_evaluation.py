@@ -178,10 +178,14 @@ class RunEvaluation:
     self.write(step, f"{stage.name}/dev", results, pictures)
 
   def test(self, policy_field: Optional[str], policy_variables: Any,
-           started: float) -> dict:
+           started: float, step: int = 0) -> dict:
     """The final test-split results: the greedy policy of config.<field>
     (if any) and every trained reference classifier; process 0 prints the
     table and writes test_accuracy.{json,md,png} into the workdir.
+
+    TensorBoard gets them as `test/*` at `step` (the last stage's last
+    step), and each table column as a curve against the number of glimpses,
+    `test/<column>_vs_glimpses` at steps 1..T.
     started: the job's start (time.time()), for the table's title."""
     split = self.config.dataset.test_split
     results, pictures = {"references": {}}, {}
@@ -196,9 +200,21 @@ class RunEvaluation:
       results["references"][name] = self.evaluate_reference(name, variables,
                                                              split)
       results.setdefault("count", results["references"][name]["count"])
+    self.write(step, "test", results, pictures)
+    self._write_curves("test", results)
+    self.job.writer.flush()
     if jax.process_index() == 0:
       self._report_test(results, pictures, time.time() - started)
     return results
+
+  def _write_curves(self, prefix: str, results: dict) -> None:
+    curves = {f"{prefix}/{header.replace(' ', '_').replace('-', '')}"
+              "_vs_glimpses": values
+              for e in self.evaluators if all(k in results for k in e.keys)
+              for header, values in e.columns(results)}
+    for t in range(len(next(iter(curves.values()), []))):
+      self.job.writer.write_scalars(t + 1, {
+          tag: float(values[t]) for tag, values in curves.items()})
 
   def _report_test(self, results: dict, pictures: dict,
                    seconds: float) -> None:

@@ -79,7 +79,8 @@ class ResolvedStage:
         self.tx, self.optimizer_config, apply_fn=self.model.apply,
         sharding=job.replicated, previous=previous,
         init=lambda: job.init_variables(self.key, self.field),
-        batch_size=job.config.batch_size, label=self.name)
+        batch_size=job.config.batch_size, label=self.name,
+        total_steps=self.total_steps)
 
 
 def resolve_stage(job: Job, index: int, name: str) -> ResolvedStage:

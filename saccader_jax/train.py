@@ -57,6 +57,7 @@ class Trainer:
     # field of the last policy model trained (None if no stage trains one).
     self.fields: dict[str, str] = {}
     self.policy_field: Optional[str] = None
+    self.last_step = 0
 
   @property
   def config(self) -> ml_collections.ConfigDict:
@@ -119,6 +120,7 @@ class Trainer:
       variables = self.run_stage(stage, previous)
       by_field[stage.field] = by_stage[name] = variables
       self.fields[name] = stage.field
+      self.last_step = stage.total_steps
       if stage.stage.reference:
         self.evaluation.reference_variables[name] = variables
       if models.is_policy(stage.model):
@@ -135,7 +137,8 @@ class Trainer:
     by_stage = self.train()
     by_field = {self.fields[name]: v for name, v in by_stage.items()}
     field = self.policy_field
-    results = self.evaluation.test(field, by_field.get(field), start)
+    results = self.evaluation.test(field, by_field.get(field), start,
+                                   step=self.last_step)
     self.job.writer.close()
     final = by_field.get(field) if field else list(by_stage.values())[-1]
     return {"variables": final, "stages": by_stage, "test": results}

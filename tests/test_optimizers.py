@@ -96,6 +96,27 @@ def test_warmup_cosine_schedule():
   np.testing.assert_allclose(schedule(100), 0.0, atol=1e-6)
 
 
+@pytest.mark.parametrize("total_steps", [1, 10, 19])
+def test_warmup_cosine_without_warmup_steps_is_quiet_and_the_same(
+    total_steps, caplog):
+  """A stage too short for one warm-up step: the plain cosine, equal to
+  optax's warm-up cosine with 0 warm-up steps, with no log line."""
+  config = ml_collections.ConfigDict({"name": "warmup_cosine",
+                                      "warmup_fraction": 0.05,
+                                      "end_factor": 0.01})
+  with caplog.at_level("INFO"):
+    schedule = optimizers.create_learning_rate_schedule(config, 0.002,
+                                                        total_steps)
+  assert not caplog.records
+  with caplog.at_level("INFO"):
+    reference = optax.warmup_cosine_decay_schedule(
+        0.0, 0.002, 0, total_steps, 0.002 * 0.01)
+  assert "transition_steps" in caplog.text   # what the plain cosine avoids
+  steps = np.arange(total_steps + 2)
+  np.testing.assert_array_equal(jax.vmap(schedule)(steps),
+                                jax.vmap(reference)(steps))
+
+
 def test_step_schedule_decays_at_fractions():
   schedule = optimizers.create_learning_rate_schedule(
       ml_collections.ConfigDict({"name": "step", "decay_fractions": (0.5, 0.8),

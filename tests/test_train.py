@@ -1,5 +1,6 @@
 """The train loop: stages, checkpoints, resumption and errors."""
 
+import glob
 import os
 
 import jax
@@ -85,6 +86,20 @@ def test_each_stage_updates_exactly_its_parameters(tiny_config,
     assert stats_changed == trains, (stage_name, part)
 
 
+def tensorboard_scalars(directory) -> dict[str, dict[int, float]]:
+  """{tag: {step: value}} of the event files under directory."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  scalars = {}
+  for path in glob.glob(os.path.join(directory, "**", "events.out.*"),
+                        recursive=True):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        if value.HasField("tensor") and not value.tensor.string_val:
+          scalars.setdefault(value.tag, {})[event.step] = float(
+              tf.make_ndarray(value.tensor))
+  return scalars
+
+
 def run_job(config, workdir, pretrained=None):
   return train.Trainer(config, str(workdir), pretrained).run()
 
@@ -111,7 +126,16 @@ def test_stages_end_to_end_with_the_classifier_and_every_evaluator(
   for name in ("test_accuracy.png", "test_accuracy_glimpses.png",
                "test_accuracy.json"):
     assert os.path.exists(tmp_path / name), name
-  assert os.listdir(tmp_path / "tensorboard")
+  # The test results reach TensorBoard too: each column against glimpses.
+  logged = tensorboard_scalars(tmp_path / "tensorboard")
+  for tag, key in (("top1", "top1"), ("coverage", "coverage"),
+                   ("occluded_top1", "occluded_top1")):
+    curve = logged[f"test/{tag}_vs_glimpses"]
+    np.testing.assert_allclose([curve[t] for t in range(1, 6)], test[key],
+                               rtol=1e-6)
+  np.testing.assert_allclose(logged["test/representation_top1"][3],
+                             test["references"]["representation"]["top1"],
+                             rtol=1e-6)
 
   # The BagNet reference is the stage-1 network, not the final Saccader's
   # representation; the baselines go through the same evaluators.
@@ -284,12 +308,35 @@ def test_resume_with_another_optimizer_keeps_the_model(tiny_config, tmp_path,
   first = run_job(config, tmp_path)
   config.optimizer.name = "adamw"
   config.stages.representation.num_steps = 4
-  with caplog.at_level("WARNING"):
+  before = tiny_config.optimizer.name
+  with caplog.at_level("INFO"):
     trainer = train.Trainer(config, str(tmp_path))
     second = trainer.run()
-  assert "optimizer state starts fresh" in caplog.text
+  # One warning naming only what changed, and the start line the new
+  # optimizer, resumed, with the schedule's rate at step 2.
+  (warning,) = [r.getMessage() for r in caplog.records
+                if "optimizer differs" in r.getMessage()]
+  assert f"(name {before!r} -> 'adamw'): " in warning
+  assert "optimizer state starts fresh" in warning
+  schedule = representation_schedule(config)
+  assert ("Stage representation: 4 steps (resuming at step 2), global batch "
+          f"{config.batch_size} over 1 devices; optimizer adamw, "
+          f"{config.schedule.name} schedule to peak learning rate "
+          f"{config.stages.representation.learning_rate:g}, "
+          f"{float(schedule(2)):.3g} at this step.") in caplog.text
   assert trees_differ(first["variables"]["params"],
                       second["variables"]["params"])
+  # A finished stage is not compared: no warning when nothing will train.
+  caplog.clear()
+  config.optimizer.name = before
+  with caplog.at_level("WARNING"):
+    train.Trainer(config, str(tmp_path)).train()
+  assert "optimizer differs" not in caplog.text
+
+
+def representation_schedule(config):
+  return steps.stage_optimizer(config, "representation",
+                               config.stages.representation.num_steps)[1]
 
 
 def test_checkpoint_of_another_model_names_the_parameter(tiny_config,
