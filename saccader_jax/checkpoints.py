@@ -46,8 +46,13 @@ MODEL, OPT_STATE, META = "model", "opt_state", "meta"
 DAMAGED = "damaged"
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(errors.CheckpointError, ValueError):
   """The checkpoint was written by another model: not damage, a mistake."""
+
+  def __init__(self, message: str):
+    super().__init__(
+        f"{message} Train this config in a new --workdir, or run this "
+        "workdir with the config it was trained with.")
 
 
 def absolute_path(path: epath.PathLike) -> epath.Path:

@@ -38,6 +38,10 @@ class WriteError(JobError):
   permission): what was written before is kept."""
 
 
+class WorkdirError(WriteError, PermissionError):
+  """The workdir cannot be created or written."""
+
+
 # TensorStore (orbax's array writer) reports OS errors in its message.
 _TENSORSTORE_OS_ERROR = re.compile(r"os_error_code='?(\d+)")
 _TENSORSTORE_FILE = re.compile(r'writing local file "([^"]+)"')

@@ -28,6 +28,7 @@ import numpy as np
 
 from saccader_jax import checkpoints
 from saccader_jax import config_checks
+from saccader_jax import errors
 from saccader_jax import models
 from saccader_jax.data import input_pipeline
 
@@ -49,8 +50,9 @@ def check_workdir(workdir: epath.PathLike) -> epath.Path:
     probe.unlink()
   except Exception as e:  # pylint: disable=broad-except
     # Local file systems raise OSError; cloud ones their own errors.
-    raise PermissionError(f"workdir {str(workdir)!r} is not writable: {e}. "
-                          "Choose another --workdir.") from e
+    raise errors.WorkdirError(
+        f"workdir {str(workdir)!r} is not writable: {e}. Choose another "
+        "--workdir.") from e
   return path
 
 

@@ -10,6 +10,7 @@ the step it reached: run the same command again to resume.
 
 import gc
 import os
+import re
 import sys
 
 # TensorFlow (tf.data) logs its start-up at INFO from C++; keep warnings.
@@ -35,23 +36,72 @@ flags.DEFINE_bool("distributed", False,
 flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
 flags.DEFINE_integer("num_processes", None, "Processes in the job.")
 flags.DEFINE_integer("process_id", None, "This process's index.")
+flags.DEFINE_bool("traceback", False,
+                  "On an error, print the Python traceback too (normally one "
+                  "line says what went wrong and what to do).")
 flags.mark_flags_as_required(["config", "workdir"])
+
+
+def config_load_error(error: Exception, argv: list[str]) -> errors.ConfigError:
+  """The one line that says why --config (its file or an override) could
+  not be loaded."""
+  text = str(error).replace("\\'", "'")
+  missing = re.search(r"\[Errno \d+\] [^\n]*", text)
+  if missing:
+    return errors.ConfigError([f"--config could not be loaded: "
+                               f"{missing.group(0)}."])
+  overrides = [a.split("=")[0] for a in argv if a.startswith("--config.")]
+  unknown = next(((flag, key) for flag in overrides
+                  for key in flag[len("--config."):].split(".")
+                  if f"'{key}'" in text), None)
+  if unknown:
+    suggestion = re.search(r'Did you mean "(\w+)"', text)
+    hint = f" (did you mean {suggestion.group(1)!r}?)" if suggestion else ""
+    return errors.ConfigError([f"{unknown[0]}: the config has no key "
+                               f"{unknown[1]!r}{hint}."])
+  first = text.splitlines()[0] if text else ""
+  return errors.ConfigError([f"--config could not be loaded: "
+                             f"{type(error).__name__}: {first}"])
+
+
+def report(error: errors.JobError) -> int:
+  """Prints the error's lines to stderr; returns its exit code."""
+  kind = ("Config error" if isinstance(error, errors.ConfigError)
+          else "Preempted" if isinstance(error, preemption.Preempted)
+          else "Error")
+  for line in str(error).splitlines():
+    print(f"{kind}: {line}", file=sys.stderr, flush=True)
+  return error.exit_code
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with a --config override that names no key of the
+  config (read while the flags are parsed) as one line."""
+  try:
+    return app.parse_flags_with_usage(argv)
+  except (KeyError, AttributeError, OSError) as e:
+    if "--traceback" in argv:
+      raise
+    sys.exit(report(config_load_error(e, argv)))
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   try:
-    run(FLAGS.config, FLAGS.workdir)
+    try:
+      # The file and the overrides are read on first use of the config.
+      config = FLAGS.config
+      config.keys()
+    except Exception as e:  # pylint: disable=broad-except
+      raise config_load_error(e, sys.argv) from e
+    run(config, FLAGS.workdir)
     return
   except errors.JobError as e:
+    if FLAGS.traceback:
+      raise
     # The message says it all; a traceback would bury it.
-    kind = ("Config error" if isinstance(e, errors.ConfigError)
-            else "Preempted" if isinstance(e, preemption.Preempted)
-            else "Error")
-    for line in str(e).splitlines():
-      print(f"{kind}: {line}", file=sys.stderr, flush=True)
-    exit_code = e.exit_code
+    exit_code = report(e)
   # Release the failed stage's input pipeline (its Python generator) while
   # the interpreter is still whole.
   gc.collect()
@@ -89,4 +139,4 @@ def run(config, workdir: str) -> None:
 
 if __name__ == "__main__":
   runtime.reexec_with_tcmalloc()
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

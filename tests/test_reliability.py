@@ -4,6 +4,7 @@ damaged checkpoints, and a restart on another number of devices."""
 import json
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -54,14 +55,22 @@ ONE_STAGE = ("--config.run_stages=('representation',)",
              "--config.checkpoint_every_steps=2")
 
 
-def four_step_workdir(tiny_data_dir, tmp_path):
-  """A finished one-stage job with checkpoints at steps 2 and 4."""
-  workdir = str(tmp_path / "workdir")
+@pytest.fixture(scope="module")
+def four_step_job(tiny_data_dir, tmp_path_factory):
+  """A finished one-stage job with checkpoints at steps 2 and 4, run once
+  for the module; tests change copies of it (`four_step_workdir`)."""
+  workdir = str(tmp_path_factory.mktemp("four_step_job") / "workdir")
   first = run_main(tiny_data_dir, workdir, *ONE_STAGE,
                    "--config.stages.representation.num_steps=4")
   assert first.returncode == 0, first.stderr[-3000:]
   assert checkpoint_steps(workdir, "representation") == [2, 4]
   return workdir
+
+
+@pytest.fixture
+def four_step_workdir(four_step_job, tmp_path):
+  """This test's own copy of `four_step_job`'s workdir."""
+  return shutil.copytree(four_step_job, str(tmp_path / "workdir"))
 
 
 def damage(directory, garbage):
@@ -105,8 +114,8 @@ def test_divergence_stops_the_stage_and_keeps_the_last_finite_checkpoint(
 
 @pytest.mark.slow
 def test_damaged_newest_checkpoint_is_set_aside_and_an_older_one_resumes(
-    tiny_data_dir, tmp_path):
-  workdir = four_step_workdir(tiny_data_dir, tmp_path)
+    tiny_data_dir, four_step_workdir):
+  workdir = four_step_workdir
   newest = os.path.join(workdir, "checkpoints", "representation", "4")
   assert damage(newest, b"\xff\xfe damaged \x00" * 7)
 
@@ -130,8 +139,8 @@ def test_damaged_newest_checkpoint_is_set_aside_and_an_older_one_resumes(
 
 @pytest.mark.slow
 def test_no_restorable_checkpoint_fails_with_the_directory_and_reason(
-    tiny_data_dir, tmp_path):
-  workdir = four_step_workdir(tiny_data_dir, tmp_path)
+    tiny_data_dir, four_step_workdir):
+  workdir = four_step_workdir
   stage_dir = os.path.join(workdir, "checkpoints", "representation")
   assert damage(stage_dir, b"\xff garbage")
   second = run_main(tiny_data_dir, workdir, *ONE_STAGE,
@@ -144,31 +153,28 @@ def test_no_restorable_checkpoint_fails_with_the_directory_and_reason(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("first_devices, second_devices", [(8, 1), (1, 8)])
-def test_a_job_resumes_on_another_number_of_devices(tiny_data_dir, tmp_path,
-                                                    first_devices,
-                                                    second_devices):
+def test_a_job_resumes_on_more_and_on_fewer_devices(tiny_data_dir, tmp_path):
+  """8 devices, then 1, then 8 again: each run resumes both stages where
+  the last one stopped."""
   workdir = str(tmp_path / "workdir")
   stages = ("--config.run_stages=('representation','location')",
             "--config.checkpoint_every_steps=2")
-  first = run_main(tiny_data_dir, workdir, *stages,
-                   "--config.stages.representation.num_steps=2",
-                   "--config.stages.location.num_steps=2",
-                   devices=first_devices)
-  assert first.returncode == 0, first.stderr[-3000:]
-  assert f"{first_devices} local / {first_devices} global devices" in (
-      first.stderr)
-  second = run_main(tiny_data_dir, workdir, *stages,
-                    "--config.stages.representation.num_steps=4",
-                    "--config.stages.location.num_steps=4",
-                    devices=second_devices)
-  assert second.returncode == 0, second.stderr[-3000:]
-  assert "Stage representation: resuming from step 2." in second.stderr
-  assert "Stage location: resuming from step 2." in second.stderr
-  assert checkpoint_steps(workdir, "location") == [2, 4]
+  for steps, devices in ((2, 8), (4, 1), (6, 8)):
+    run = run_main(tiny_data_dir, workdir, *stages,
+                   f"--config.stages.representation.num_steps={steps}",
+                   f"--config.stages.location.num_steps={steps}",
+                   devices=devices)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert f"{devices} local / {devices} global devices" in run.stderr
+    if steps > 2:
+      for stage in ("representation", "location"):
+        assert f"Stage {stage}: resuming from step {steps - 2}." in (
+            run.stderr)
+    assert checkpoint_steps(workdir, "location") == list(range(2, steps + 1,
+                                                               2))
   # And the final model loads here, on this test's one device.
-  variables = checkpoints.load_variables(workdir, tiny_train_config(tiny_data_dir),
-                                         stage="location")
+  variables = checkpoints.load_variables(
+      workdir, tiny_train_config(tiny_data_dir), stage="location")
   assert finite(variables)
   assert {d for x in jax.tree_util.tree_leaves(variables)
           for d in x.devices()} == set(jax.devices())
@@ -176,11 +182,11 @@ def test_a_job_resumes_on_another_number_of_devices(tiny_data_dir, tmp_path,
 
 @pytest.mark.slow
 def test_a_failing_checkpoint_write_stops_in_one_line_and_loses_nothing(
-    tiny_data_dir, tmp_path):
+    tiny_data_dir, four_step_workdir):
   """A checkpoint write that the OS refuses: one line naming the directory
   and the OS error, exit 1; the earlier checkpoints still restore, and the
   rerun with room to write resumes from the newest of them."""
-  workdir = four_step_workdir(tiny_data_dir, tmp_path)
+  workdir = four_step_workdir
   stage_dir = os.path.join(workdir, "checkpoints", "representation")
   before = checkpoints.load_variables(workdir, tiny_train_config(tiny_data_dir),
                                       stage="representation")

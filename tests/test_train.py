@@ -347,7 +347,10 @@ def test_checkpoint_of_another_model_names_the_parameter(tiny_config,
   run_job(config, tmp_path)
   config.model.representation.what_channels = 12
   config.stages.representation.num_steps = 2
-  with pytest.raises(ValueError, match=r"representation/lowd_(bn|conv)/.*different model"):
+  with pytest.raises(errors.JobError,
+                     match=r"representation/lowd_(bn|conv)/.*different model.*"
+                     r" Train this config in a new --workdir, or run this "
+                     r"workdir with the config it was trained with\."):
     run_job(config, tmp_path)
 
 
@@ -370,7 +373,7 @@ def test_partial_checkpoint_is_ignored_on_resume(tiny_config, tmp_path):
 def test_unwritable_workdir_fails_before_training(tiny_config, tmp_path):
   blocker = tmp_path / "a_file"
   blocker.write_text("not a directory")
-  with pytest.raises(PermissionError, match="not writable"):
+  with pytest.raises(errors.WorkdirError, match="not writable"):
     run_job(tiny_config, blocker / "workdir")
 
 
