@@ -293,14 +293,22 @@ class _LibraryInfoFilter(logging.Filter):
 
   def filter(self, record):
     library = any(m in record.pathname for m in self._markers)
-    if library and record.levelno >= logging.WARNING:
+    if (record.levelno >= logging.WARNING
+        and "/saccader_jax/" not in record.pathname):
+      # Any library's, including the standard library's event loops and
+      # futures that orbax's writer threads run on; some put the traceback
+      # into the message itself.
       record.exc_info, record.exc_text, record.stack_info = None, None, None
+      message = record.getMessage()
+      if "\n" in message:
+        record.msg, record.args = message.split("\n", 1)[0], None
     return record.levelno >= logging.WARNING or not library
 
 
 def quiet_library_logs(libraries=("orbax", "tensorflow_datasets", "jax",
                                   "etils")) -> None:
-  """Keeps the console to this project's progress lines."""
+  """Keeps the console to this project's progress lines: the libraries'
+  INFO records are dropped, and no library record carries a traceback."""
   for handler in logging.getLogger().handlers + logging.getLogger(
       "absl").handlers:
     handler.addFilter(_LibraryInfoFilter(libraries))

@@ -2,6 +2,7 @@
 scripts (`python -m tests.<script>` from the repository root)."""
 
 import os
+import socket
 
 import jax
 import jax.numpy as jnp
@@ -15,6 +16,13 @@ def checkpoint_steps(workdir, stage: str) -> list[int]:
   """The steps of stage's checkpoints in workdir, ascending."""
   directory = os.path.join(workdir, "checkpoints", stage)
   return sorted(int(d) for d in os.listdir(directory) if d.isdigit())
+
+
+def free_port() -> int:
+  """A TCP port on localhost that nothing listens on now."""
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    return s.getsockname()[1]
 
 
 def count_variables(tree) -> int:

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import checkpoint_steps
+from tests.helpers import free_port
 from tests.helpers import tiny_train_config
 from saccader_jax import checkpoints
 from saccader_jax import preemption
@@ -160,13 +161,6 @@ def test_sigterm_at_random_moments_loses_no_step_and_resumes_bit_for_bit(
     assert_trees_equal(
         checkpoints.load_variables(straight_dir, config, stage=stage),
         checkpoints.load_variables(workdir, config, stage=stage))
-
-
-def free_port():
-  import socket  # pylint: disable=g-import-not-at-top
-  with socket.socket() as s:
-    s.bind(("localhost", 0))
-    return s.getsockname()[1]
 
 
 @pytest.mark.slow

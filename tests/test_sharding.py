@@ -1,12 +1,13 @@
 """Data parallelism: the same step on 1 device, 8 devices and 2 processes."""
 
 import os
-import socket
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+
+from tests.helpers import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HELPER = ["-m", "tests.one_train_step"]
@@ -53,12 +54,6 @@ def test_eight_devices_match_one_device(one_device, tmp_path):
   eight = load(out)
   assert int(eight["devices"]) == 8 and int(one_device["devices"]) == 1
   assert_same_step(one_device, eight)
-
-
-def free_port():
-  with socket.socket() as s:
-    s.bind(("localhost", 0))
-    return s.getsockname()[1]
 
 
 @pytest.mark.slow
