@@ -8,6 +8,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 from typing import Optional
 
 # XLA's CPU backend can hand fusions of these kinds to its YNNPACK kernels
@@ -312,3 +313,24 @@ def quiet_library_logs(libraries=("orbax", "tensorflow_datasets", "jax",
   for handler in logging.getLogger().handlers + logging.getLogger(
       "absl").handlers:
     handler.addFilter(_LibraryInfoFilter(libraries))
+  # Background threads of the libraries (orbax's writers, their event
+  # loops) that fail after the job has reported why: one line each.
+  threading.excepthook = _one_line_thread_exception
+  sys.unraisablehook = _one_line_unraisable
+
+
+def _first_line(error: Optional[BaseException]) -> str:
+  return str(error).split("\n", 1)[0] if error is not None else ""
+
+
+def _one_line_thread_exception(args) -> None:
+  logging.getLogger("absl").error(
+      "%s in thread %s: %s", getattr(args.exc_type, "__name__", "Error"),
+      getattr(args.thread, "name", "?"), _first_line(args.exc_value))
+
+
+def _one_line_unraisable(unraisable) -> None:
+  logging.getLogger("absl").error(
+      "%s ignored in %r: %s",
+      getattr(unraisable.exc_type, "__name__", "Error"), unraisable.object,
+      _first_line(unraisable.exc_value))
