@@ -138,7 +138,7 @@ def test_sigterm_at_random_moments_loses_no_step_and_resumes_bit_for_bit(
     log = str(tmp_path / f"run{attempt}.log")
     process = start_main(tiny_data_dir, workdir, log, *overrides)
     if attempt < 3:
-      wait_for_text(log, "steps, global batch", process)
+      wait_for_text(log, ", global batch ", process)
       time.sleep(rng.uniform(0.0, 1.5))
       process.send_signal(signal.SIGTERM)
     code = process.wait(600)
@@ -185,7 +185,7 @@ def test_sigterm_to_one_of_two_processes_stops_both_at_the_same_step(
 
   processes, logs = start_pair(0)
   for process, log in zip(processes, logs):
-    wait_for_text(log, "steps, global batch", process)
+    wait_for_text(log, ", global batch ", process)
   time.sleep(1.0)
   processes[1].send_signal(signal.SIGTERM)
   codes = [p.wait(600) for p in processes]
