@@ -2,13 +2,19 @@
 
 A task where only the choice of location decides the reward: each image is
 noise with the class evidence (a horizontal or vertical bar) at one random
-place and a brighter decoy without it (a cross of both bars) at another. A
-BagNet trained on it (stage 1) is right at the locations that see
-the bar and at chance elsewhere. Stage 3 then runs with the representation
-frozen (`train_representation=False`), so its cross entropy reaches no
-trained parameter and REINFORCE alone trains the location network, from its
-random initialisation (no location pretraining), with one glimpse: the reward
-is the chance of landing on the bar.
+place and a decoy without it (a cross of both bars) at another. A BagNet
+trained on it (stage 1) is right at the locations that see the bar and at
+chance elsewhere. Stage 3 then runs with the representation frozen
+(`train_representation=False`), so its cross entropy reaches no trained
+parameter and REINFORCE alone trains the location network, with one glimpse:
+the reward is the chance of landing on the bar.
+
+The policy starts uniform by construction: the what/where mixing
+convolution is zeroed, so F = 0 and every location's logit (eq. 3) is 0. A
+randomly initialised location network is not a fair start: its logits are a
+weighted sum of the BagNet's features, which are largest where the BagNet is
+confident, so depending on the trained BagNet it may land on the bar most of
+the time before any training.
 """
 
 import jax
@@ -23,6 +29,7 @@ from saccader_jax import steps
 from tests.helpers import tiny_train_config
 
 SIZE = 64          # the tiny config's 17-px receptive field: a 12x12 grid
+NUM_LOCATIONS = 144
 BAR = 9
 
 
@@ -72,6 +79,24 @@ def bar_bagnet(tmp_path_factory):
   return config, model, variables
 
 
+def uniform_policy(variables):
+  """variables with the mixing convolution zeroed: F = 0, a uniform policy
+  whose REINFORCE gradient is not zero (eq. 3 is linear in F)."""
+  params = dict(variables["params"])
+  params["mixing"] = jax.tree_util.tree_map(jnp.zeros_like, params["mixing"])
+  return {**variables, "params": params}
+
+
+def per_location_accuracy(model, variables, seed=3, batch_size=256):
+  """The BagNet's accuracy at each location, averaged over the grid: the
+  reward a uniform policy earns."""
+  batch = bar_batch(np.random.default_rng(seed), batch_size)
+  rep = model.apply(variables, batch["image"], False,
+                    method=models.Saccader.represent)
+  predictions = jnp.argmax(rep.logits2d, -1)
+  return float(jnp.mean(predictions == batch["label"][:, None, None]))
+
+
 def policy_config(config, reduction, learning_rate, reinforce_weight=1.0):
   config = config.copy_and_resolve_references()
   policy = config.stages.policy
@@ -92,20 +117,25 @@ def test_reinforce_alone_raises_the_reward(bar_bagnet, reduction,
                                            learning_rate):
   config, model, variables = bar_bagnet
   config = policy_config(config, reduction, learning_rate)
-  trained, metrics = run_stage(config, "policy", model, variables, 100,
-                               seed=2)
+  start = uniform_policy(variables)
+  trained, metrics = run_stage(config, "policy", model, start, 100, seed=2)
   rewards = np.array([m["reward"] for m in metrics])
-  first, last = rewards[:10].mean(), rewards[-20:].mean()
-  # The untrained policy lands on the bar or on the decoy (right half the
-  # time) or on noise; after 100 steps (S = 2 trajectories of 32 images
-  # each) nearly every sample lands on the bar.
-  assert first < 0.85, rewards[:10]
-  assert last - first > 0.12, (first, last)
-  assert last > 0.9, (first, last)
   entropy = np.array([m["entropy_first"] for m in metrics])
-  assert entropy[-20:].mean() < entropy[:10].mean() - 1.0
+  # Step 0 (metrics of the parameters before its update): uniform, so the
+  # reward is the BagNet's accuracy at a random location, about chance
+  # (the bar covers few of the 144 receptive fields).
+  np.testing.assert_allclose(entropy[0], np.log(NUM_LOCATIONS), atol=1e-3)
+  uniform_reward = per_location_accuracy(model, variables)
+  assert uniform_reward < 0.65, uniform_reward
+  assert rewards[0] < uniform_reward + 0.15, (rewards[0], uniform_reward)
+  # After 100 steps (S = 2 trajectories of 32 images each) nearly every
+  # sample lands on the bar, and the policy has narrowed.
+  last = rewards[-20:].mean()
+  assert last > 0.9, (rewards[:5], last)
+  assert last - uniform_reward > 0.3, (uniform_reward, last)
+  assert entropy[-20:].mean() < np.log(NUM_LOCATIONS) - 1.5, entropy[-20:]
   # Only the location network moved.
-  changes = steps.relative_change(variables["params"], trained["params"])
+  changes = steps.relative_change(start["params"], trained["params"])
   assert changes.pop("representation") == 0.0
   assert max(changes.values()) > 1e-2
 
@@ -115,8 +145,11 @@ def test_without_reinforce_nothing_trains_the_policy(bar_bagnet):
   location network no gradient, so the reward rise above is REINFORCE's."""
   config, model, variables = bar_bagnet
   config = policy_config(config, "mean", 0.03, reinforce_weight=0.0)
-  trained, metrics = run_stage(config, "policy", model, variables, 20, seed=2)
-  changes = steps.relative_change(variables["params"], trained["params"])
+  start = uniform_policy(variables)
+  trained, metrics = run_stage(config, "policy", model, start, 20, seed=2)
+  changes = steps.relative_change(start["params"], trained["params"])
   assert max(changes.values()) == 0.0, changes
   rewards = np.array([m["reward"] for m in metrics])
-  assert rewards.mean() < 0.85
+  entropy = np.array([m["entropy_first"] for m in metrics])
+  np.testing.assert_allclose(entropy, np.log(NUM_LOCATIONS), atol=1e-3)
+  assert rewards.mean() < per_location_accuracy(model, variables) + 0.1
