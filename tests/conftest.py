@@ -26,7 +26,8 @@ def pytest_configure(config):
   it launches. The tests compile the same small programs again and again (a
   job and its resumed run, a second trainer, every subprocess), and on a
   2-core CPU compiling is most of their time; a hit is bit-identical to a
-  fresh compile."""
+  fresh compile. pytest-xdist workers inherit the controller's directory
+  through the environment."""
   del config
   cache = tempfile.mkdtemp(prefix="saccader_jax_test_xla_cache_")
   settings = dict(_CACHE_SETTINGS, jax_compilation_cache_dir=cache)
@@ -37,7 +38,8 @@ def pytest_configure(config):
 
 
 def pytest_unconfigure(config):
-  del config
+  if hasattr(config, "workerinput"):
+    return   # a pytest-xdist worker: the controller made the cache, and removes it
   cache = os.environ.get("JAX_COMPILATION_CACHE_DIR", "")
   if os.path.basename(cache).startswith("saccader_jax_test_xla_cache_"):
     shutil.rmtree(cache, ignore_errors=True)
