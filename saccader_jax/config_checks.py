@@ -20,6 +20,7 @@ from typing import Any, Iterable, Optional, Sequence
 import ml_collections
 
 from saccader_jax import chunking
+from saccader_jax import config_keys
 from saccader_jax import errors
 from saccader_jax import losses
 from saccader_jax import models
@@ -68,6 +69,15 @@ class Problems:
     self.add(field, value,
              f"must be a finite number {'>' if strict else '>='} {low}")
     return False
+
+
+def _unknown_keys(problems: Problems,
+                  config: ml_collections.ConfigDict) -> None:
+  """A key no code reads: a misspelling would otherwise be ignored."""
+  for path, nearest in config_keys.unknown_keys(config):
+    hint = f"; the nearest is config.{nearest}" if nearest else ""
+    problems.lines.append(f"config.{path}: no such key, nothing reads "
+                          f"it{hint}.")
 
 
 def _grid(config: ml_collections.ConfigDict, problems: Problems):
@@ -247,6 +257,7 @@ def config_problems(config: ml_collections.ConfigDict, num_devices: int = 1,
   # Imported here: the input pipeline pulls in TensorFlow.
   from saccader_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
   problems = Problems()
+  _unknown_keys(problems, config)
   problems.choice("dataset.name", config.dataset.get("name"),
                   input_pipeline.DATASETS)
   grid = _grid(config, problems)

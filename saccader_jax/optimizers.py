@@ -70,6 +70,10 @@ OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
     "lamb": _lamb,
     "lars": _lars,
 }
+# The keys config.optimizer may have: every optimizer's hyperparameters, so
+# that one config swaps optimizers by name alone.
+OPTIMIZER_KEYS = ("name", "grad_clip_norm", "momentum", "nesterov",
+                  "weight_decay", "b1", "b2", "eps", "trust_coefficient")
 
 
 def _constant(config, base_lr, total_steps):
@@ -108,6 +112,8 @@ SCHEDULES: dict[str, Callable[..., optax.Schedule]] = {
     "warmup_cosine": _warmup_cosine,
     "step": _step,
 }
+SCHEDULE_KEYS = ("name", "warmup_fraction", "end_factor", "decay_fractions",
+                 "decay_factor")
 
 
 def create_learning_rate_schedule(config: ml_collections.ConfigDict,

@@ -292,4 +292,7 @@ def preprocess(example, config, train):
           "label": tf.cast(example["label"], tf.int32)}
 
 
-SPEC = common.DatasetSpec(build_from_config, preprocess, skip_decoding=True)
+SPEC = common.DatasetSpec(
+    build_from_config, preprocess, skip_decoding=True,
+    config_keys=("seed", "num_clutter", "clutter_size", "item_size",
+                 "dev_size", "canvas_size"))

@@ -11,6 +11,12 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 
+# The keys of config.dataset every data set has.
+DATASET_KEYS = ("name", "data_dir", "source_dir", "image_size",
+                "num_channels", "mean", "std", "train_split", "dev_split",
+                "test_split", "cache", "prefetch", "num_threads")
+
+
 @dataclasses.dataclass(frozen=True)
 class DatasetSpec:
   """How to build a data set and preprocess one example.
@@ -22,10 +28,13 @@ class DatasetSpec:
       ([2] int64) for its augmentation.
     skip_decoding: images arrive encoded and `preprocess` decodes them
       (so that it can crop first).
+    config_keys: the keys of config.dataset this data set reads beyond
+      DATASET_KEYS, which every data set has.
   """
   build: Callable[[ml_collections.ConfigDict], tfds.core.DatasetBuilder]
   preprocess: Callable[..., dict]
   skip_decoding: bool = False
+  config_keys: tuple[str, ...] = ()
 
 
 def normalize(image: tf.Tensor, config: ml_collections.ConfigDict):

@@ -69,4 +69,5 @@ def preprocess(example, config, train):
   return {"image": common.normalize(image, config), "label": label}
 
 
-SPEC = common.DatasetSpec(build, preprocess, skip_decoding=True)
+SPEC = common.DatasetSpec(build, preprocess, skip_decoding=True,
+                          config_keys=("label_offset",))

@@ -44,13 +44,15 @@ class Context:
 class Evaluator:
   """Base class: config.evals.<name> configures an instance.
 
-  Subclasses set `name` and `keys` (what `batch_sums` returns), override
+  Subclasses set `name`, `keys` (what `batch_sums` returns) and
+  `config_keys` (the keys config.evals.<name> may have), override
   `batch_sums`, and say how their results read (`columns`, `scalars`).
   `references` lists the reference stages the evaluator needs (e.g. the
   full-image classifier's).
   """
   name: ClassVar[str] = ""
   keys: ClassVar[tuple[str, ...]] = ()
+  config_keys: ClassVar[tuple[str, ...]] = ()
 
   def __init__(self, config: ml_collections.ConfigDict, num_glimpses: int):
     self.config = config

@@ -80,6 +80,7 @@ class Glimpses(base.Evaluator):
   8); written as PNG at the end and as image summaries at every
   evaluation."""
   name = "glimpses"
+  config_keys = ("num_images",)
 
   @property
   def num_images(self) -> int:

@@ -43,6 +43,7 @@ def occluded_logits(classify, images: jnp.ndarray, boxes: jnp.ndarray,
 class Occlusion(base.Evaluator):
   """occluded_top1 [T], occluded_top5 [T], occluded_nonfinite [T]."""
   name = "occlusion"
+  config_keys = ("classifier", "fill")
   keys = ("occluded_top1", "occluded_top5", "occluded_nonfinite")
 
   @property

@@ -99,6 +99,32 @@ MODELS: dict[str, Callable[[ml_collections.ConfigDict], Any]] = {
 }
 
 
+# The keys each model's config may have. A dict is a section with keys of its
+# own; MODEL marks a section that is itself a model config (of any name).
+MODEL = "model"
+_COMMON_KEYS = dict.fromkeys(("name", "dtype", "num_classes", "bn_momentum",
+                              "bn_epsilon"))
+_RESNET_V2_KEYS = dict.fromkeys(("units", "widths", "strides",
+                                 "root_channels", "root_kernel",
+                                 "root_stride", "root_pool", "expansion"))
+MODEL_KEYS: dict[str, dict[str, Any]] = {
+    "saccader": {
+        **_COMMON_KEYS, "mixed_channels": None,
+        "representation": dict.fromkeys((
+            "blocks", "planes", "strides", "kernel3", "stem_channels",
+            "expansion", "what_channels")),
+        "attention": dict.fromkeys(("widths", "dilation"))},
+    "resnet_v2": {**_COMMON_KEYS, **_RESNET_V2_KEYS},
+    "dram": {**_COMMON_KEYS, "glimpse_network": _RESNET_V2_KEYS,
+             **dict.fromkeys(("glimpse_size", "num_resolutions",
+                              "classification_units", "location_units",
+                              "location_stddev"))},
+    "saccader_classnet": {"name": None, "input_size": None,
+                          "saccader_image_size": None, "saccader": MODEL,
+                          "classifier": MODEL},
+}
+
+
 def is_policy(model) -> bool:
   """Whether model chooses glimpses (else it classifies whole images): on a
   grid of locations (`glimpse_fn`, e.g. Saccader) or anywhere in the image

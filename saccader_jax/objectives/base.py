@@ -17,6 +17,10 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+# Keys every config.stages.<name> may have.
+STAGE_KEYS = ("num_steps", "num_epochs", "learning_rate", "l2_weight",
+              "l2_mode", "grad_clip_norm")
+
 LossFn = Callable[..., tuple[jnp.ndarray, tuple[Any, dict[str, jnp.ndarray]]]]
 
 
@@ -57,7 +61,10 @@ class Stage:
       initialise it (when no earlier stage trained this stage's field).
     choices, glimpse_fields, positive_integer_fields, weight_fields: how
       `config_checks` validates config.stages.<name> beyond the fields every
-      stage has (learning rate, length, L2).
+      stage has (STAGE_KEYS: learning rate, length, L2).
+    other_fields: any other field of config.stages.<name> the stage reads
+      (e.g. a boolean switch). With the above, these are the only keys its
+      config may have (`config_keys`).
   """
   loss: Callable[[Any, ml_collections.ConfigDict], LossFn]
   trains: Callable[[str, ml_collections.ConfigDict], bool]
@@ -71,6 +78,15 @@ class Stage:
   glimpse_fields: tuple[str, ...] = ()
   positive_integer_fields: tuple[str, ...] = ()
   weight_fields: tuple[str, ...] = ()
+  other_fields: tuple[str, ...] = ()
+
+  @property
+  def config_keys(self) -> tuple[str, ...]:
+    """Every key config.stages.<name> may have."""
+    return tuple(dict.fromkeys(
+        STAGE_KEYS + tuple(self.choices) + self.glimpse_fields
+        + self.positive_integer_fields + self.weight_fields
+        + self.rate_factor_fields + self.other_fields))
 
   def trainable_mask(self, params: Any,
                      config: ml_collections.ConfigDict) -> Any:

@@ -80,5 +80,6 @@ STAGES: dict[str, Stage] = {
                            "reward_steps": REWARD_STEPS,
                            "reinforce_reduction": REINFORCE_REDUCTIONS},
                   glimpse_fields=("num_glimpses",),
-                  weight_fields=("reinforce_weight",)),
+                  weight_fields=("reinforce_weight",),
+                  other_fields=("plus_minus_one_rewards",)),
 }

@@ -212,5 +212,7 @@ STAGES: dict[str, Stage] = {
                     glimpse_fields=("num_glimpses",),
                     positive_integer_fields=("num_trajectories",),
                     weight_fields=("reinforce_weight", "location_l2_weight",
-                                   "location_learning_rate_factor")),
+                                   "location_learning_rate_factor"),
+                    other_fields=("plus_minus_one_rewards",
+                                  "train_representation")),
 }
