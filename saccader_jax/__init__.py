@@ -9,7 +9,8 @@ from saccader_jax.policy import make_policy
 from saccader_jax.policy import Policy
 from saccader_jax.policy import PolicyOutput
 from saccader_jax.policy import RolloutPolicy
+from saccader_jax.run_record import load_config
 
 __all__ = ["DRAM", "Policy", "PolicyOutput", "RolloutPolicy", "Saccader",
            "SaccaderOutput",
-           "create_model", "load_variables", "make_policy"]
+           "create_model", "load_config", "load_variables", "make_policy"]

@@ -39,6 +39,7 @@ import orbax.checkpoint as ocp
 from saccader_jax import errors
 from saccader_jax import models
 from saccader_jax import objectives
+from saccader_jax import run_record
 from saccader_jax import steps
 from saccader_jax.data import input_pipeline
 
@@ -277,7 +278,8 @@ def abstract_variables(config: ml_collections.ConfigDict,
       jax.random.key(0))
 
 
-def load_variables(workdir: epath.PathLike, config: ml_collections.ConfigDict,
+def load_variables(workdir: epath.PathLike,
+                   config: Optional[ml_collections.ConfigDict] = None,
                    stage: Optional[str] = None, step: Optional[int] = None,
                    sharding: Optional[jax.sharding.Sharding] = None) -> dict:
   """A trained model's variables from a workdir, on this process's devices.
@@ -286,7 +288,8 @@ def load_variables(workdir: epath.PathLike, config: ml_collections.ConfigDict,
 
   Args:
     workdir: the --workdir of a training job (local or a URL).
-    config: that job's config (it defines the model).
+    config: that job's config (it defines the model); default the config
+      recorded in workdir (`run_record.load_config`).
     stage: whose checkpoints: default the last of config.run_stages, i.e.
       the final model.
     step: which checkpoint; default the stage's newest.
@@ -295,6 +298,8 @@ def load_variables(workdir: epath.PathLike, config: ml_collections.ConfigDict,
   Returns:
     {"params": ..., "batch_stats": ...}, ready for `make_policy`.
   """
+  if config is None:
+    config = run_record.load_config(workdir)
   stage = stage or config.run_stages[-1]
   directory = absolute_path(workdir) / "checkpoints" / stage
   if not directory.exists():

@@ -6,6 +6,7 @@ no training state, only what stages read:
 
   - the mesh: the global batch is split along its `data` axis over every
     device of every process, parameters are replicated;
+  - the config, recorded in the workdir (`run_record`);
   - the data set's builder, prepared by process 0 before the others read it;
     each host's share of a batch becomes one global array (`global_batch`);
   - the modules of the config's model fields, built once;
@@ -30,6 +31,7 @@ from saccader_jax import checkpoints
 from saccader_jax import config_checks
 from saccader_jax import errors
 from saccader_jax import models
+from saccader_jax import run_record
 from saccader_jax.data import input_pipeline
 
 
@@ -81,12 +83,18 @@ class Job:
   def create(cls, config: ml_collections.ConfigDict,
              workdir: epath.PathLike,
              pretrained_fields: tuple[str, ...] = ()) -> "Job":
-    """Checks config (pretrained_fields: model fields given trained) and
+    """Checks config (pretrained_fields: model fields given trained),
+    workdir and that a run already there is this one, records config in
     workdir, then prepares the data and the writer."""
     config_checks.check_config(config, jax.device_count(),
                                jax.process_count(),
                                pretrained_fields=pretrained_fields)
     workdir = check_workdir(workdir)
+    run_record.check_rerun(workdir, config)
+    # Every process has compared with the old record before it is replaced.
+    multihost_utils.sync_global_devices("config compared")
+    if jax.process_index() == 0:
+      run_record.record(workdir, config)
     builder = prepare_data(config.dataset)
     writer = metric_writers.create_default_writer(
         workdir / "tensorboard", just_logging=jax.process_index() > 0)

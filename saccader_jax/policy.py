@@ -14,9 +14,11 @@ models that look anywhere in the image (DRAM).
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Optional, Protocol
 
 import flax
+from flax import traverse_util
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -317,6 +319,74 @@ class RolloutPolicy(Policy):
                        f"{num_glimpses}.")
 
 
+@functools.lru_cache(maxsize=16)
+def _variable_shapes(model, num_channels: int) -> dict[tuple, tuple]:
+  """{path: shape} of the variables model.init makes for num_channels-channel
+  images (parameter shapes do not depend on the image size)."""
+  if hasattr(model, "min_image_size"):
+    size = model.min_image_size()
+  else:
+    size = model.grid_geometry(4096, 4096).receptive_field
+  images = jax.ShapeDtypeStruct((1, size, size, num_channels), jnp.float32)
+  shapes = jax.eval_shape(
+      lambda x: model.init(jax.random.key(0), x, **type(model).init_kwargs),
+      images)
+  return {path: tuple(leaf.shape) for path, leaf in
+          traverse_util.flatten_dict(flax.core.unfreeze(shapes)).items()}
+
+
+def check_variables(model, variables: Any,
+                    num_channels: Optional[int] = None) -> int:
+  """The channel count of the images variables were made for; raises
+  ValueError if they are not model's variables (a parameter missing, extra
+  or of another shape) or not for num_channels-channel images."""
+  def fail(problem: str):
+    raise ValueError(
+        f"make_policy: the variables are not those of this "
+        f"{type(model).__name__}: {problem}. Pass the config they were "
+        "trained with (saccader_jax.load_config(workdir)).")
+
+  try:
+    given = {path: tuple(np.shape(leaf)) for path, leaf in
+             traverse_util.flatten_dict(flax.core.unfreeze(variables)).items()}
+  except (TypeError, ValueError, AttributeError):
+    fail(f"expected {{'params': ..., 'batch_stats': ...}}, got "
+         f"{type(variables).__name__}")
+  one, two = _variable_shapes(model, 1), _variable_shapes(model, 2)
+  channels = num_channels
+  for path in one:
+    if one[path] != two[path] and path in given:
+      axis = next(d for d, (a, b) in enumerate(zip(one[path], two[path]))
+                  if a != b)
+      per_channel = two[path][axis] - one[path][axis]
+      offset = one[path][axis] - per_channel
+      if len(given[path]) == len(one[path]):
+        found, remainder = divmod(given[path][axis] - offset, per_channel)
+        if found >= 1 and not remainder:
+          if num_channels is not None and found != num_channels:
+            raise ValueError(
+                f"make_policy: the variables are for {found}-channel images "
+                f"({'/'.join(path)} has shape {given[path]}), but "
+                f"num_channels is {num_channels}.")
+          channels = found
+      break
+  if channels is None:
+    channels = 3
+  expected = _variable_shapes(model, channels)
+  params_first = sorted(expected.items(), key=lambda i: i[0][0] != "params")
+  for path, shape in params_first:
+    name = "/".join(path)
+    if path not in given:
+      fail(f"{name} is missing")
+    if given[path] != shape:
+      fail(f"{name} has shape {given[path]}, the model's {shape}")
+  extra = sorted("/".join(p) for p in given if p not in expected)
+  if extra:
+    fail(f"{extra[0]} is not a variable of the model"
+         + (f" (nor {len(extra) - 1} more)" if len(extra) > 1 else ""))
+  return channels
+
+
 def make_policy(model_or_config: Any, variables: Any,
                 num_channels: Optional[int] = None,
                 chunk_size: chunking.ChunkSize = chunking.AUTO) -> Policy:
@@ -327,7 +397,8 @@ def make_policy(model_or_config: Any, variables: Any,
     model_or_config: a policy model (e.g. `Saccader`, `DRAM`), a full config (with
       `model` and `dataset.num_channels` fields) or a model config.
     variables: the model's variables, {"params": ..., "batch_stats": ...}.
-    num_channels: image channels; read from a full config, else 3.
+    num_channels: image channels; read from a full config, else from the
+      variables.
     chunk_size: images per chunk of a call (`saccader_jax.chunking`); left
       at "auto", a full config's `eval_chunk_size`.
 
@@ -347,10 +418,11 @@ def make_policy(model_or_config: Any, variables: Any,
     raise ValueError("make_policy takes a policy model (one with glimpse_fn "
                      "or rollout_fn, e.g. Saccader or DRAM) or its config; "
                      f"got {type(model).__name__}.")
+  num_channels = check_variables(model, variables, num_channels)
   name = f"{type(model).__name__.lower()} policy"
   if hasattr(model, "rollout_fn"):
     return RolloutPolicy(model.rollout_fn, variables, model.finest_boxes,
-                         model.min_image_size(), num_channels or 3, name=name,
+                         model.min_image_size(), num_channels, name=name,
                          chunk_size=chunk_size)
   return Policy(model.glimpse_fn, variables, model.grid_geometry,
-                num_channels or 3, name=name, chunk_size=chunk_size)
+                num_channels, name=name, chunk_size=chunk_size)

@@ -144,3 +144,29 @@ def test_geometry_unflatten_and_boxes_round_trip():
   np.testing.assert_array_equal(rc[:, 0] * 19 + rc[:, 1], flat)
   np.testing.assert_array_equal(grid.boxes(jnp.array([18, 0])),
                                 [144, 0, 221, 77])
+
+
+def test_make_policy_reads_the_channel_count_from_the_variables(
+    narrow_config, narrow_variables):
+  """narrow_variables are for 3-channel images: a model config alone gives
+  a 3-channel policy, and a contradicting num_channels is refused."""
+  assert saccader_jax.make_policy(narrow_config,
+                                  narrow_variables).num_channels == 3
+  with pytest.raises(ValueError, match=r"variables are for 3-channel images "
+                     r"\(params/representation/stem_conv/kernel has shape "
+                     r"\(\d+, \d+, 3, \d+\)\), but num_channels is 1\."):
+    saccader_jax.make_policy(narrow_config, narrow_variables, num_channels=1)
+
+
+def test_make_policy_refuses_variables_of_another_model(narrow_config,
+                                                        narrow_variables):
+  other = narrow_config.copy_and_resolve_references()
+  other.representation.what_channels = 12
+  with pytest.raises(ValueError, match=(
+      r"^make_policy: the variables are not those of this Saccader: "
+      r"params/\S+ has shape \(.*\), the model's \(.*\)\. Pass the config "
+      r"they were trained with \(saccader_jax.load_config\(workdir\)\)\.$")):
+    saccader_jax.make_policy(other, narrow_variables)
+  with pytest.raises(ValueError, match=r"batch_stats/\S+ is missing"):
+    saccader_jax.make_policy(narrow_config,
+                             {"params": narrow_variables["params"]})

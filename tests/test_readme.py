@@ -35,6 +35,7 @@ def test_readme_load_and_baselines_snippets_run_on_a_workdir(tmp_path):
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from configs import fashion_mnist_saccader  # pylint: disable=g-import-not-at-top
   from saccader_jax import checkpoints  # pylint: disable=g-import-not-at-top
+  from saccader_jax import run_record  # pylint: disable=g-import-not-at-top
   config = fashion_mnist_saccader.get_config()
   abstract = checkpoints.abstract_variables(config)
   variables = jax.tree_util.tree_map(lambda x: jnp.ones(x.shape, x.dtype),
@@ -46,6 +47,7 @@ def test_readme_load_and_baselines_snippets_run_on_a_workdir(tmp_path):
                      {"unused": jnp.zeros(())},
                      config.optimizer.to_dict())
     manager.close()
+  run_record.record(tmp_path, config)
   code = snippet("load-snippet")
   assert '"/tmp/saccader_fmnist"' in code
   out = run_snippet(code.replace("/tmp/saccader_fmnist", str(tmp_path)))

@@ -347,6 +347,12 @@ def test_checkpoint_of_another_model_names_the_parameter(tiny_config,
   run_job(config, tmp_path)
   config.model.representation.what_channels = 12
   config.stages.representation.num_steps = 2
+  # The workdir's recorded config refuses the run first
+  # (tests/test_run_record.py); without it (a workdir from before runs were
+  # recorded), the checkpoint itself does.
+  with pytest.raises(errors.ConfigError, match="holds another run"):
+    run_job(config, tmp_path)
+  (tmp_path / "config.json").unlink()
   with pytest.raises(errors.JobError,
                      match=r"representation/lowd_(bn|conv)/.*different model.*"
                      r" Train this config in a new --workdir, or run this "

@@ -1,0 +1,131 @@
+"""The config a workdir's run used, recorded in it as `config.json`.
+
+Written at the start of every run (command-line overrides included), so a
+workdir alone says what was trained: `load_config(workdir)` gives the
+config back for `load_variables` and `make_policy`.
+
+A rerun in the same workdir must be the same run: the same models, the same
+data set and the same stages (`run_stages` may only grow at its end).
+Anything else (lengths, optimizer, schedule, evaluation, logging, where the
+data are read from) may change between runs; the changes are logged.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from absl import logging
+from etils import epath
+import ml_collections
+
+from saccader_jax import config_keys
+from saccader_jax import errors
+
+CONFIG_FILE = "config.json"
+
+# Keys of config.dataset that say where and how the data are read, not what
+# they are.
+_DATASET_READING_KEYS = ("data_dir", "source_dir", "cache", "prefetch",
+                         "num_threads", "train_split", "dev_split",
+                         "test_split")
+
+
+def _plain(config: ml_collections.ConfigDict) -> dict:
+  """config as JSON's types (tuples become lists)."""
+  return json.loads(config.to_json_best_effort())
+
+
+def _tuples(value: Any) -> Any:
+  if isinstance(value, dict):
+    return {k: _tuples(v) for k, v in value.items()}
+  if isinstance(value, list):
+    return tuple(_tuples(v) for v in value)
+  return value
+
+
+def _flat(tree: dict, prefix: str = "") -> dict[str, Any]:
+  out = {}
+  for key, value in tree.items():
+    if isinstance(value, dict) and value:
+      out.update(_flat(value, f"{prefix}{key}."))
+    else:
+      out[f"{prefix}{key}"] = value
+  return out
+
+
+def _defines_the_run(path: str) -> bool:
+  """Whether a change at this dotted path makes another run."""
+  top, _, rest = path.partition(".")
+  if top in config_keys.model_fields():
+    return True
+  if top == "dataset":
+    return rest not in _DATASET_READING_KEYS
+  return False
+
+
+def _show(value: Any) -> str:
+  return repr(tuple(value) if isinstance(value, list) else value)
+
+
+def load_config(workdir: epath.PathLike) -> ml_collections.ConfigDict:
+  """The config of the run recorded in workdir (local or a URL)."""
+  path = epath.Path(workdir).expanduser() / CONFIG_FILE
+  if not path.exists():
+    raise errors.CheckpointError(
+        f"{path} does not exist: {workdir} holds no recorded run (runs write "
+        "it when they start); pass the config the job ran with.")
+  return ml_collections.ConfigDict(_tuples(json.loads(path.read_text())))
+
+
+def differences(recorded: ml_collections.ConfigDict,
+                config: ml_collections.ConfigDict
+                ) -> tuple[list[str], list[str]]:
+  """(changes that make another run, changes allowed between runs), each
+  a list of "path: old -> new" lines."""
+  old, new = _flat(_plain(recorded)), _flat(_plain(config))
+  refused, allowed = [], []
+  # config.model first: other model fields (the classnet's Saccader) may
+  # share it.
+  for path in sorted(set(old) | set(new),
+                     key=lambda p: (not p.startswith("model."), p)):
+    before, after = old.get(path, "(absent)"), new.get(path, "(absent)")
+    if before == after:
+      continue
+    line = f"{path}: {_show(before)} -> {_show(after)}"
+    if path == "run_stages":
+      extends = (isinstance(before, list) and isinstance(after, list)
+                 and after[:len(before)] == before)
+      (allowed if extends else refused).append(line)
+    else:
+      (refused if _defines_the_run(path) else allowed).append(line)
+  return refused, allowed
+
+
+def check_rerun(workdir: epath.Path, config: ml_collections.ConfigDict
+                ) -> None:
+  """Raises ConfigError if workdir records another run; logs what changed
+  since the recorded one."""
+  path = workdir / CONFIG_FILE
+  if not path.exists():
+    return
+  refused, allowed = differences(load_config(workdir), config)
+  if refused:
+    more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
+    raise errors.ConfigError([
+        f"workdir {workdir} holds another run ({refused[0]}{more}): models, "
+        "data set and run_stages must match its config.json. Choose another "
+        "--workdir, or run with the recorded config."])
+  if allowed:
+    logging.info("Config changed since this workdir's last run: %s.",
+                 "; ".join(allowed))
+
+
+def record(workdir: epath.Path, config: ml_collections.ConfigDict) -> None:
+  """Writes config as workdir/config.json (process 0 calls this)."""
+  try:
+    (workdir / CONFIG_FILE).write_text(
+        config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
+  except Exception as e:  # pylint: disable=broad-except
+    raise errors.WriteError(f"could not write {workdir / CONFIG_FILE}: "
+                            f"{e}") from e

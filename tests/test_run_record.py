@@ -1,0 +1,105 @@
+"""A workdir records the config of its run (config.json); a rerun there
+must be the same run, and loading needs only the workdir."""
+
+import json
+import logging
+
+import jax
+import numpy as np
+import pytest
+
+import saccader_jax
+from saccader_jax import errors
+from saccader_jax import job as job_lib
+from saccader_jax import run_record
+from saccader_jax import train
+from configs import fashion_mnist_dram
+
+
+def test_a_run_records_its_config_with_its_overrides(tiny_config, tmp_path):
+  config = tiny_config
+  config.optimizer.name = "adamw"          # as a --config override would
+  job_lib.Job.create(config, tmp_path)
+  recorded = json.loads((tmp_path / "config.json").read_text())
+  assert recorded["optimizer"]["name"] == "adamw"
+  loaded = saccader_jax.load_config(tmp_path)
+  assert loaded.model.representation.planes == (4, 8, 8)   # tuples again
+  assert run_record.differences(loaded, config) == ([], [])
+
+
+@pytest.mark.parametrize("change, first_line", [
+    (lambda c: setattr(c.model.representation, "what_channels", 12),
+     "model.representation.what_channels: 16 -> 12"),
+    (lambda c: setattr(c.dataset, "image_size", 40),
+     "dataset.image_size: 36 -> 40"),
+    (lambda c: setattr(c, "run_stages", ("dram",)),
+     "run_stages: ('representation', 'location', 'policy') -> ('dram',)"),
+])
+def test_another_run_in_the_same_workdir_is_refused(tiny_config, tmp_path,
+                                                    change, first_line):
+  job_lib.Job.create(tiny_config, tmp_path)
+  before = (tmp_path / "config.json").read_text()
+  other = tiny_config.copy_and_resolve_references()
+  change(other)
+  with pytest.raises(errors.ConfigError) as raised:
+    job_lib.Job.create(other, tmp_path)
+  (line,) = str(raised.value).splitlines()
+  assert line.startswith(f"workdir {tmp_path} holds another run "
+                         f"({first_line}")
+  assert line.endswith("Choose another --workdir, or run with the recorded "
+                       "config.")
+  assert (tmp_path / "config.json").read_text() == before
+
+
+def test_the_dram_config_into_a_saccader_workdir_is_refused(tmp_path):
+  """The DRAM config differs from the Saccader default in run_stages only."""
+  from configs import fashion_mnist_saccader  # pylint: disable=g-import-not-at-top
+  refused, _ = run_record.differences(fashion_mnist_saccader.get_config(),
+                                      fashion_mnist_dram.get_config())
+  assert refused == ["run_stages: ('representation', 'location', 'policy') "
+                     "-> ('dram',)"]
+
+
+def test_allowed_changes_are_logged_as_a_short_diff(tiny_config, tmp_path,
+                                                    caplog):
+  job_lib.Job.create(tiny_config, tmp_path)
+  config = tiny_config.copy_and_resolve_references()
+  config.optimizer.name = "adamw"
+  config.stages.policy.num_steps = 7
+  config.dataset.data_dir = str(tmp_path / "elsewhere")   # where, not what
+  config.run_stages = config.run_stages + ("classifier",)  # grows at its end
+  refused, allowed = run_record.differences(
+      saccader_jax.load_config(tmp_path), config)
+  assert refused == []
+  assert allowed == [
+      f"dataset.data_dir: {tiny_config.dataset.data_dir!r} -> "
+      f"{str(tmp_path / 'elsewhere')!r}",
+      "optimizer.name: 'sgd_nesterov' -> 'adamw'",
+      "run_stages: ('representation', 'location', 'policy') -> "
+      "('representation', 'location', 'policy', 'classifier')",
+      "stages.policy.num_steps: 3 -> 7"]
+  config.dataset.data_dir = tiny_config.dataset.data_dir
+  with caplog.at_level(logging.INFO):
+    job_lib.Job.create(config, tmp_path)
+  assert ("Config changed since this workdir's last run: optimizer.name: "
+          "'sgd_nesterov' -> 'adamw'; run_stages:") in caplog.text
+  assert saccader_jax.load_config(tmp_path).optimizer.name == "adamw"
+
+
+def test_a_workdir_alone_loads_the_final_model(tiny_config, tmp_path):
+  config = tiny_config
+  config.run_stages = ("representation",)
+  config.stages.representation.num_steps = 1
+  result = train.Trainer(config, str(tmp_path)).run()
+  variables = saccader_jax.load_variables(tmp_path)
+  jax.tree_util.tree_map(np.testing.assert_array_equal,
+                         jax.device_get(result["variables"]),
+                         jax.device_get(variables))
+  policy = saccader_jax.make_policy(saccader_jax.load_config(tmp_path),
+                                    variables)
+  assert policy.num_channels == 1
+
+
+def test_a_workdir_without_a_record_says_so(tmp_path):
+  with pytest.raises(errors.CheckpointError, match="holds no recorded run"):
+    saccader_jax.load_variables(tmp_path)
