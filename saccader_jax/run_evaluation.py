@@ -134,7 +134,7 @@ class RunEvaluation:
       out = jax.tree_util.tree_map(lambda x: np.asarray(x)[real], out)
       pictures[evaluator.name] = evaluator.picture(
           out, head["image"][real], head["label"][real],
-          input_pipeline.class_names(self.job.builder), title)
+          input_pipeline.class_names(self.config.dataset), title)
     return pictures
 
   def evaluate_stage(self, name: str, variables: Any, split: str,

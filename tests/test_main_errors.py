@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import jax
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -68,3 +69,59 @@ def test_traceback_on_request(tmp_path):
                     f"--workdir={tmp_path}")
   assert result.returncode != 0
   assert "Traceback" in result.stderr and "nmae" in result.stderr
+
+
+def test_a_misspelt_key_in_a_config_file_is_one_line(tmp_path):
+  config_file = tmp_path / "my_config.py"
+  config_file.write_text(
+      "from configs import fashion_mnist_saccader\n\n\n"
+      "def get_config():\n"
+      "  config = fashion_mnist_saccader.get_config()\n"
+      "  config.optimizer.nmae = 'adamw'\n"
+      "  return config\n")
+  workdir = tmp_path / "workdir"
+  result = run_main(f"--config={config_file}", f"--workdir={workdir}")
+  assert result.returncode == 2
+  assert only_line(result, "Config error: ") == (
+      "Config error: config.optimizer.nmae: no such key, nothing reads it; "
+      "the nearest is config.optimizer.name.")
+  assert not workdir.exists()   # refused before the workdir was touched
+
+
+def test_another_config_into_a_recorded_workdir_is_one_line(tmp_path):
+  from configs import fashion_mnist_saccader  # pylint: disable=g-import-not-at-top
+  from saccader_jax import run_record  # pylint: disable=g-import-not-at-top
+  run_record.record(tmp_path, fashion_mnist_saccader.get_config())
+  result = run_main("--config=configs/fashion_mnist_dram.py",
+                    f"--workdir={tmp_path}")
+  assert result.returncode == 2
+  assert only_line(result, "Config error: ") == (
+      f"Config error: workdir {tmp_path} holds another run (run_stages: "
+      "('representation', 'location', 'policy') -> ('dram',)): models, data "
+      "set and run_stages must match its config.json. Choose another "
+      "--workdir, or run with the recorded config.")
+
+
+def test_a_checkpoint_of_another_model_is_one_line(tiny_data_dir, tmp_path):
+  """A workdir without a recorded config (written before runs recorded
+  theirs): the checkpoint's shapes give the model away."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from saccader_jax import checkpoints  # pylint: disable=g-import-not-at-top
+  from tests.helpers import tiny_train_config  # pylint: disable=g-import-not-at-top
+  other = tiny_train_config(tiny_data_dir)
+  other.model.representation.what_channels = 12
+  variables = jax.tree_util.tree_map(lambda x: jnp.zeros(x.shape, x.dtype),
+                                     checkpoints.abstract_variables(other))
+  manager = checkpoints.create_manager(
+      tmp_path / "checkpoints" / "representation", 1, async_save=False)
+  checkpoints.save(manager, 1, {"step": jnp.int32(1), **variables},
+                   {"unused": jnp.zeros(())}, other.optimizer.to_dict())
+  manager.close()
+  result = run_main(f"--config=tests/tiny_config.py:{tiny_data_dir}",
+                    "--config.run_stages=('representation',)",
+                    f"--workdir={tmp_path}")
+  assert result.returncode == 1
+  line = only_line(result, "Error: ")
+  assert "different model" in line and "representation/lowd_" in line
+  assert line.endswith("Train this config in a new --workdir, or run this "
+                       "workdir with the config it was trained with.")

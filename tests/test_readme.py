@@ -29,8 +29,10 @@ def test_readme_policy_snippet_runs():
   assert lines[2:] == ["(2, 6, 19, 19)", "(2, 6, 1001)", "(2, 1001)"]
 
 
-def test_readme_load_and_baselines_snippets_run_on_a_workdir(tmp_path):
-  """A workdir holding final checkpoints of the embedded config's model."""
+def test_readme_load_and_baselines_snippets_run_on_a_workdir(tmp_path,
+                                                             embedded_data):
+  """A workdir holding final checkpoints of the embedded config's model,
+  recorded with the session's copy of the embedded data."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from configs import fashion_mnist_saccader  # pylint: disable=g-import-not-at-top
@@ -47,7 +49,9 @@ def test_readme_load_and_baselines_snippets_run_on_a_workdir(tmp_path):
                      {"unused": jnp.zeros(())},
                      config.optimizer.to_dict())
     manager.close()
-  run_record.record(tmp_path, config)
+  recorded = config.copy_and_resolve_references()
+  recorded.dataset.data_dir = embedded_data[0].dataset.data_dir
+  run_record.record(tmp_path, recorded)
   code = snippet("load-snippet")
   assert '"/tmp/saccader_fmnist"' in code
   out = run_snippet(code.replace("/tmp/saccader_fmnist", str(tmp_path)))
@@ -57,3 +61,10 @@ def test_readme_load_and_baselines_snippets_run_on_a_workdir(tmp_path):
   assert out.splitlines() == [
       f"{name} (2, 6, 4)" for name in ("ordered_logits", "sobel_mean",
                                        "sobel_variance", "random")]
+  code = snippet("picture-snippet").replace("/tmp/saccader_fmnist",
+                                            str(tmp_path))
+  code = code.replace("/tmp/glimpses.png", str(tmp_path / "glimpses.png"))
+  assert run_snippet(code).splitlines() == ["uint8 3"]
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  with Image.open(tmp_path / "glimpses.png") as picture:
+    assert picture.mode == "RGB" and min(picture.size) > 100

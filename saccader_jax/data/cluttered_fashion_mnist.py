@@ -284,15 +284,22 @@ def preprocess(example, config, train):
   image = tf.io.decode_png(example["image"], channels=config.num_channels)
   size = canvas_size(config)
   image.set_shape([size, size, config.num_channels])
-  if size != config.image_size:
+  return {"image": eval_image(image, config),
+          "label": tf.cast(example["label"], tf.int32)}
+
+
+def eval_image(image, config):
+  """A decoded [H, W, C] uint8 canvas -> [image_size, image_size, C]
+  normalised (resized bilinearly if its side is not image_size)."""
+  if image.shape[0] != config.image_size or image.shape[1] != config.image_size:
     image = tf.image.resize(tf.cast(image, tf.float32),
                             [config.image_size, config.image_size],
                             method="bilinear")
-  return {"image": common.normalize(image, config),
-          "label": tf.cast(example["label"], tf.int32)}
+  return common.normalize(image, config)
 
 
 SPEC = common.DatasetSpec(
     build_from_config, preprocess, skip_decoding=True,
     config_keys=("seed", "num_clutter", "clutter_size", "item_size",
-                 "dev_size", "canvas_size"))
+                 "dev_size", "canvas_size"),
+    eval_image=eval_image, class_names=lambda config: CLASS_NAMES)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 from etils import epath
 import ml_collections
@@ -30,11 +30,19 @@ class DatasetSpec:
       (so that it can crop first).
     config_keys: the keys of config.dataset this data set reads beyond
       DATASET_KEYS, which every data set has.
+    eval_image: (decoded [H, W, C] uint8 image, config.dataset) -> what
+      evaluation's `preprocess` makes of it ([S, S, C] float32), for images
+      from elsewhere (`input_pipeline.preprocess_images`).
+    class_names: config.dataset -> the name of each label as `preprocess`
+      gives it; None: the data set's labels have no names.
   """
   build: Callable[[ml_collections.ConfigDict], tfds.core.DatasetBuilder]
   preprocess: Callable[..., dict]
   skip_decoding: bool = False
   config_keys: tuple[str, ...] = ()
+  eval_image: Optional[Callable[..., tf.Tensor]] = None
+  class_names: Optional[Callable[[ml_collections.ConfigDict],
+                                 Sequence[str]]] = None
 
 
 def normalize(image: tf.Tensor, config: ml_collections.ConfigDict):

@@ -56,6 +56,17 @@ def central_crop(image_bytes, size):
                              size)
 
 
+def eval_image(image, config):
+  """A decoded [H, W, 3] uint8 image -> the evaluation's central crop,
+  resized and normalised (what `preprocess` computes from the JPEG)."""
+  window = central_crop_window(tf.shape(image)[0], tf.shape(image)[1],
+                               config.image_size)
+  crop = image[window[0]:window[0] + window[2],
+               window[1]:window[1] + window[3]]
+  crop = tf.image.resize(crop, [config.image_size] * 2, method="bicubic")
+  return common.normalize(tf.clip_by_value(crop, 0.0, 255.0), config)
+
+
 def preprocess(example, config, train):
   if train:
     seed = example["seed"]
@@ -69,5 +80,14 @@ def preprocess(example, config, train):
   return {"image": common.normalize(image, config), "label": label}
 
 
+def class_names(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """TFDS's WordNet IDs, after label_offset background classes."""
+  from tensorflow_datasets.datasets.imagenet2012 import imagenet_common  # pylint: disable=g-import-not-at-top
+  names = tfds.features.ClassLabel(
+      names_file=imagenet_common.label_names_file()).names
+  return ("background",) * config.get("label_offset", 0) + tuple(names)
+
+
 SPEC = common.DatasetSpec(build, preprocess, skip_decoding=True,
-                          config_keys=("label_offset",))
+                          config_keys=("label_offset",),
+                          eval_image=eval_image, class_names=class_names)

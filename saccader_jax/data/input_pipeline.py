@@ -224,12 +224,60 @@ def num_examples(builder: tfds.core.DatasetBuilder, split: str) -> int:
   return builder.info.splits[split].num_examples
 
 
-def class_names(builder: tfds.core.DatasetBuilder) -> Optional[list[str]]:
-  """The label feature's class names, or None if it has none."""
-  features = builder.info.features
-  label = features["label"] if "label" in features.keys() else None
-  names = getattr(label, "names", None)
-  return list(names) if names else None
+def class_names(config: ml_collections.ConfigDict) -> Optional[list[str]]:
+  """The class name of each label as the models see it (names[label]), or
+  None if the data set's labels have none."""
+  spec = _spec(config)
+  return list(spec.class_names(config)) if spec.class_names else None
+
+
+def preprocess_images(images: Any, config: ml_collections.ConfigDict
+                      ) -> np.ndarray:
+  """Images -> what the models read, as evaluation preprocesses them
+  (config.dataset's data set: crop, resize, normalise).
+
+  Args:
+    images: [n, H, W, C] uint8 array, or a list of [H, W, C] uint8 arrays of
+      any sizes, or of encoded files as the data set stores them (bytes:
+      e.g. ImageNet JPEGs, preprocessed by the evaluation pipeline itself).
+      ImageNet's pipeline decodes only the crop window of a JPEG, which can
+      differ from a full decode by a few gray levels in the window's first
+      row and column; encoded files avoid that difference.
+    config: config.dataset.
+
+  Returns:
+    [n, image_size, image_size, C] float32.
+  """
+  spec = _spec(config)
+  out = []
+  for image in images:
+    if isinstance(image, bytes) and spec.skip_decoding:
+      example = {"image": tf.constant(image), "label": tf.constant(0)}
+      out.append(spec.preprocess(example, config, False)["image"].numpy())
+      continue
+    image = np.asarray(image)
+    if image.ndim != 3 or image.dtype != np.uint8:
+      raise ValueError(f"preprocess_images takes [H, W, C] uint8 images; got "
+                       f"{image.dtype} of shape {image.shape}.")
+    if image.shape[-1] != config.num_channels:
+      raise ValueError(f"{config.name} images have {config.num_channels} "
+                       f"channel(s); got shape {image.shape}.")
+    out.append(spec.eval_image(tf.constant(image), config).numpy())
+  return np.stack(out).astype(np.float32)
+
+
+def read_examples(config: ml_collections.ConfigDict, split: str, count: int,
+                  builder: Optional[tfds.core.DatasetBuilder] = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+  """The first count examples of a split as evaluation reads them:
+  ([n, S, S, C] float32 images, [n] int32 labels), n = min(count, split
+  size). builder: config's prepared builder (default `get_builder(config)`,
+  which prepares the data set if it is not yet)."""
+  builder = builder or get_builder(config)
+  count = min(count, num_examples(builder, split))
+  batch = next(eval_batches(config, builder, split, count, count))
+  real = batch["mask"] > 0
+  return batch["image"][real], batch["label"][real]
 
 
 def eval_batches(config: ml_collections.ConfigDict,
