@@ -257,11 +257,9 @@ def figure_png(fig) -> bytes:
 
 def picture_png(picture: np.ndarray) -> bytes:
   """An RGB uint8 picture [H, W, 3] as PNG bytes."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  from matplotlib import image  # pylint: disable=g-import-not-at-top
   png = io.BytesIO()
-  plt.imsave(png, picture, format="png")
+  image.imsave(png, picture, format="png")
   return png.getvalue()
 
 
@@ -283,11 +281,13 @@ def save_results(results: dict, workdir: epath.PathLike, name: str,
     paths[-1].write_bytes(picture_png(picture))
   if "top1" not in results:
     return paths
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  # Off-screen, without pyplot: a notebook's backend stays as it is.
+  from matplotlib.backends import backend_agg  # pylint: disable=g-import-not-at-top
+  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
   glimpses = np.arange(1, len(results["top1"]) + 1)
-  fig, ax = plt.subplots(figsize=(5, 3.5))
+  fig = Figure(figsize=(5, 3.5))
+  backend_agg.FigureCanvasAgg(fig)
+  ax = fig.subplots()
   for key, label, color in (("top1", "top-1", "C0"), ("top5", "top-5", "C1")):
     ax.plot(glimpses, 100 * np.asarray(results[key]), "o-", color=color,
             label=f"policy {label}")

@@ -339,7 +339,10 @@ def check_variables(model, variables: Any,
                     num_channels: Optional[int] = None) -> int:
   """The channel count of the images variables were made for; raises
   ValueError if they are not model's variables (a parameter missing, extra
-  or of another shape) or not for num_channels-channel images."""
+  or of another shape) or not for num_channels-channel images. variables
+  None (given at each call instead) checks nothing: num_channels or 3."""
+  if variables is None:
+    return num_channels or 3
   def fail(problem: str):
     raise ValueError(
         f"make_policy: the variables are not those of this "
@@ -396,7 +399,9 @@ def make_policy(model_or_config: Any, variables: Any,
   Args:
     model_or_config: a policy model (e.g. `Saccader`, `DRAM`), a full config (with
       `model` and `dataset.num_channels` fields) or a model config.
-    variables: the model's variables, {"params": ..., "batch_stats": ...}.
+    variables: the model's variables, {"params": ..., "batch_stats": ...}
+      (checked against the model), or None to pass them at each call
+      (`policy.apply`, `PolicyEvaluator`).
     num_channels: image channels; read from a full config, else from the
       variables.
     chunk_size: images per chunk of a call (`saccader_jax.chunking`); left

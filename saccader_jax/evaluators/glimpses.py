@@ -34,19 +34,22 @@ def draw_glimpses(images: np.ndarray, boxes: np.ndarray,
   Returns:
     [height, width, 3] uint8.
   """
+  # Drawn off-screen, without pyplot: the caller's backend (e.g. a
+  # notebook's) is left as it is.
   import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.patches as patches  # pylint: disable=g-import-not-at-top
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  from matplotlib import patches  # pylint: disable=g-import-not-at-top
+  from matplotlib.backends import backend_agg  # pylint: disable=g-import-not-at-top
+  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
 
   images, boxes = np.asarray(images, np.float32), np.asarray(boxes)
   count = images.shape[0]
   columns = max(1, min(columns, count))
   rows = -(-count // columns)
-  fig, axes = plt.subplots(rows, columns, figsize=(2.2 * columns,
-                                                   2.4 * rows + 0.3),
-                           squeeze=False)
-  colors = plt.get_cmap("viridis")(np.linspace(0.1, 0.95, boxes.shape[1]))
+  fig = Figure(figsize=(2.2 * columns, 2.4 * rows + 0.3))
+  backend_agg.FigureCanvasAgg(fig)
+  axes = fig.subplots(rows, columns, squeeze=False)
+  colors = matplotlib.colormaps["viridis"](
+      np.linspace(0.1, 0.95, boxes.shape[1]))
   for ax in axes.ravel():
     ax.axis("off")
   for i in range(count):
@@ -70,9 +73,7 @@ def draw_glimpses(images: np.ndarray, boxes: np.ndarray,
     fig.suptitle(title, fontsize=8)
   fig.tight_layout()
   fig.canvas.draw()
-  picture = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
-  plt.close(fig)
-  return picture
+  return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
 
 
 class Glimpses(base.Evaluator):

@@ -18,6 +18,7 @@ from saccader_jax import models
 from saccader_jax.policies import ordered_logits
 from saccader_jax.policies import sobel
 from saccader_jax.policies import uniform_random
+from saccader_jax.policy import check_variables
 from saccader_jax.policy import Policy
 
 # name -> (model -> GlimpseFn, whether it needs a key)
@@ -41,7 +42,8 @@ def make_baseline_policy(name: str, config: ml_collections.ConfigDict,
     config: a full config (model, dataset) or a Saccader model config.
     variables: the Saccader's {"params", "batch_stats"}; only the
       representation network is read.
-    num_channels: image channels; read from a full config, else 3.
+    num_channels: image channels; read from a full config, else from the
+      variables (checked against the model; None: given at each call).
 
   Returns:
     A Policy (deterministic ones ignore a key; "random" requires one).
@@ -58,8 +60,9 @@ def make_baseline_policy(name: str, config: ml_collections.ConfigDict,
     raise ValueError(f"Baselines read a Saccader's BagNet; config.model is "
                      f"{model_config.get('name')!r}.")
   make_fn, requires_key = BASELINES[name]
+  num_channels = check_variables(model, variables, num_channels)
   return Policy(make_fn(model), variables, model.grid_geometry,
-                num_channels or 3, name=f"{name} policy",
+                num_channels, name=f"{name} policy",
                 requires_key=requires_key)
 
 
