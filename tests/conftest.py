@@ -45,6 +45,26 @@ def pytest_unconfigure(config):
     shutil.rmtree(cache, ignore_errors=True)
 
 
+# Modules whose tests are independent enough to run on different pytest-xdist
+# workers; every other module's tests share one worker (and its
+# module-scoped fixtures).
+_SPLIT_MODULES = ("test_benchmarks", "test_main_errors", "test_preemption",
+                  "test_readme", "test_runtime", "test_sharding", "test_train")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+  """Slow tests first, so that under pytest-xdist (`-n 2 --dist loadgroup`)
+  the long ones start early and the short ones fill the end; each test is
+  placed in its module's xdist group unless its module is split."""
+  del config
+  for item in items:
+    module = item.module.__name__.rsplit(".", 1)[-1]
+    group = item.nodeid if module in _SPLIT_MODULES else module
+    item.add_marker(pytest.mark.xdist_group(group))
+  items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session")
 def narrow_config():
   return narrow_model_config()

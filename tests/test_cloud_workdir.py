@@ -69,6 +69,7 @@ def gcs(tmp_path, monkeypatch):
       yield root
 
 
+@pytest.mark.slow
 def test_a_gs_workdir_holds_checkpoints_logs_and_results(gcs, tmp_path,
                                                          monkeypatch,
                                                          tiny_config):

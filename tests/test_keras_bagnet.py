@@ -21,6 +21,7 @@ def test_imagenet_bagnet_has_the_projects_variable_counts():
                                                                  54_144)
 
 
+@pytest.mark.slow
 def test_same_outputs_and_stage1_loss_given_the_same_variables():
   config = imagenet_saccader.get_config()
   config.model.num_classes = 11

@@ -47,6 +47,7 @@ def test_eq5_alone_trains_every_location_parameter_and_no_representation(
                          narrow_variables["batch_stats"]["representation"])
 
 
+@pytest.mark.slow
 def test_frozen_representation_bn_batch_uses_the_batch_statistics(
     narrow_model, narrow_variables):
   images = 3.0 + 2.0 * jax.random.normal(jax.random.key(5), IMAGE_SHAPE)

@@ -118,15 +118,17 @@ def wait_for_text(log, text, process, timeout=300):
 @pytest.mark.slow
 def test_sigterm_at_random_moments_loses_no_step_and_resumes_bit_for_bit(
     tiny_data_dir, tmp_path):
-  """Through main: three SIGTERMs at random moments of a 3-stage job. Each
+  """Through main: two SIGTERMs at random moments of a 3-stage job. Each
   run exits with EXIT_CODE and one line naming the step and its checkpoint,
   which is the stage's newest; the next run resumes from exactly that step;
-  the final parameters and batch statistics equal a straight run's."""
+  the final parameters and batch statistics equal a straight run's. (A
+  notice during an evaluation: the in-process test above.)"""
   overrides = ("--config.stages.representation.num_steps=24",
                "--config.stages.location.num_steps=24",
                "--config.stages.policy.num_steps=24",
                "--config.checkpoint_every_steps=10",
-               "--config.log_every_steps=4")
+               "--config.log_every_steps=4",
+               "--config.eval_at_stage_end=False")
   straight_dir = str(tmp_path / "straight")
   log = str(tmp_path / "straight.log")
   assert start_main(tiny_data_dir, straight_dir, log, *overrides).wait(600) == 0, (
@@ -134,10 +136,10 @@ def test_sigterm_at_random_moments_loses_no_step_and_resumes_bit_for_bit(
   workdir = str(tmp_path / "preempted")
   rng = np.random.default_rng(0)
   stops = []
-  for attempt in range(4):
+  for attempt in range(3):
     log = str(tmp_path / f"run{attempt}.log")
     process = start_main(tiny_data_dir, workdir, log, *overrides)
-    if attempt < 3:
+    if attempt < 2:
       wait_for_text(log, ", global batch ", process)
       time.sleep(rng.uniform(0.0, 1.5))
       process.send_signal(signal.SIGTERM)
@@ -146,7 +148,7 @@ def test_sigterm_at_random_moments_loses_no_step_and_resumes_bit_for_bit(
     if stops:
       step, stage = stops[-1]
       assert f"Stage {stage}: resuming from step {step}." in text, text[-3000:]
-    if attempt == 3:
+    if attempt == 2:
       assert code == 0, text[-3000:]
       break
     assert code == preemption.EXIT_CODE, text[-3000:]

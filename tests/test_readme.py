@@ -5,6 +5,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -23,12 +25,14 @@ def run_snippet(code):
   return result.stdout
 
 
+@pytest.mark.slow
 def test_readme_policy_snippet_runs():
   lines = run_snippet(snippet("policy-snippet")).splitlines()
   assert lines[0] == "(2, 6, 2)"
   assert lines[2:] == ["(2, 6, 19, 19)", "(2, 6, 1001)", "(2, 1001)"]
 
 
+@pytest.mark.slow
 def test_readme_load_and_baselines_snippets_run_on_a_workdir(tmp_path,
                                                              embedded_data):
   """A workdir holding final checkpoints of the embedded config's model,

@@ -113,6 +113,7 @@ def test_whole_image_logits_are_the_mean_of_logits2d(narrow_model,
                              rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_bfloat16_compute_keeps_float32_parameters(narrow_config,
                                                    narrow_variables):
   config = narrow_config.copy_and_resolve_references()

@@ -102,6 +102,7 @@ def _allocator_after_reexec(env):
 
 @pytest.mark.skipif(runtime.find_tcmalloc() is None,
                     reason="tcmalloc is not installed (libtcmalloc-minimal4)")
+@pytest.mark.slow
 def test_entry_points_restart_on_tcmalloc_with_their_arguments():
   env = {k: v for k, v in os.environ.items()
          if k not in ("LD_PRELOAD", runtime.MALLOC_ENV)}

@@ -5,6 +5,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 IMAGE_SHAPE = (2, 93, 93, 3)
 
@@ -22,6 +23,7 @@ def test_glimpse_logits_are_logits2d_at_the_chosen_locations(
                              rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_freeze_representation_blocks_gradients_and_statistics(
     narrow_model, narrow_variables):
   images = jax.random.normal(jax.random.key(1), IMAGE_SHAPE)

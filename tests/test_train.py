@@ -104,6 +104,7 @@ def run_job(config, workdir, pretrained=None):
   return train.Trainer(config, str(workdir), pretrained).run()
 
 
+@pytest.mark.slow
 def test_stages_end_to_end_with_the_classifier_and_every_evaluator(
     tiny_config, tmp_path, capsys):
   config = tiny_config.copy_and_resolve_references()
@@ -205,6 +206,7 @@ def interrupt_and_resume(config, workdir, monkeypatch, stream: int,
   return run_job(config, workdir, pretrained)
 
 
+@pytest.mark.slow
 def test_killed_job_resumes_to_the_same_parameters(tiny_config, tmp_path,
                                                    monkeypatch):
   config = tiny_config.copy_and_resolve_references()
@@ -243,6 +245,7 @@ def test_readme_stage_snippet_trains_a_stage_as_the_trainer_does(
                        steps.model_variables(namespace["state"]))
 
 
+@pytest.mark.slow
 def test_dram_trains_evaluates_and_resumes_after_a_kill(tiny_config,
                                                        tmp_path, monkeypatch):
   config = tiny_config.copy_and_resolve_references()
@@ -267,6 +270,7 @@ def test_dram_trains_evaluates_and_resumes_after_a_kill(tiny_config,
   assert_trees_equal(straight["variables"], resumed["variables"])
 
 
+@pytest.mark.slow
 def test_classnet_trains_from_given_models_and_resumes_after_a_kill(
     tiny_config, tmp_path, monkeypatch):
   config = tiny_config.copy_and_resolve_references()
@@ -300,6 +304,7 @@ def test_classnet_trains_from_given_models_and_resumes_after_a_kill(
     train.Trainer(config, str(tmp_path / "none"))
 
 
+@pytest.mark.slow
 def test_resume_with_another_optimizer_keeps_the_model(tiny_config, tmp_path,
                                                        caplog):
   config = tiny_config.copy_and_resolve_references()
@@ -390,6 +395,7 @@ def test_unknown_optimizer_fails_with_the_valid_names(tiny_config, tmp_path):
     run_job(config, tmp_path)
 
 
+@pytest.mark.slow
 def test_stage1_loss_decreases_on_the_embedded_data(embedded_data):
   config, builder = embedded_data  # the embedded default
   config = config.copy_and_resolve_references()
@@ -410,6 +416,7 @@ def test_stage1_loss_decreases_on_the_embedded_data(embedded_data):
   assert last < first - 0.15, losses
 
 
+@pytest.mark.slow
 def test_nonfinite_step_is_skipped_or_reported(tiny_config,
                                                tiny_variables_and_batch):
   variables, batch = tiny_variables_and_batch
