@@ -5,7 +5,10 @@ workdir alone says what was trained: `load_config(workdir)` gives the
 config back for `load_variables` and `make_policy`.
 
 A rerun in the same workdir must be the same run: the same models, the same
-data set and the same stages (`run_stages` may only grow at its end).
+data set, and stages in the same order (`run_stages` may drop or add stages,
+e.g. rerun only the policy stage, or add the classifier after it; a
+disjoint or reordered list, such as DRAM's stages in a Saccader's workdir,
+is another run).
 Anything else (lengths, optimizer, schedule, evaluation, logging, where the
 data are read from) may change between runs; the changes are logged.
 """
@@ -64,6 +67,15 @@ def _defines_the_run(path: str) -> bool:
   return False
 
 
+def _one_within_the_other(a: Any, b: Any) -> bool:
+  """Whether one list's stages appear in the other, in the same order."""
+  if not (isinstance(a, list) and isinstance(b, list)):
+    return False
+  shorter, longer = sorted((a, b), key=len)
+  remaining = iter(longer)
+  return bool(shorter) and all(stage in remaining for stage in shorter)
+
+
 def _show(value: Any) -> str:
   return repr(tuple(value) if isinstance(value, list) else value)
 
@@ -94,9 +106,8 @@ def differences(recorded: ml_collections.ConfigDict,
       continue
     line = f"{path}: {_show(before)} -> {_show(after)}"
     if path == "run_stages":
-      extends = (isinstance(before, list) and isinstance(after, list)
-                 and after[:len(before)] == before)
-      (allowed if extends else refused).append(line)
+      same_run = _one_within_the_other(before, after)
+      (allowed if same_run else refused).append(line)
     else:
       (refused if _defines_the_run(path) else allowed).append(line)
   return refused, allowed

@@ -50,17 +50,23 @@ def pytest_unconfigure(config):
 # module-scoped fixtures).
 _SPLIT_MODULES = ("test_benchmarks", "test_main_errors", "test_preemption",
                   "test_readme", "test_runtime", "test_sharding", "test_train")
+# Session fixtures that take a minute to build: the tests that use one share
+# a worker, which builds it once.
+_SHARED_FIXTURES = ("embedded_data", "finished_tiny_workdir")
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-  """Slow tests first, so that under pytest-xdist (`-n 2 --dist loadgroup`)
-  the long ones start early and the short ones fill the end; each test is
-  placed in its module's xdist group unless its module is split."""
+  """Slow tests first, so that under pytest-xdist (`-n 2 --dist loadgroup
+  --no-loadscope-reorder`) the long ones start early and short ones fill
+  the end. Each test joins the xdist group of the costly session fixture it
+  uses, else its module's, unless its module is split."""
   del config
   for item in items:
     module = item.module.__name__.rsplit(".", 1)[-1]
-    group = item.nodeid if module in _SPLIT_MODULES else module
+    shared = [f for f in _SHARED_FIXTURES if f in item.fixturenames]
+    group = (shared[0] if shared else
+             item.nodeid if module in _SPLIT_MODULES else module)
     item.add_marker(pytest.mark.xdist_group(group))
   items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
@@ -100,6 +106,16 @@ def tiny_config(tiny_data_dir):
   """A fresh tiny training config (`helpers.tiny_train_config`) on the
   session's tiny data."""
   return tiny_train_config(tiny_data_dir)
+
+
+@pytest.fixture(scope="session")
+def finished_tiny_workdir(tiny_data_dir, tmp_path_factory):
+  """(workdir, result of `Trainer.run`): the tiny config's three stages,
+  trained once for the session. Tests only read it."""
+  from saccader_jax import train  # pylint: disable=g-import-not-at-top
+  workdir = tmp_path_factory.mktemp("finished_tiny") / "workdir"
+  result = train.Trainer(tiny_train_config(tiny_data_dir), str(workdir)).run()
+  return workdir, result
 
 
 @pytest.fixture(scope="session")

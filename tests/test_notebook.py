@@ -4,8 +4,6 @@ import os
 
 import pytest
 
-from saccader_jax import train
-
 pytestmark = pytest.mark.slow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -25,12 +23,11 @@ def test_the_stored_notebook_has_no_outputs():
                       for c in code)
 
 
-def test_the_notebook_runs_on_a_tiny_workdir(tiny_config, tmp_path,
+def test_the_notebook_runs_on_a_tiny_workdir(finished_tiny_workdir,
                                              monkeypatch):
   import nbclient  # pylint: disable=g-import-not-at-top
   import nbformat  # pylint: disable=g-import-not-at-top
-  workdir = tmp_path / "workdir"
-  train.Trainer(tiny_config, str(workdir)).run()
+  workdir, _ = finished_tiny_workdir
   monkeypatch.setenv("SACCADER_WORKDIR", str(workdir))
   monkeypatch.setenv("SACCADER_NOTEBOOK_IMAGES", "60")
   notebook = nbformat.read(NOTEBOOK, as_version=4)

@@ -12,7 +12,6 @@ import saccader_jax
 from saccader_jax import errors
 from saccader_jax import job as job_lib
 from saccader_jax import run_record
-from saccader_jax import train
 from configs import fashion_mnist_dram
 
 
@@ -51,13 +50,34 @@ def test_another_run_in_the_same_workdir_is_refused(tiny_config, tmp_path,
   assert (tmp_path / "config.json").read_text() == before
 
 
-def test_the_dram_config_into_a_saccader_workdir_is_refused(tmp_path):
+def test_the_dram_config_into_a_saccader_workdir_is_refused():
   """The DRAM config differs from the Saccader default in run_stages only."""
   from configs import fashion_mnist_saccader  # pylint: disable=g-import-not-at-top
   refused, _ = run_record.differences(fashion_mnist_saccader.get_config(),
                                       fashion_mnist_dram.get_config())
   assert refused == ["run_stages: ('representation', 'location', 'policy') "
                      "-> ('dram',)"]
+
+
+@pytest.mark.parametrize("recorded, rerun, same", [
+    (("representation", "location", "policy"), ("policy",), True),
+    (("representation", "location", "policy"),
+     ("representation", "location", "policy", "classifier", "dram"), True),
+    (("representation", "location", "policy", "classifier", "dram"),
+     ("representation", "location", "policy", "dram"), True),
+    (("representation", "location", "policy"), ("policy", "location"), False),
+    (("representation", "location", "policy"), ("dram",), False),
+    (("representation", "location", "policy"), ("classifier", "policy"),
+     False),
+])
+def test_run_stages_may_drop_or_add_stages_in_order(recorded, rerun, same):
+  from configs import fashion_mnist_saccader  # pylint: disable=g-import-not-at-top
+  old = fashion_mnist_saccader.get_config()
+  new = old.copy_and_resolve_references()
+  old.run_stages, new.run_stages = recorded, rerun
+  line = f"run_stages: {recorded!r} -> {rerun!r}"
+  expected = ([], [line]) if same else ([line], [])
+  assert run_record.differences(old, new) == expected
 
 
 def test_allowed_changes_are_logged_as_a_short_diff(tiny_config, tmp_path,
@@ -86,16 +106,13 @@ def test_allowed_changes_are_logged_as_a_short_diff(tiny_config, tmp_path,
   assert saccader_jax.load_config(tmp_path).optimizer.name == "adamw"
 
 
-def test_a_workdir_alone_loads_the_final_model(tiny_config, tmp_path):
-  config = tiny_config
-  config.run_stages = ("representation",)
-  config.stages.representation.num_steps = 1
-  result = train.Trainer(config, str(tmp_path)).run()
-  variables = saccader_jax.load_variables(tmp_path)
+def test_a_workdir_alone_loads_the_final_model(finished_tiny_workdir):
+  workdir, result = finished_tiny_workdir
+  variables = saccader_jax.load_variables(workdir)
   jax.tree_util.tree_map(np.testing.assert_array_equal,
                          jax.device_get(result["variables"]),
                          jax.device_get(variables))
-  policy = saccader_jax.make_policy(saccader_jax.load_config(tmp_path),
+  policy = saccader_jax.make_policy(saccader_jax.load_config(workdir),
                                     variables)
   assert policy.num_channels == 1
 

@@ -20,9 +20,9 @@ from saccader_jax import objectives
 from saccader_jax import steps as steps_lib
 from saccader_jax.data import input_pipeline
 
-BATCH = 64
+BATCH = 32
 STAGE1_STEPS = 100
-STAGE2_STEPS = 120
+STAGE2_STEPS = 80
 
 
 def location_kernel_norm(params):
