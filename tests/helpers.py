@@ -12,6 +12,12 @@ import numpy as np
 from configs import imagenet_saccader
 
 
+def xla_flags_with(flag: str) -> str:
+  """XLA_FLAGS of this process (the suite's compile settings, see
+  conftest.py) plus flag, for a subprocess."""
+  return f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
+
+
 def checkpoint_steps(workdir, stage: str) -> list[int]:
   """The steps of stage's checkpoints in workdir, ascending."""
   directory = os.path.join(workdir, "checkpoints", stage)

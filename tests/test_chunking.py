@@ -12,6 +12,7 @@ import pytest
 
 import saccader_jax
 from saccader_jax import chunking
+from tests.helpers import xla_flags_with
 from saccader_jax import evaluation
 from saccader_jax import evaluators
 
@@ -139,7 +140,8 @@ print("ok")
 
 def test_chunks_of_a_sharded_batch_keep_its_rows_on_their_devices():
   env = dict(os.environ, JAX_PLATFORMS="cpu",
-             XLA_FLAGS="--xla_force_host_platform_device_count=4")
+             XLA_FLAGS=xla_flags_with(
+                 "--xla_force_host_platform_device_count=4"))
   result = subprocess.run([sys.executable, "-c", _ON_FOUR_DEVICES], env=env,
                           capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]

@@ -15,6 +15,7 @@ import pytest
 
 from tests.helpers import checkpoint_steps
 from tests.helpers import free_port
+from tests.helpers import xla_flags_with
 from tests.helpers import tiny_train_config
 from saccader_jax import checkpoints
 from saccader_jax import preemption
@@ -96,7 +97,8 @@ def test_sigterm_during_a_write_or_an_evaluation_saves_the_next_step(
 
 def start_main(data_dir, workdir, log, *overrides):
   env = dict(os.environ, JAX_PLATFORMS="cpu",
-             XLA_FLAGS="--xla_force_host_platform_device_count=1")
+             XLA_FLAGS=xla_flags_with(
+                 "--xla_force_host_platform_device_count=1"))
   return subprocess.Popen(
       [sys.executable, "-m", "saccader_jax.main",
        f"--config=tests/tiny_config.py:{data_dir}", f"--workdir={workdir}",

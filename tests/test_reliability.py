@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import checkpoint_steps
+from tests.helpers import xla_flags_with
 from tests.helpers import tiny_train_config
 from saccader_jax import checkpoints
 
@@ -28,7 +29,8 @@ def run_main(data_dir, workdir, *overrides, devices=1, timeout=600,
   past it fails with EFBIG, as one on a full disk fails with ENOSPC; unlike
   a read-only directory, this holds for root too)."""
   env = dict(os.environ, JAX_PLATFORMS="cpu",
-             XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+             XLA_FLAGS=xla_flags_with(
+                 f"--xla_force_host_platform_device_count={devices}"))
 
   def limit_file_size():
     if max_file_bytes is not None:

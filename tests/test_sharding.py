@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import free_port
+from tests.helpers import xla_flags_with
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HELPER = ["-m", "tests.one_train_step"]
@@ -15,7 +16,8 @@ HELPER = ["-m", "tests.one_train_step"]
 
 def launch(out, devices, extra=()):
   env = dict(os.environ,
-             XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+             XLA_FLAGS=xla_flags_with(
+                 f"--xla_force_host_platform_device_count={devices}"),
              JAX_PLATFORMS="cpu")
   return subprocess.Popen([sys.executable, *HELPER, f"--out={out}", *extra],
                           cwd=ROOT, env=env, stdout=subprocess.PIPE,
@@ -80,7 +82,8 @@ def test_a_host_with_no_eval_examples_joins_every_eval_step(tmp_path):
   data_dir = str(tmp_path / "data")
   input_pipeline.get_builder(tiny_train_config(data_dir).dataset)
   env = dict(os.environ, JAX_PLATFORMS="cpu",
-             XLA_FLAGS="--xla_force_host_platform_device_count=1")
+             XLA_FLAGS=xla_flags_with(
+                 "--xla_force_host_platform_device_count=1"))
   outs = {}
   for processes in (1, 2):
     outs[processes] = str(tmp_path / f"{processes}.npz")
