@@ -48,6 +48,7 @@ def sigterm_self():
   os.kill(os.getpid(), signal.SIGTERM)
 
 
+@pytest.mark.slow
 def test_sigterm_during_a_write_or_an_evaluation_saves_the_next_step(
     tiny_config, tmp_path, monkeypatch):
   """In-process, a real SIGTERM arriving while a checkpoint is written and

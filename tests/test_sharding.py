@@ -50,6 +50,7 @@ def one_device(tmp_path_factory):
   return load(out)
 
 
+@pytest.mark.slow
 def test_eight_devices_match_one_device(one_device, tmp_path):
   out = str(tmp_path / "eight.npz")
   finish(launch(out, 8))
