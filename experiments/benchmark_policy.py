@@ -12,6 +12,12 @@ alone at T = 1, 6, 12, 24. Weights are random: latency does not depend on them.
 import os
 import time
 
+from saccader_jax import runtime  # pylint: disable=g-import-not-at-top
+
+if __name__ == "__main__":
+  # Before JAX and TensorFlow load: the restart replaces the process image.
+  runtime.reexec_with_tcmalloc()
+
 from absl import app
 from absl import flags
 
@@ -24,7 +30,6 @@ import saccader_jax
 from saccader_jax import chunking
 from saccader_jax import evaluation
 from saccader_jax import evaluators as evaluators_lib
-from saccader_jax import runtime
 from experiments import timing
 from saccader_jax.models import cell
 
@@ -134,5 +139,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  runtime.reexec_with_tcmalloc()
   app.run(main)

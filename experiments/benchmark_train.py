@@ -19,6 +19,12 @@ import importlib
 import os
 import time
 
+from saccader_jax import runtime  # pylint: disable=g-import-not-at-top
+
+if __name__ == "__main__":
+  # Before JAX and TensorFlow load: the restart replaces the process image.
+  runtime.reexec_with_tcmalloc()
+
 from absl import app
 from absl import flags
 
@@ -27,7 +33,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from saccader_jax import runtime
 from experiments import timing
 
 FLAGS = flags.FLAGS
@@ -276,5 +281,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  runtime.reexec_with_tcmalloc()
   app.run(main)

@@ -32,6 +32,12 @@ import csv
 import io
 import time
 
+from saccader_jax import runtime  # pylint: disable=g-import-not-at-top
+
+if __name__ == "__main__":
+  # Before JAX and TensorFlow load: the restart replaces the process image.
+  runtime.reexec_with_tcmalloc()
+
 from absl import app
 from absl import flags
 from absl import logging
@@ -403,7 +409,6 @@ def plot_figures(stats: dict, references: list[dict], trained_glimpses: int,
 def main(argv):
   del argv
   from saccader_jax import evaluation  # pylint: disable=g-import-not-at-top
-  from saccader_jax import runtime  # pylint: disable=g-import-not-at-top
   base = FLAGS.config
   fusions = base.get("cpu_ynn_fusions", "")
   if not runtime.unknown_ynn_fusion_kinds(fusions):
@@ -459,6 +464,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  from saccader_jax import runtime as _runtime  # pylint: disable=g-import-not-at-top
-  _runtime.reexec_with_tcmalloc()
   app.run(main)

@@ -22,12 +22,17 @@ from __future__ import annotations
 
 import json
 
+from saccader_jax import runtime  # pylint: disable=g-import-not-at-top
+
+if __name__ == "__main__":
+  # Before JAX and TensorFlow load: the restart replaces the process image.
+  runtime.reexec_with_tcmalloc()
+
 from absl import app
 from absl import flags
 from etils import epath
 from ml_collections import config_flags
 
-from saccader_jax import runtime
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -138,5 +143,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  runtime.reexec_with_tcmalloc()
   app.run(main)

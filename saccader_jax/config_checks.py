@@ -29,6 +29,9 @@ from saccader_jax import optimizers
 from saccader_jax import runtime
 
 NONFINITE_POLICIES = ("stop", "skip")
+# The sections every job reads; configs/default.py alone lacks the data set
+# and model that a data set config adds.
+REQUIRED_SECTIONS = ("dataset", "model", "optimizer", "schedule", "stages")
 
 
 ConfigError = errors.ConfigError
@@ -257,6 +260,14 @@ def config_problems(config: ml_collections.ConfigDict, num_devices: int = 1,
   # Imported here: the input pipeline pulls in TensorFlow.
   from saccader_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
   problems = Problems()
+  missing = [name for name in REQUIRED_SECTIONS
+             if not isinstance(config.get(name), ml_collections.ConfigDict)]
+  for name in missing:
+    problems.lines.append(
+        f"config.{name}: missing; a job's config needs this section (start "
+        f"from a data set config such as configs/fashion_mnist_saccader.py).")
+  if missing:
+    return problems.lines
   _unknown_keys(problems, config)
   problems.choice("dataset.name", config.dataset.get("name"),
                   input_pipeline.DATASETS)

@@ -16,15 +16,23 @@ import sys
 # TensorFlow (tf.data) logs its start-up at INFO from C++; keep warnings.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
+from saccader_jax import runtime  # pylint: disable=g-import-not-at-top
+
+if __name__ == "__main__":
+  # The restart replaces the process image: whatever is imported before it
+  # is imported twice, so it comes before JAX and TensorFlow (runtime needs
+  # only the standard library).
+  runtime.reexec_with_tcmalloc()
+
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 from absl import logging
 import jax
 from ml_collections import config_flags
 
+from saccader_jax import config_checks
 from saccader_jax import errors
 from saccader_jax import preemption
-from saccader_jax import runtime
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Training config file.",
@@ -109,6 +117,7 @@ def main(argv):
 
 
 def run(config, workdir: str) -> None:
+  runtime.quiet_library_logs()
   # Both must precede the first computation. A bad cpu_ynn_fusions is left
   # to the config check, which reports it with every other problem.
   fusions = config.get("cpu_ynn_fusions", "")
@@ -121,8 +130,10 @@ def run(config, workdir: str) -> None:
   # After jax.distributed.initialize: with several processes, JAX's own
   # SIGTERM handler spreads the notice to every host and stays in place.
   preemption.install()
+  # Before the trainer's libraries load (seconds on a small CPU), so that a
+  # mistake in the config is reported at once; the job checks it again.
+  config_checks.check_config(config, jax.device_count(), jax.process_count())
   runtime.hide_accelerators_from_tensorflow()
-  runtime.quiet_library_logs()
   logging.info("JAX process %d of %d, %d local / %d global devices.",
                jax.process_index(), jax.process_count(),
                jax.local_device_count(), jax.device_count())
@@ -132,11 +143,9 @@ def run(config, workdir: str) -> None:
                  "allocator %s%s.", fusions, config.get("cpu_ynn_fusions"),
                  allocator, "" if allocator == "tcmalloc" else
                  " (install libtcmalloc-minimal4: the train steps run faster)")
-  # The trainer checks the whole config before it builds data or a model.
   from saccader_jax import train  # pylint: disable=g-import-not-at-top
   train.train_and_evaluate(config, workdir)
 
 
 if __name__ == "__main__":
-  runtime.reexec_with_tcmalloc()
   app.run(main, flags_parser=parse_flags)

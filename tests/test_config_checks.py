@@ -97,6 +97,14 @@ def test_each_bad_field_is_one_line_naming_it(config, field, value, expected):
   assert "\n" not in found[0]
 
 
+def test_a_config_without_a_data_set_or_model_is_named_as_such():
+  from configs import default  # pylint: disable=g-import-not-at-top
+  assert problems(default.get_config()) == [
+      f"config.{name}: missing; a job's config needs this section (start from "
+      "a data set config such as configs/fashion_mnist_saccader.py)."
+      for name in ("dataset", "model")]
+
+
 def test_a_stage_needs_a_length(config):
   config.stages.location.num_steps = 0
   config.stages.location.num_epochs = 0.0

@@ -9,6 +9,8 @@ import pytest
 
 from saccader_jax import runtime
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 
 def test_cpu_ynn_fusions_flag(monkeypatch):
   monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=false")
@@ -102,10 +104,47 @@ def _allocator_after_reexec(env):
 
 @pytest.mark.skipif(runtime.find_tcmalloc() is None,
                     reason="tcmalloc is not installed (libtcmalloc-minimal4)")
-@pytest.mark.slow
 def test_entry_points_restart_on_tcmalloc_with_their_arguments():
   env = {k: v for k, v in os.environ.items()
          if k not in ("LD_PRELOAD", runtime.MALLOC_ENV)}
   assert _allocator_after_reexec(env) == "tcmalloc ['a', '--b=1']"
   assert _allocator_after_reexec(
       dict(env, **{runtime.MALLOC_ENV: "system"})) == "glibc ['a', '--b=1']"
+
+
+def _imports(module):
+  """The top-level modules a `python -m module --help` imported, in order,
+  over the process and its restart (-X importtime lines on stderr)."""
+  env = {k: v for k, v in os.environ.items()
+         if k not in ("LD_PRELOAD", runtime.MALLOC_ENV)}
+  result = subprocess.run([sys.executable, "-X", "importtime", "-m", module,
+                           "--help"], env=env, capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+  return [line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines()
+          if line.startswith("import time:") and "|" in line]
+
+
+@pytest.mark.skipif(runtime.find_tcmalloc() is None,
+                    reason="tcmalloc is not installed (libtcmalloc-minimal4)")
+@pytest.mark.parametrize("module", ["saccader_jax.main",
+                                    "experiments.paper_figures"])
+def test_entry_points_restart_before_jax_loads(module):
+  # Whatever loads before the restart loads twice: JAX alone costs seconds.
+  imports = _imports(module)
+  assert imports.count("saccader_jax.runtime") == 2, imports  # restarted
+  assert imports.count("jax") == 1, imports
+  assert imports.index("jax") > max(
+      i for i, name in enumerate(imports) if name == "saccader_jax.runtime")
+
+
+def test_the_package_loads_its_public_names_on_first_use():
+  code = ("import sys, saccader_jax; "
+          "print(sorted(m for m in ('jax', 'tensorflow') if m in sys.modules)); "
+          "print(saccader_jax.make_policy.__module__, "
+          "'make_policy' in dir(saccader_jax))")
+  result = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                          text=True, timeout=300, check=True, cwd=ROOT)
+  assert result.stdout.split("\n")[:2] == ["[]", "saccader_jax.policy True"]
+  import saccader_jax  # pylint: disable=g-import-not-at-top
+  with pytest.raises(AttributeError, match="no attribute 'make_polcy'"):
+    getattr(saccader_jax, "make_polcy")
