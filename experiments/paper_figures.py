@@ -46,6 +46,8 @@ import jax
 import numpy as np
 from ml_collections import config_flags
 
+from saccader_jax import paths
+
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
     "config", "configs/fashion_mnist_saccader.py", "Base training config.",
@@ -418,7 +420,7 @@ def main(argv):
   # The trainer's INFO lines are the progress within a seed (stage starts,
   # steps/s and the stage's ETA from clu's ReportProgress).
   logging.set_verbosity(logging.INFO)
-  workdir = epath.Path(FLAGS.workdir).expanduser()
+  workdir = paths.absolute_path(FLAGS.workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   if FLAGS.replot:
     rows = read_csv(workdir / "accuracy_vs_glimpses.csv")

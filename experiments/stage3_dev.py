@@ -33,6 +33,8 @@ from absl import flags
 from etils import epath
 from ml_collections import config_flags
 
+from saccader_jax import paths
+
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -96,8 +98,8 @@ def main(argv):
   runtime.quiet_library_logs()
   from saccader_jax import train  # pylint: disable=g-import-not-at-top
   from saccader_jax.objectives import saccader  # pylint: disable=g-import-not-at-top
-  base = epath.Path(FLAGS.base_workdir).expanduser()
-  workdir = epath.Path(FLAGS.workdir).expanduser()
+  base = paths.absolute_path(FLAGS.base_workdir)
+  workdir = paths.absolute_path(FLAGS.workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   copy_stage(base, workdir, "representation")
   if not FLAGS.retrain_location:

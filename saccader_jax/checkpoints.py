@@ -39,6 +39,7 @@ import orbax.checkpoint as ocp
 from saccader_jax import errors
 from saccader_jax import models
 from saccader_jax import objectives
+from saccader_jax import paths
 from saccader_jax import run_record
 from saccader_jax import steps
 from saccader_jax.data import input_pipeline
@@ -54,12 +55,6 @@ class CheckpointMismatchError(errors.CheckpointError, ValueError):
     super().__init__(
         f"{message} Train this config in a new --workdir, or run this "
         "workdir with the config it was trained with.")
-
-
-def absolute_path(path: epath.PathLike) -> epath.Path:
-  """path as an absolute epath.Path; URLs (gs://...) are kept as they are."""
-  path = epath.Path(path)
-  return path if path.is_absolute() else path.absolute()
 
 
 def _not_read_only_notice(record: pylogging.LogRecord) -> bool:
@@ -82,7 +77,7 @@ def create_manager(directory: epath.PathLike, max_to_keep: Optional[int],
   absl_logger.addFilter(_not_read_only_notice)
   try:
     return ocp.CheckpointManager(
-        absolute_path(directory), options=options,
+        paths.absolute_path(directory), options=options,
         item_handlers={MODEL: ocp.StandardCheckpointHandler(),
                        OPT_STATE: ocp.StandardCheckpointHandler(),
                        META: ocp.JsonCheckpointHandler()})
@@ -301,7 +296,7 @@ def load_variables(workdir: epath.PathLike,
   if config is None:
     config = run_record.load_config(workdir)
   stage = stage or config.run_stages[-1]
-  directory = absolute_path(workdir) / "checkpoints" / stage
+  directory = paths.absolute_path(workdir) / "checkpoints" / stage
   if not directory.exists():
     raise errors.CheckpointError(f"No checkpoints of stage {stage!r}: "
                                  f"{directory} does not exist.")

@@ -31,6 +31,7 @@ from saccader_jax import checkpoints
 from saccader_jax import config_checks
 from saccader_jax import errors
 from saccader_jax import models
+from saccader_jax import paths
 from saccader_jax import run_record
 from saccader_jax.data import input_pipeline
 
@@ -44,7 +45,7 @@ def check_workdir(workdir: epath.PathLike) -> epath.Path:
 
   Returns it as an absolute epath.Path (local, or a URL such as gs://...).
   """
-  path = checkpoints.absolute_path(workdir)
+  path = paths.absolute_path(workdir)
   try:
     path.mkdir(parents=True, exist_ok=True)
     probe = path / f".write_test_{jax.process_index()}"

@@ -390,6 +390,21 @@ def check_variables(model, variables: Any,
   return channels
 
 
+def model_of(model_or_config: Any, num_channels: Optional[int] = None
+             ) -> tuple[Any, Optional[int], Optional[ml_collections.ConfigDict]]:
+  """(model, num_channels, full config or None) of a model, a full config
+  (with `model` and `dataset.num_channels`) or a model config; num_channels
+  given wins over the full config's."""
+  if not isinstance(model_or_config, ml_collections.ConfigDict):
+    return model_or_config, num_channels, None
+  config, full_config = model_or_config, None
+  if "model" in config:
+    full_config = config
+    num_channels = num_channels or config.dataset.get("num_channels")
+    config = config.model
+  return models.create_model(config), num_channels, full_config
+
+
 def make_policy(model_or_config: Any, variables: Any,
                 num_channels: Optional[int] = None,
                 chunk_size: chunking.ChunkSize = chunking.AUTO) -> Policy:
@@ -410,15 +425,9 @@ def make_policy(model_or_config: Any, variables: Any,
   Returns:
     A Policy: `policy(images, num_glimpses=T, key=None) -> PolicyOutput`.
   """
-  model = model_or_config
-  if isinstance(model_or_config, ml_collections.ConfigDict):
-    config = model_or_config
-    if "model" in config:
-      num_channels = num_channels or config.dataset.get("num_channels")
-      if chunk_size == chunking.AUTO:
-        chunk_size = config.get("eval_chunk_size", chunking.AUTO)
-      config = config.model
-    model = models.create_model(config)
+  model, num_channels, full_config = model_of(model_or_config, num_channels)
+  if full_config is not None and chunk_size == chunking.AUTO:
+    chunk_size = full_config.get("eval_chunk_size", chunking.AUTO)
   if not models.is_policy(model):
     raise ValueError("make_policy takes a policy model (one with glimpse_fn "
                      "or rollout_fn, e.g. Saccader or DRAM) or its config; "

@@ -16,7 +16,7 @@ data are read from) may change between runs; the changes are logged.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Optional
 
 from absl import logging
 from etils import epath
@@ -24,6 +24,7 @@ import ml_collections
 
 from saccader_jax import config_keys
 from saccader_jax import errors
+from saccader_jax import paths
 
 CONFIG_FILE = "config.json"
 
@@ -82,11 +83,21 @@ def _show(value: Any) -> str:
 
 def load_config(workdir: epath.PathLike) -> ml_collections.ConfigDict:
   """The config of the run recorded in workdir (local or a URL)."""
-  path = epath.Path(workdir).expanduser() / CONFIG_FILE
-  if not path.exists():
+  recorded = _read_record(workdir)
+  if recorded is None:
     raise errors.CheckpointError(
-        f"{path} does not exist: {workdir} holds no recorded run (runs write "
-        "it when they start); pass the config the job ran with.")
+        f"{paths.absolute_path(workdir) / CONFIG_FILE} does not exist: "
+        f"{workdir} holds no recorded run (runs write it when they start); "
+        "pass the config the job ran with.")
+  return recorded
+
+
+def _read_record(workdir: epath.PathLike
+                 ) -> Optional[ml_collections.ConfigDict]:
+  """workdir's recorded config, or None where it records none."""
+  path = paths.absolute_path(workdir) / CONFIG_FILE
+  if not path.exists():
+    return None
   return ml_collections.ConfigDict(_tuples(json.loads(path.read_text())))
 
 
@@ -117,10 +128,10 @@ def check_rerun(workdir: epath.Path, config: ml_collections.ConfigDict
                 ) -> None:
   """Raises ConfigError if workdir records another run; logs what changed
   since the recorded one."""
-  path = workdir / CONFIG_FILE
-  if not path.exists():
+  recorded = _read_record(workdir)
+  if recorded is None:
     return
-  refused, allowed = differences(load_config(workdir), config)
+  refused, allowed = differences(recorded, config)
   if refused:
     more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
     raise errors.ConfigError([

@@ -11,6 +11,7 @@ import pytest
 import saccader_jax
 from saccader_jax import errors
 from saccader_jax import job as job_lib
+from saccader_jax import paths
 from saccader_jax import run_record
 from configs import fashion_mnist_dram
 
@@ -115,6 +116,22 @@ def test_a_workdir_alone_loads_the_final_model(finished_tiny_workdir):
   policy = saccader_jax.make_policy(saccader_jax.load_config(workdir),
                                     variables)
   assert policy.num_channels == 1
+
+
+def test_a_workdir_under_home_is_found_by_its_tilde(finished_tiny_workdir,
+                                                    tmp_path, monkeypatch):
+  # `--workdir=~/run` reaches the program with its tilde.
+  workdir, result = finished_tiny_workdir
+  monkeypatch.setenv("HOME", str(tmp_path))
+  (tmp_path / "run").symlink_to(workdir)
+  assert saccader_jax.load_config("~/run") == saccader_jax.load_config(workdir)
+  jax.tree_util.tree_map(np.testing.assert_array_equal,
+                         jax.device_get(result["variables"]),
+                         jax.device_get(saccader_jax.load_variables("~/run")))
+  assert str(paths.absolute_path("~/run")) == str(tmp_path / "run")
+  monkeypatch.chdir(tmp_path)
+  assert str(paths.absolute_path("run")) == str(tmp_path / "run")
+  assert str(paths.absolute_path("gs://bucket/run")) == "gs://bucket/run"
 
 
 def test_a_workdir_without_a_record_says_so(tmp_path):

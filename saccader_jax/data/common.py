@@ -10,6 +10,8 @@ import ml_collections
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from saccader_jax import paths
+
 
 # The keys of config.dataset every data set has.
 DATASET_KEYS = ("name", "data_dir", "source_dir", "image_size",
@@ -53,6 +55,7 @@ def normalize(image: tf.Tensor, config: ml_collections.ConfigDict):
 
 
 def data_dir(config: ml_collections.ConfigDict) -> Optional[epath.Path]:
-  """config.data_dir as a path (~ expanded), or None for TFDS's default."""
+  """config.data_dir as an absolute path (~ expanded), or None for TFDS's
+  default."""
   path = config.get("data_dir")
-  return epath.Path(path).expanduser() if path else None
+  return paths.absolute_path(path) if path else None

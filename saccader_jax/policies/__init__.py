@@ -19,6 +19,7 @@ from saccader_jax.policies import ordered_logits
 from saccader_jax.policies import sobel
 from saccader_jax.policies import uniform_random
 from saccader_jax.policy import check_variables
+from saccader_jax.policy import model_of
 from saccader_jax.policy import Policy
 
 # name -> (model -> GlimpseFn, whether it needs a key)
@@ -51,14 +52,10 @@ def make_baseline_policy(name: str, config: ml_collections.ConfigDict,
   if name not in BASELINES:
     raise ValueError(f"Unknown baseline policy {name!r}; valid: "
                      f"{sorted(BASELINES)}.")
-  model_config = config
-  if "model" in config:
-    num_channels = num_channels or config.dataset.get("num_channels")
-    model_config = config.model
-  model = models.create_model(model_config)
+  model, num_channels, _ = model_of(config, num_channels)
   if not isinstance(model, models.Saccader):
-    raise ValueError(f"Baselines read a Saccader's BagNet; config.model is "
-                     f"{model_config.get('name')!r}.")
+    raise ValueError(f"Baselines read a Saccader's BagNet; the config's "
+                     f"model is a {type(model).__name__}.")
   make_fn, requires_key = BASELINES[name]
   num_channels = check_variables(model, variables, num_channels)
   return Policy(make_fn(model), variables, model.grid_geometry,
