@@ -107,6 +107,7 @@ def test_allowed_changes_are_logged_as_a_short_diff(tiny_config, tmp_path,
   assert saccader_jax.load_config(tmp_path).optimizer.name == "adamw"
 
 
+@pytest.mark.slow   # the session's trained workdir: 30-50 s once
 def test_a_workdir_alone_loads_the_final_model(finished_tiny_workdir):
   workdir, result = finished_tiny_workdir
   variables = saccader_jax.load_variables(workdir)
@@ -118,6 +119,7 @@ def test_a_workdir_alone_loads_the_final_model(finished_tiny_workdir):
   assert policy.num_channels == 1
 
 
+@pytest.mark.slow
 def test_a_workdir_under_home_is_found_by_its_tilde(finished_tiny_workdir,
                                                     tmp_path, monkeypatch):
   # `--workdir=~/run` reaches the program with its tilde.

@@ -166,6 +166,7 @@ def test_stages_end_to_end_with_the_classifier_and_every_evaluator(
   assert "occluded_top1" in results and "coverage" in results
 
 
+@pytest.mark.slow
 def test_later_stages_start_from_the_previous_stage(tiny_config, tmp_path):
   config = tiny_config.copy_and_resolve_references()
   config.run_stages = ("representation", "location")
@@ -365,6 +366,7 @@ def test_checkpoint_of_another_model_names_the_parameter(tiny_config,
     run_job(config, tmp_path)
 
 
+@pytest.mark.slow
 def test_partial_checkpoint_is_ignored_on_resume(tiny_config, tmp_path):
   config = tiny_config.copy_and_resolve_references()
   config.run_stages = ("representation",)
