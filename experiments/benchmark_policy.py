@@ -20,8 +20,6 @@ if __name__ == "__main__":
 
 from absl import app
 from absl import flags
-
-
 import jax
 import jax.numpy as jnp
 

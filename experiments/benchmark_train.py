@@ -27,8 +27,6 @@ if __name__ == "__main__":
 
 from absl import app
 from absl import flags
-
-
 import jax
 import jax.numpy as jnp
 import numpy as np
