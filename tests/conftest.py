@@ -10,6 +10,7 @@ import pytest
 
 from saccader_jax import models
 from tests.helpers import narrow_model_config
+from tests.helpers import TEST_XLA_FLAGS
 from tests.helpers import tiny_train_config
 from tests.helpers import with_unit_bn_scales
 
@@ -21,14 +22,6 @@ _CACHE_SETTINGS = {
 }
 
 
-# The tests' programs are small and each runs a few times, so on a 2-core CPU
-# compiling them is most of the suite's time: XLA's CPU backend compiles them
-# without LLVM's optimisation passes (about a third less time per test; the
-# same computation, not a faster one). Subprocesses inherit it; those that
-# set XLA_FLAGS add to it (`helpers.xla_flags_with`).
-_TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
-
-
 def pytest_configure(config):
   """One persistent XLA compilation cache for the session and the scripts
   it launches. The tests compile the same small programs again and again (a
@@ -38,8 +31,8 @@ def pytest_configure(config):
   (and XLA flags) through the environment."""
   del config
   flags = os.environ.get("XLA_FLAGS", "")
-  if _TEST_XLA_FLAGS not in flags:
-    os.environ["XLA_FLAGS"] = f"{flags} {_TEST_XLA_FLAGS}".strip()
+  if TEST_XLA_FLAGS not in flags:
+    os.environ["XLA_FLAGS"] = f"{flags} {TEST_XLA_FLAGS}".strip()
   cache = tempfile.mkdtemp(prefix="saccader_jax_test_xla_cache_")
   settings = dict(_CACHE_SETTINGS, jax_compilation_cache_dir=cache)
   for name, value in settings.items():

@@ -12,6 +12,15 @@ import numpy as np
 from configs import imagenet_saccader
 
 
+# The tests' programs are small and each runs a few times, so on a 2-core CPU
+# compiling them is most of the suite's time: XLA's CPU backend compiles them
+# without LLVM's optimisation passes (about a third less time per test; the
+# same computation, not a faster one). conftest.py adds this to XLA_FLAGS;
+# subprocesses inherit it, and those that set XLA_FLAGS add to it
+# (`xla_flags_with`) or start from it.
+TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
+
+
 def xla_flags_with(flag: str) -> str:
   """XLA_FLAGS of this process (the suite's compile settings, see
   conftest.py) plus flag, for a subprocess."""

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from saccader_jax import runtime
+from tests.helpers import TEST_XLA_FLAGS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -76,7 +77,9 @@ def test_auto_resolves_to_an_accepted_setting_that_trains(tmp_path):
   out = {}
   for fusions in ("auto", ""):
     path = tmp_path / f"{fusions or 'none'}.npz"
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    # The suite's compile settings alone: no YNNPACK flag that "auto" would
+    # leave in place.
+    env = dict(os.environ, XLA_FLAGS=TEST_XLA_FLAGS)
     env[runtime.PROBE_CACHE_ENV] = str(tmp_path / "cache")
     subprocess.run([sys.executable, "-m", "tests.one_train_step",
                     f"--out={path}", f"--cpu_ynn_fusions={fusions}"],
