@@ -130,10 +130,12 @@ def run(config, workdir: str) -> None:
   # After jax.distributed.initialize: with several processes, JAX's own
   # SIGTERM handler spreads the notice to every host and stays in place.
   preemption.install()
+  # Before TensorFlow runs anything (the config check reads the data set
+  # registry, which imports it).
+  runtime.hide_accelerators_from_tensorflow()
   # Before the trainer's libraries load (seconds on a small CPU), so that a
   # mistake in the config is reported at once; the job checks it again.
   config_checks.check_config(config, jax.device_count(), jax.process_count())
-  runtime.hide_accelerators_from_tensorflow()
   logging.info("JAX process %d of %d, %d local / %d global devices.",
                jax.process_index(), jax.process_count(),
                jax.local_device_count(), jax.device_count())
