@@ -7,6 +7,7 @@ JAX are worth loading.
 """
 
 import importlib
+import importlib.util
 from typing import TYPE_CHECKING
 
 # Public name -> the module that defines it.
@@ -47,9 +48,13 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str):
-  if name not in _EXPORTS:
-    raise AttributeError(f"module 'saccader_jax' has no attribute {name!r}")
-  value = getattr(importlib.import_module(_EXPORTS[name]), name)
+  if name in _EXPORTS:
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+  elif not name.startswith("_") and importlib.util.find_spec(
+      f"{__name__}.{name}") is not None:
+    value = importlib.import_module(f"{__name__}.{name}")  # a submodule
+  else:
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
   globals()[name] = value  # Later look-ups skip this function.
   return value
 

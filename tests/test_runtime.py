@@ -144,10 +144,14 @@ def test_the_package_loads_its_public_names_on_first_use():
   code = ("import sys, saccader_jax; "
           "print(sorted(m for m in ('jax', 'tensorflow') if m in sys.modules)); "
           "print(saccader_jax.make_policy.__module__, "
-          "'make_policy' in dir(saccader_jax))")
+          "'make_policy' in dir(saccader_jax)); "
+          "print(saccader_jax.run_record.load_config is "
+          "saccader_jax.load_config)")
   result = subprocess.run([sys.executable, "-c", code], capture_output=True,
                           text=True, timeout=300, check=True, cwd=ROOT)
-  assert result.stdout.split("\n")[:2] == ["[]", "saccader_jax.policy True"]
+  # Submodules too load on first use, as attributes of the package.
+  assert result.stdout.split("\n")[:3] == ["[]", "saccader_jax.policy True",
+                                            "True"]
   import saccader_jax  # pylint: disable=g-import-not-at-top
   with pytest.raises(AttributeError, match="no attribute 'make_polcy'"):
     getattr(saccader_jax, "make_polcy")
