@@ -13,6 +13,7 @@ from tests.helpers import narrow_model_config
 from tests.helpers import TEST_XLA_FLAGS
 from tests.helpers import tiny_train_config
 from tests.helpers import with_unit_bn_scales
+from tests.helpers import xla_flags_with
 
 
 _CACHE_SETTINGS = {
@@ -30,9 +31,8 @@ def pytest_configure(config):
   fresh compile. pytest-xdist workers inherit the controller's directory
   (and XLA flags) through the environment."""
   del config
-  flags = os.environ.get("XLA_FLAGS", "")
-  if TEST_XLA_FLAGS not in flags:
-    os.environ["XLA_FLAGS"] = f"{flags} {TEST_XLA_FLAGS}".strip()
+  if TEST_XLA_FLAGS not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = xla_flags_with(TEST_XLA_FLAGS)
   cache = tempfile.mkdtemp(prefix="saccader_jax_test_xla_cache_")
   settings = dict(_CACHE_SETTINGS, jax_compilation_cache_dir=cache)
   for name, value in settings.items():

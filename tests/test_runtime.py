@@ -95,6 +95,13 @@ def test_auto_resolves_to_an_accepted_setting_that_trains(tmp_path):
                                rtol=1e-4)
 
 
+def _env_without_allocator_choice():
+  """This process's environment, less a preload or an allocator setting
+  that would keep an entry point from restarting on tcmalloc."""
+  return {k: v for k, v in os.environ.items()
+          if k not in ("LD_PRELOAD", runtime.MALLOC_ENV)}
+
+
 def _allocator_after_reexec(env):
   code = ("import sys; from saccader_jax import runtime; "
           "runtime.reexec_with_tcmalloc(); "
@@ -108,8 +115,7 @@ def _allocator_after_reexec(env):
 @pytest.mark.skipif(runtime.find_tcmalloc() is None,
                     reason="tcmalloc is not installed (libtcmalloc-minimal4)")
 def test_entry_points_restart_on_tcmalloc_with_their_arguments():
-  env = {k: v for k, v in os.environ.items()
-         if k not in ("LD_PRELOAD", runtime.MALLOC_ENV)}
+  env = _env_without_allocator_choice()
   assert _allocator_after_reexec(env) == "tcmalloc ['a', '--b=1']"
   assert _allocator_after_reexec(
       dict(env, **{runtime.MALLOC_ENV: "system"})) == "glibc ['a', '--b=1']"
@@ -118,10 +124,8 @@ def test_entry_points_restart_on_tcmalloc_with_their_arguments():
 def _imports(module):
   """The top-level modules a `python -m module --help` imported, in order,
   over the process and its restart (-X importtime lines on stderr)."""
-  env = {k: v for k, v in os.environ.items()
-         if k not in ("LD_PRELOAD", runtime.MALLOC_ENV)}
   result = subprocess.run([sys.executable, "-X", "importtime", "-m", module,
-                           "--help"], env=env, capture_output=True, text=True,
+                           "--help"], env=_env_without_allocator_choice(), capture_output=True, text=True,
                           timeout=300, cwd=ROOT)
   return [line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines()
           if line.startswith("import time:") and "|" in line]
