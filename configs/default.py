@@ -16,7 +16,7 @@ def get_config() -> ml_collections.ConfigDict:
   # (saccader_jax/chunking.py): "auto" = on CPU about 400k pixels per chunk
   # (8 images at 224x224), elsewhere the whole batch; 0 = the whole batch.
   config.eval_chunk_size = "auto"
-  # XLA's YNNPACK CPU fusions (saccader_jax/runtime.py): "auto" picks by the
+  # XLA's YNNPACK CPU fusions (saccader_jax/cpu_kernels.py): "auto" picks by the
   # CPU's features; "" = XLA's default kernels. No effect on GPU or TPU.
   config.cpu_ynn_fusions = "auto"
 

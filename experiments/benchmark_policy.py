@@ -12,11 +12,12 @@ alone at T = 1, 6, 12, 24. Weights are random: latency does not depend on them.
 import os
 import time
 
-from saccader_jax import runtime  # pylint: disable=g-import-not-at-top
+from saccader_jax import allocator  # pylint: disable=g-import-not-at-top
+from saccader_jax import cpu_kernels  # pylint: disable=g-import-not-at-top
 
 if __name__ == "__main__":
   # Before JAX and TensorFlow load: the restart replaces the process image.
-  runtime.reexec_with_tcmalloc()
+  allocator.reexec_with_tcmalloc()
 
 from absl import app
 from absl import flags
@@ -59,7 +60,7 @@ def chunk_value(text):
 
 def main(argv):
   del argv
-  fusions = runtime.use_cpu_ynn_fusions(timing.CPU_YNN_FUSIONS.value)
+  fusions = cpu_kernels.use_cpu_ynn_fusions(timing.CPU_YNN_FUSIONS.value)
   config = imagenet_saccader.get_config()
   config.model.dtype = FLAGS.dtype
   model = saccader_jax.create_model(config.model)

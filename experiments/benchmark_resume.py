@@ -33,9 +33,9 @@ flags.DEFINE_integer("image_size", None, "Embedded canvas size override.")
 def main(argv):
   del argv
   from configs import fashion_mnist_saccader
-  from saccader_jax import runtime
+  from saccader_jax import library_setup
   from saccader_jax.data import input_pipeline
-  runtime.hide_accelerators_from_tensorflow()
+  library_setup.hide_accelerators_from_tensorflow()
   config = fashion_mnist_saccader.get_config()
   config.dataset.data_dir = FLAGS.data_dir
   for field in ("source_dir", "dev_size", "image_size"):

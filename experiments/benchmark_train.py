@@ -19,11 +19,13 @@ import importlib
 import os
 import time
 
-from saccader_jax import runtime  # pylint: disable=g-import-not-at-top
+from saccader_jax import allocator  # pylint: disable=g-import-not-at-top
+from saccader_jax import cpu_kernels  # pylint: disable=g-import-not-at-top
+from saccader_jax import library_setup  # pylint: disable=g-import-not-at-top
 
 if __name__ == "__main__":
   # Before JAX and TensorFlow load: the restart replaces the process image.
-  runtime.reexec_with_tcmalloc()
+  allocator.reexec_with_tcmalloc()
 
 from absl import app
 from absl import flags
@@ -75,14 +77,16 @@ def random_batch(config, batch_size):
 
 def saccader_rows(config, batch_size, label, repeats, stages):
   """Times each stage's train step; returns stage 1's (images/s, FLOPs)."""
-  from saccader_jax import models, steps  # pylint: disable=g-multiple-import
+  from saccader_jax import models  # pylint: disable=g-import-not-at-top
+  from saccader_jax import stages as stages_lib  # pylint: disable=g-import-not-at-top
   model = models.create_model(config.model)
   batch = jax.tree_util.tree_map(jnp.asarray, random_batch(config, batch_size))
   stage1 = None
   variables = jax.jit(lambda k: models.init_variables(
       model, config.dataset, k))(jax.random.key(0))
   for name in stages:
-    state, step, *_ = steps.create_stage(config, name, model, variables, 1000)
+    state, step, *_ = stages_lib.create_stage(config, name, model,
+                                              variables, 1000)
     step = jax.jit(step)
     compiled = step.lower(state, batch, jax.random.key(0)).compile()
     flops = compiled.cost_analysis()["flops"]
@@ -224,8 +228,8 @@ def pipeline_rate(config, batch_size, num_batches=30):
 
 def main(argv):
   del argv
-  fusions = runtime.use_cpu_ynn_fusions(timing.CPU_YNN_FUSIONS.value)
-  runtime.hide_accelerators_from_tensorflow()
+  fusions = cpu_kernels.use_cpu_ynn_fusions(timing.CPU_YNN_FUSIONS.value)
+  library_setup.hide_accelerators_from_tensorflow()
   from configs import imagenet_saccader  # pylint: disable=g-import-not-at-top
   print(f"# Train-step benchmark ({timing.machine()}; "
         f"--cpu_ynn_fusions={timing.CPU_YNN_FUSIONS.value!r} -> {fusions!r}, "

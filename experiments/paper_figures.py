@@ -31,12 +31,15 @@ from __future__ import annotations
 import csv
 import io
 import time
+from typing import Any, Optional
 
-from saccader_jax import runtime  # pylint: disable=g-import-not-at-top
+from saccader_jax import allocator  # pylint: disable=g-import-not-at-top
+from saccader_jax import cpu_kernels  # pylint: disable=g-import-not-at-top
+from saccader_jax import library_setup  # pylint: disable=g-import-not-at-top
 
 if __name__ == "__main__":
   # Before JAX and TensorFlow load: the restart replaces the process image.
-  runtime.reexec_with_tcmalloc()
+  allocator.reexec_with_tcmalloc()
 
 from absl import app
 from absl import flags
@@ -161,104 +164,129 @@ class Progress:
           flush=True)
 
 
-def evaluate_seed(config, workdir: epath.Path, seed: int, max_examples,
-                  progress: Progress, pictures_dir=None):
-  """Trains what is missing, evaluates every policy; returns (rows,
-  references, pictures)."""
+def policy_candidates(run, seed: int) -> dict[str, tuple]:
+  """The policies of one seed's run: name -> (policy, variables, key,
+  field): the Saccader (after stage 3; with --with_stage2 also after stage 2
+  and the swap), the four baselines, DRAM and the 2x classnet."""
   from saccader_jax import policies  # pylint: disable=g-import-not-at-top
-  from saccader_jax import train  # pylint: disable=g-import-not-at-top
-  trainer = train.Trainer(config, workdir)
-  progress(f"seed {seed}: training {', '.join(config.run_stages)} "
-           f"in {workdir} (finished stages are restored)")
-  stages = trainer.train()
-  progress(f"seed {seed}: trained", units=0.65)
-  split = config.dataset.test_split
   from saccader_jax.objectives import saccader as saccader_objectives  # pylint: disable=g-import-not-at-top
-  field = "model"   # the Saccader (DRAM and classnet have their own)
-  final = [n for n in config.run_stages if trainer.fields[n] == field][-1]
-  bagnet = stages["representation" if FLAGS.baseline_bagnet ==
-                  "representation" else final]
-  evaluation = trainer.evaluation
-  candidates = {"saccader": (evaluation.learned_policy(field), stages[final],
-                             None)}
-  if FLAGS.with_stage2 and "location" in stages:
+  final = run.final("model")   # the Saccader (DRAM and classnet have their own)
+  saccader = run.learned_policy("model")
+  candidates = {"saccader": (saccader, final.variables, None, "model")}
+  if FLAGS.with_stage2 and "location" in run.stage_names:
+    location = run.stage("location").variables
     # What stage 3 adds: the same policy after location pretraining.
-    candidates["saccader_stage2"] = (evaluation.learned_policy(field),
-                                     stages["location"], None)
+    candidates["saccader_stage2"] = (saccader, location, None, "model")
     # The swap test: the final model with the stage-2 location network put
     # back; its gap to "saccader" is what stage 3 did to the policy.
-    candidates["saccader_swap"] = (
-        evaluation.learned_policy(field),
-        saccader_objectives.with_location_network(stages[final],
-                                                  stages["location"]), None)
-  candidates = {name: (evaluation,) + c for name, c in candidates.items()}
+    candidates["saccader_swap"] = (saccader, saccader_objectives.
+                                   with_location_network(final.variables,
+                                                         location),
+                                   None, "model")
+  bagnet = (run.stage("representation") if FLAGS.baseline_bagnet ==
+            "representation" else final).variables
   for name in BASELINES:
     key = jax.random.key(seed) if name == "random" else None
-    candidates[name] = (evaluation, policies.make_baseline_policy(
-        name, config, bagnet), None, key)
-  if "dram" in stages:
-    candidates["dram"] = (evaluation, evaluation.learned_policy("dram"),
-                          stages["dram"], None)
-  if "classnet" in stages:
-    candidates["saccader_classnet_2x"] = (
-        evaluation, evaluation.learned_policy("classnet"), stages["classnet"],
-        None)
-    same = same_resolution_trainer(config, workdir, stages, progress)
+    candidates[name] = (policies.make_baseline_policy(name, run.config,
+                                                      bagnet),
+                        None, key, "model")
+  if "dram" in run.stage_names:
+    candidates["dram"] = (run.learned_policy("dram"),
+                          run.stage("dram").variables, None, "dram")
+  if "classnet" in run.stage_names:
+    candidates["saccader_classnet_2x"] = (run.learned_policy("classnet"),
+                                          run.stage("classnet").variables,
+                                          None, "classnet")
+  return candidates
+
+
+def selected(candidates: dict) -> dict:
+  """candidates, less those --policies leaves out."""
+  if not FLAGS.policies:
+    return candidates
+  unknown = set(FLAGS.policies) - set(POLICY_NAMES)
+  if unknown:
+    raise app.UsageError(f"--policies: unknown {sorted(unknown)}; valid: "
+                         f"{list(POLICY_NAMES)}")
+  return {n: c for n, c in candidates.items() if n in FLAGS.policies}
+
+
+def evaluate_policy(run, name: str, candidate: tuple, seed: int,
+                    max_examples, draw: bool
+                    ) -> tuple[list[dict], Optional[Any], dict]:
+  """One policy on the test split: its CSV rows for t = 1..T_max, if draw
+  its glimpse picture (None if the config draws none), and its results."""
+  policy, variables, key, field = candidate
+  split = "test"
+  results = run.evaluate(policy, split, variables, key=key,
+                         max_examples=max_examples, field=field)
+  rows = [{"policy": name, "seed": seed, "glimpses": t + 1,
+           **{c: float(results[c][t]) if c in results else float("nan")
+              for c in COLUMNS}}
+          for t in range(run.config.eval_glimpses)]
+  picture = None
+  if draw:
+    picture = run.pictures(policy, split, variables, key,
+                           title=f"{name}, test split, seed {seed}",
+                           field=field).get("glimpses")
+  return rows, picture, results
+
+
+def evaluate_seed(config, workdir: epath.Path, seed: int, max_examples,
+                  progress: Progress, draw: bool = False):
+  """Trains what is missing, evaluates every policy; returns (rows,
+  references, pictures)."""
+  from saccader_jax.experiment import Run  # pylint: disable=g-import-not-at-top
+  run = Run(config, workdir)
+  progress(f"seed {seed}: training {', '.join(config.run_stages)} "
+           f"in {workdir} (finished stages are restored)")
+  run.train()
+  progress(f"seed {seed}: trained", units=0.65)
+  runs = {name: run for name in POLICY_NAMES}
+  candidates = policy_candidates(run, seed)
+  if "classnet" in run.stage_names:
+    same = same_resolution_run(config, workdir, run, progress)
     candidates["saccader_classnet_1x"] = (
-        same.evaluation, same.evaluation.learned_policy("classnet"),
-        same.train()["classnet"], None)
-  if FLAGS.policies:
-    unknown = set(FLAGS.policies) - set(POLICY_NAMES)
-    if unknown:
-      raise app.UsageError(f"--policies: unknown {sorted(unknown)}; valid: "
-                           f"{list(POLICY_NAMES)}")
-    candidates = {n: c for n, c in candidates.items() if n in FLAGS.policies}
+        same.learned_policy("classnet"), same.stage("classnet").variables,
+        None, "classnet")
+    runs["saccader_classnet_1x"] = same
+  candidates = selected(candidates)
   rows, pictures = [], {}
-  for name, (owner, policy, variables, key) in candidates.items():
-    field = ("dram" if name == "dram"
-             else "classnet" if name in CLASSNETS else "model")
-    results = owner.evaluate_policy(policy, split, variables, key=key,
-                                    max_examples=max_examples, field=field)
-    for t in range(config.eval_glimpses):
-      rows.append({"policy": name, "seed": seed, "glimpses": t + 1,
-                   **{c: float(results[c][t]) if c in results
-                      else float("nan") for c in COLUMNS}})
-    if pictures_dir is not None:
-      drawn = owner.pictures(policy, split, variables, key,
-                             title=f"{name}, test split, seed {seed}",
-                             field=field)
-      if "glimpses" in drawn:   # unless config.evals leaves pictures out
-        pictures[name] = drawn["glimpses"]
+  for name, candidate in candidates.items():
+    policy_rows, picture, results = evaluate_policy(
+        runs[name], name, candidate, seed, max_examples, draw)
+    rows += policy_rows
+    if picture is not None:
+      pictures[name] = picture
     progress(f"seed {seed}: evaluated {name} ({results['count']} images): "
              f"top-1 at 1/6/12 glimpses {100 * results['top1'][0]:.1f}/"
              f"{100 * results['top1'][5]:.1f}/{100 * results['top1'][-1]:.1f}",
              units=0.35 / len(candidates))
-  references = []
-  for name, variables in evaluation.reference_variables.items():
-    ref = evaluation.evaluate_reference(name, variables, split, max_examples)
-    references.append({"seed": seed, "reference": ref["label"],
-                       "top1": ref["top1"], "top5": ref["top5"]})
-  for owner in {c[0] for c in candidates.values()}:
-    owner.job.writer.close()
+  references = [{"seed": seed, "reference": ref["label"], "top1": ref["top1"],
+                 "top5": ref["top5"]}
+                for ref in run.evaluate_references("test",
+                                                   max_examples).values()]
+  for owner in set(runs.values()):
+    owner.close()
   return rows, references, pictures
 
 
-def same_resolution_trainer(config, workdir: epath.Path, stages,
-                            progress: Progress):
-  """A trainer of the classnet stage alone with S_hr = S, in
-  workdir/classnet_1x, starting from this seed's Saccader and classifier.
-  No occlusion: its boxes are the Saccader's, and so would its occluded
-  accuracy be."""
-  from saccader_jax import train  # pylint: disable=g-import-not-at-top
+def same_resolution_run(config, workdir: epath.Path, run, progress: Progress):
+  """The classnet stage alone with S_hr = S, in workdir/classnet_1x,
+  starting from this seed's Saccader and classifier, trained. No occlusion:
+  its boxes are the Saccader's, and so would its occluded accuracy be."""
+  from saccader_jax.experiment import Run  # pylint: disable=g-import-not-at-top
   same = config.copy_and_resolve_references()
   same.classnet.input_size = config.dataset.image_size
   same.run_stages = ("classnet",)
   del same.evals["occlusion"]
   saccader_stage = [n for n in config.run_stages
                     if n in ("representation", "location", "policy")][-1]
-  other = train.Trainer(same, workdir / "classnet_1x", pretrained={
-      "model": stages[saccader_stage], "classifier": stages["classifier"]})
+  other = Run(same, workdir / "classnet_1x", pretrained={
+      "model": run.stage(saccader_stage).variables,
+      "classifier": run.stage("classifier").variables})
   progress(f"training classnet at S_hr = S in {workdir / 'classnet_1x'}")
+  other.train()
   return other
 
 
@@ -324,26 +352,26 @@ def summary_table(stats: dict, references: list[dict], num_seeds: int,
   return "\n".join(lines)
 
 
-def plot_figures(stats: dict, references: list[dict], trained_glimpses: int,
-                 workdir: epath.Path, subtitle: str) -> list[epath.Path]:
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+def _curve(ax, x, y, sd, name, xerr=None):
+  color, marker = STYLES.get(name, ("k", "."))
+  ax.errorbar(x, 100 * y, yerr=100 * sd, xerr=xerr, color=color,
+              marker=marker, ms=4, lw=1.2, capsize=2, label=name)
+
+
+def _save(fig, path: epath.Path) -> epath.Path:
   from saccader_jax import evaluation  # pylint: disable=g-import-not-at-top
+  path.write_bytes(evaluation.figure_png(fig))
+  return path
 
-  def curve(ax, x, y, sd, name, xerr=None):
-    color, marker = STYLES.get(name, ("k", "."))
-    ax.errorbar(x, 100 * y, yerr=100 * sd, xerr=xerr, color=color,
-                marker=marker, ms=4, lw=1.2, capsize=2, label=name)
 
-  paths = []
-  classnets = {n: c for n, c in stats.items() if n in CLASSNETS}
-  stats = {n: c for n, c in stats.items() if n not in CLASSNETS}
+def figure3(plt, stats: dict, references: list[dict], trained_glimpses: int,
+            subtitle: str):
+  """(a) accuracy and (b) coverage against glimpses."""
   fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
   for name, columns in stats.items():
     glimpses = np.arange(1, len(columns["top1"][0]) + 1)
-    curve(a, glimpses, *columns["top1"], name)
-    curve(b, glimpses, *columns["coverage"], name)
+    _curve(a, glimpses, *columns["top1"], name)
+    _curve(b, glimpses, *columns["coverage"], name)
   for i, label in enumerate(sorted({r["reference"] for r in references})):
     top1 = np.mean([r["top1"] for r in references if r["reference"] == label])
     a.axhline(100 * top1, color="k", ls=(":", "--")[i % 2], lw=1,
@@ -359,9 +387,12 @@ def plot_figures(stats: dict, references: list[dict], trained_glimpses: int,
   a.legend(fontsize=7)
   fig.suptitle(f"Figure 3, {subtitle}", fontsize=9)
   fig.tight_layout()
-  paths.append(workdir / "figure3.png")
-  paths[-1].write_bytes(evaluation.figure_png(fig))
+  return fig
 
+
+def figure5(plt, stats: dict, subtitle: str):
+  """(a) accuracy against coverage, (b) the full-image classifier's
+  accuracy with the glimpses occluded."""
   fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
   for name, columns in stats.items():
     glimpses = np.arange(1, len(columns["top1"][0]) + 1)
@@ -369,7 +400,7 @@ def plot_figures(stats: dict, references: list[dict], trained_glimpses: int,
     color, marker = STYLES.get(name, ("k", "."))
     a.plot(cover, 100 * columns["top1"][0], color=color, marker=marker,
            ms=4, lw=1.2, label=name)
-    curve(b, glimpses, *columns["occluded_top1"], name)
+    _curve(b, glimpses, *columns["occluded_top1"], name)
   a.set_xlabel("image covered (%)")
   a.set_ylabel("top-1 accuracy (%)")
   a.set_title("(a) accuracy vs coverage", fontsize=9)
@@ -382,41 +413,98 @@ def plot_figures(stats: dict, references: list[dict], trained_glimpses: int,
   a.legend(fontsize=7)
   fig.suptitle(f"Figure 5, {subtitle}", fontsize=9)
   fig.tight_layout()
-  paths.append(workdir / "figure5.png")
-  paths[-1].write_bytes(evaluation.figure_png(fig))
+  return fig
 
+
+def figure6(plt, shown: dict, trained_glimpses: int, subtitle: str):
+  """Top-1 and top-5 of the Saccader + classifier models beside the
+  Saccader's."""
+  fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+  for ax, column in zip(axes, ("top1", "top5")):
+    for name, columns in shown.items():
+      glimpses = np.arange(1, len(columns[column][0]) + 1)
+      _curve(ax, glimpses, *columns[column], name)
+    ax.axvline(trained_glimpses, color="gray", ls=":", lw=1)
+    ax.set_xlabel("glimpses")
+    ax.set_ylabel(f"{column[:3]}-{column[3:]} accuracy (%)")
+    ax.grid(alpha=0.3)
+  axes[0].legend(fontsize=7)
+  axes[0].set_title("Saccader's glimpses read by a separate classifier: "
+                    "crops of the canvas (1x) or of it upscaled 2x",
+                    fontsize=8)
+  fig.suptitle(f"Figure 6, {subtitle}", fontsize=9)
+  fig.tight_layout()
+  return fig
+
+
+def plot_figures(stats: dict, references: list[dict], trained_glimpses: int,
+                 workdir: epath.Path, subtitle: str) -> list[epath.Path]:
+  """figure3.png, figure5.png and (with classnets) figure6.png in
+  workdir."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  classnets = {n: c for n, c in stats.items() if n in CLASSNETS}
+  stats = {n: c for n, c in stats.items() if n not in CLASSNETS}
+  paths = [
+      _save(figure3(plt, stats, references, trained_glimpses, subtitle),
+            workdir / "figure3.png"),
+      _save(figure5(plt, stats, subtitle), workdir / "figure5.png")]
   if classnets:
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     shown = {**{n: stats[n] for n in ("saccader",) if n in stats},
              **classnets}
-    for ax, column in zip(axes, ("top1", "top5")):
-      for name, columns in shown.items():
-        glimpses = np.arange(1, len(columns[column][0]) + 1)
-        curve(ax, glimpses, *columns[column], name)
-      ax.axvline(trained_glimpses, color="gray", ls=":", lw=1)
-      ax.set_xlabel("glimpses")
-      ax.set_ylabel(f"{column[:3]}-{column[3:]} accuracy (%)")
-      ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    axes[0].set_title("Saccader's glimpses read by a separate classifier: "
-                      "crops of the canvas (1x) or of it upscaled 2x",
-                      fontsize=8)
-    fig.suptitle(f"Figure 6, {subtitle}", fontsize=9)
-    fig.tight_layout()
-    paths.append(workdir / "figure6.png")
-    paths[-1].write_bytes(evaluation.figure_png(fig))
+    paths.append(_save(figure6(plt, shown, trained_glimpses, subtitle),
+                       workdir / "figure6.png"))
   return paths
+
+
+def write_summary(workdir: epath.Path, rows: list[dict],
+                  references: list[dict], num_glimpses: int,
+                  trained_glimpses: int, subtitle: str) -> str:
+  """summary.md and the figures from the rows so far; returns the table."""
+  stats = aggregate(rows)
+  num_seeds = len({r["seed"] for r in rows})
+  table = summary_table(stats, references, num_seeds, num_glimpses)
+  (workdir / "summary.md").write_text(table + "\n")
+  plot_figures(stats, references, trained_glimpses, workdir,
+               f"{subtitle}, test split, {num_seeds} seed(s)"
+               + (" (smoke settings)" if FLAGS.smoke else ""))
+  return table
+
+
+def run_seeds(base, workdir: epath.Path, seeds: list[int]) -> str:
+  """Trains and evaluates each seed, writing the CSVs, summary and figures
+  after every seed (a long run shows results early); returns the table."""
+  from saccader_jax import evaluation  # pylint: disable=g-import-not-at-top
+  max_examples = FLAGS.max_test_examples or (256 if FLAGS.smoke else None)
+  progress = Progress(len(seeds))
+  rows, references, table = [], [], ""
+  for i, seed in enumerate(seeds):
+    config = experiment_config(base, seed, FLAGS.smoke)
+    seed_rows, seed_refs, pictures = evaluate_seed(
+        config, workdir / f"seed_{seed}", seed, max_examples, progress,
+        draw=i == 0)
+    rows += seed_rows
+    references += seed_refs
+    for name, picture in pictures.items():
+      (workdir / f"glimpses_{name}.png").write_bytes(
+          evaluation.picture_png(picture))
+    write_csv(workdir / "accuracy_vs_glimpses.csv", rows)
+    write_csv(workdir / "references.csv", references)
+    table = write_summary(workdir, rows, references, config.eval_glimpses,
+                          config.stages.policy.num_glimpses,
+                          config.dataset.name)
+  return table
 
 
 def main(argv):
   del argv
-  from saccader_jax import evaluation  # pylint: disable=g-import-not-at-top
   base = FLAGS.config
   fusions = base.get("cpu_ynn_fusions", "")
-  if not runtime.unknown_ynn_fusion_kinds(fusions):
-    runtime.use_cpu_ynn_fusions(fusions)
-  runtime.hide_accelerators_from_tensorflow()
-  runtime.quiet_library_logs()
+  if not cpu_kernels.unknown_ynn_fusion_kinds(fusions):
+    cpu_kernels.use_cpu_ynn_fusions(fusions)
+  library_setup.hide_accelerators_from_tensorflow()
+  library_setup.quiet_library_logs()
   # The trainer's INFO lines are the progress within a seed (stage starts,
   # steps/s and the stage's ETA from clu's ReportProgress).
   logging.set_verbosity(logging.INFO)
@@ -424,41 +512,11 @@ def main(argv):
   workdir.mkdir(parents=True, exist_ok=True)
   if FLAGS.replot:
     rows = read_csv(workdir / "accuracy_vs_glimpses.csv")
-    references = read_csv(workdir / "references.csv")
-    num_seeds = len({r["seed"] for r in rows})
-    stats = aggregate(rows)
-    table = summary_table(stats, references, num_seeds,
-                          max(r["glimpses"] for r in rows))
-    (workdir / "summary.md").write_text(table + "\n")
-    plot_figures(stats, references, base.stages.policy.num_glimpses, workdir,
-                 f"{base.dataset.name}, test split, {num_seeds} seed(s)")
-    print(table)
+    print(write_summary(workdir, rows, read_csv(workdir / "references.csv"),
+                        max(r["glimpses"] for r in rows),
+                        base.stages.policy.num_glimpses, base.dataset.name))
     return
-  seeds = [int(s) for s in FLAGS.seeds]
-  max_examples = FLAGS.max_test_examples or (256 if FLAGS.smoke else None)
-  progress = Progress(len(seeds))
-  rows, references, config = [], [], None
-  for i, seed in enumerate(seeds):
-    config = experiment_config(base, seed, FLAGS.smoke)
-    seed_rows, seed_refs, pictures = evaluate_seed(
-        config, workdir / f"seed_{seed}", seed, max_examples, progress,
-        pictures_dir=workdir if i == 0 else None)
-    rows += seed_rows
-    references += seed_refs
-    for name, picture in pictures.items():
-      (workdir / f"glimpses_{name}.png").write_bytes(
-          evaluation.picture_png(picture))
-    # Written after every seed, so that a long run shows results early.
-    write_csv(workdir / "accuracy_vs_glimpses.csv", rows)
-    write_csv(workdir / "references.csv", references)
-    stats = aggregate(rows)
-    table = summary_table(stats, references, i + 1, config.eval_glimpses)
-    (workdir / "summary.md").write_text(table + "\n")
-    subtitle = (f"{config.dataset.name}, test split, {i + 1} seed(s)"
-                + (" (smoke settings)" if FLAGS.smoke else ""))
-    plot_figures(stats, references,
-                 config.stages.policy.num_glimpses, workdir, subtitle)
-  print(table)
+  print(run_seeds(base, workdir, [int(s) for s in FLAGS.seeds]))
   print(f"\nResults in {workdir}: accuracy_vs_glimpses.csv, references.csv, "
         "summary.md, figure3.png, figure5.png, figure6.png, "
         "glimpses_<policy>.png",

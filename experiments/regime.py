@@ -130,22 +130,22 @@ def location_accuracies(logits2d: np.ndarray, labels: np.ndarray
 
 
 def bagnet_rows(config, workdir: str, split: str) -> dict[str, float]:
+  """The finished stage-1 BagNet of workdir on single locations and all."""
   import jax  # pylint: disable=g-import-not-at-top
   import saccader_jax  # pylint: disable=g-import-not-at-top
-  from saccader_jax import models  # pylint: disable=g-import-not-at-top
-  from saccader_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
-  variables = saccader_jax.load_variables(workdir, config,
-                                          stage="representation")
-  model = models.create_model(config.model)
-  represent = jax.jit(lambda v, x: model.apply(
-      v, x, False, method=saccader_jax.Saccader.represent).logits2d)
-  builder = input_pipeline.get_builder(config.dataset)
-  logits, labels = [], []
-  for batch in input_pipeline.eval_batches(config.dataset, builder, split,
-                                           config.eval_batch_size):
-    keep = batch["mask"] > 0
-    logits.append(np.asarray(represent(variables, batch["image"]))[keep])
-    labels.append(batch["label"][keep])
+  from saccader_jax.experiment import Run  # pylint: disable=g-import-not-at-top
+  config = config.copy_and_resolve_references()
+  config.run_stages = ("representation",)
+  with Run(config, workdir, read_only=True) as run:
+    bagnet = run.train()["representation"]
+    represent = jax.jit(lambda v, x: bagnet.model.apply(
+        v, x, False, method=saccader_jax.Saccader.represent).logits2d)
+    logits, labels = [], []
+    for batch in run.eval_batches(split):
+      keep = np.asarray(batch["mask"]) > 0
+      logits.append(np.asarray(represent(bagnet.variables,
+                                         batch["image"]))[keep])
+      labels.append(np.asarray(batch["label"])[keep])
   return location_accuracies(np.concatenate(logits), np.concatenate(labels))
 
 

@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import json
 
-from saccader_jax import runtime  # pylint: disable=g-import-not-at-top
+from saccader_jax import allocator  # pylint: disable=g-import-not-at-top
+from saccader_jax import cpu_kernels  # pylint: disable=g-import-not-at-top
+from saccader_jax import library_setup  # pylint: disable=g-import-not-at-top
 
 if __name__ == "__main__":
   # Before JAX and TensorFlow load: the restart replaces the process image.
-  runtime.reexec_with_tcmalloc()
+  allocator.reexec_with_tcmalloc()
 
 from absl import app
 from absl import flags
@@ -71,57 +73,32 @@ def logged_scalars(workdir: epath.Path, prefix: str) -> dict[str, list]:
   return {tag: sorted(values) for tag, values in found.items()}
 
 
-def copy_stage(source: epath.Path, target: epath.Path, stage: str) -> None:
-  src = source / "checkpoints" / stage
-  dst = target / "checkpoints" / stage
-  if not src.exists():
-    raise app.UsageError(f"{src} does not exist: train stage {stage!r} in "
-                         "--base_workdir first.")
-  if not dst.exists():
-    _copy_tree(src, dst)
-
-
-def _copy_tree(src: epath.Path, dst: epath.Path) -> None:
-  dst.mkdir(parents=True, exist_ok=True)
-  for child in src.iterdir():
-    if child.is_dir():
-      _copy_tree(child, dst / child.name)
-    else:
-      child.copy(dst / child.name)
-
-
-def main(argv):
-  del argv
-  config = FLAGS.config
-  runtime.use_cpu_ynn_fusions(config.get("cpu_ynn_fusions", ""))
-  runtime.hide_accelerators_from_tensorflow()
-  runtime.quiet_library_logs()
-  from saccader_jax import train  # pylint: disable=g-import-not-at-top
+def evaluate_candidates(run, split: str, max_examples) -> dict[str, list]:
+  """Dev top-1 [T] of the policy after stage 2, after stage 3, and the
+  swap (stage-3 model, stage-2 location network); prints the table."""
   from saccader_jax.objectives import saccader  # pylint: disable=g-import-not-at-top
-  base = paths.absolute_path(FLAGS.base_workdir)
-  workdir = paths.absolute_path(FLAGS.workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
-  copy_stage(base, workdir, "representation")
-  if not FLAGS.retrain_location:
-    copy_stage(base, workdir, "location")
-  config.eval_at_stage_end = False
-  trainer = train.Trainer(config, workdir)
-  stages = trainer.train()
-  policy = trainer.evaluation.learned_policy()
-  split = config.dataset.dev_split
-  candidates = {"stage2": stages["location"], "stage3": stages["policy"],
-                "swap": saccader.with_location_network(stages["policy"],
-                                                       stages["location"])}
+  stage2, stage3 = (run.stage("location").variables,
+                    run.stage("policy").variables)
+  candidates = {"stage2": stage2, "stage3": stage3,
+                "swap": saccader.with_location_network(stage3, stage2)}
+  policy = run.learned_policy()
+  shown = [t for t in GLIMPSES if t <= run.config.eval_glimpses]
   results = {}
-  print(f"\n| dev top-1 (%) | {' | '.join(f't={t}' for t in GLIMPSES)} |")
-  print(f"|---|{'---:|' * len(GLIMPSES)}")
+  print(f"\n| dev top-1 (%) | {' | '.join(f't={t}' for t in shown)} |")
+  print(f"|---|{'---:|' * len(shown)}")
   for name, variables in candidates.items():
-    out = trainer.evaluation.evaluate_policy(
-        policy, split, variables, max_examples=FLAGS.max_examples or None)
+    out = run.evaluate(policy, split, variables, max_examples=max_examples)
     results[name] = [float(x) for x in out["top1"]]
     print(f"| {name} | " + " | ".join(
-        f"{100 * results[name][t - 1]:.1f}" for t in GLIMPSES) + " |",
+        f"{100 * results[name][t - 1]:.1f}" for t in shown) + " |",
           flush=True)
+  return results
+
+
+def stage3_diagnostics(workdir: epath.Path) -> dict:
+  """Stage 3's reward, entropy and accuracy at its first and last logging
+  interval and each part's relative change, from the TensorBoard log;
+  printed as a table."""
   logged = logged_scalars(workdir, "policy/")
   diagnostics = {}
   for key in DIAGNOSTICS:
@@ -138,10 +115,29 @@ def main(argv):
       print(f"| {key} | {v0:.3f} (step {s0}) | {v1:.3f} (step {s1}) |")
   print("\nrelative change over stage 3: " + ", ".join(
       f"{k} {v:.2e}" for k, v in diagnostics["relative_change"].items()))
-  (workdir / "stage3_dev.json").write_text(json.dumps(
+  return diagnostics
+
+
+def main(argv):
+  del argv
+  config = FLAGS.config
+  cpu_kernels.use_cpu_ynn_fusions(config.get("cpu_ynn_fusions", ""))
+  library_setup.hide_accelerators_from_tensorflow()
+  library_setup.quiet_library_logs()
+  from saccader_jax.experiment import Run  # pylint: disable=g-import-not-at-top
+  config.eval_at_stage_end = False
+  run = Run(config, paths.absolute_path(FLAGS.workdir))
+  reused = ["representation"] + ([] if FLAGS.retrain_location
+                                 else ["location"])
+  run.reuse(FLAGS.base_workdir, reused)
+  run.train()
+  results = evaluate_candidates(run, "dev", FLAGS.max_examples or None)
+  diagnostics = stage3_diagnostics(run.workdir)
+  (run.workdir / "stage3_dev.json").write_text(json.dumps(
       {"settings": config.stages.policy.to_dict(),
        "location_settings": config.stages.location.to_dict(),
        "dev_top1": results, "diagnostics": diagnostics}, indent=1))
+  run.close()
 
 
 if __name__ == "__main__":

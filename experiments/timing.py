@@ -7,29 +7,30 @@ from absl import flags
 import jax
 import numpy as np
 
-from saccader_jax import runtime
+from saccader_jax import allocator
+from saccader_jax import cpu_kernels
 
 CPU_YNN_FUSIONS = flags.DEFINE_string(
-    "cpu_ynn_fusions", runtime.DEFAULT_CPU_YNN_FUSIONS,
+    "cpu_ynn_fusions", cpu_kernels.DEFAULT_CPU_YNN_FUSIONS,
     "XLA's YNNPACK CPU fusion kinds: \"auto\" (by the CPU's features), \"\" "
-    "(XLA's default kernels) or kinds (see saccader_jax.runtime).")
+    "(XLA's default kernels) or kinds (see saccader_jax.cpu_kernels).")
 
 
 def machine() -> str:
   """The device, or the CPU model and core count, and the host allocator."""
   device = jax.devices()[0]
   if device.platform != "cpu":
-    return f"{device.device_kind}, host allocator {runtime.loaded_allocator()}"
-  model = runtime.cpu_info("model name") or "unknown CPU"
-  number = runtime.cpu_info("model")
+    return f"{device.device_kind}, host allocator {allocator.loaded_allocator()}"
+  model = cpu_kernels.cpu_info("model name") or "unknown CPU"
+  number = cpu_kernels.cpu_info("model")
   if number:   # vendors' names are often generic in VMs; the number is not
     model = f"{model} (cpuinfo model {number})"
-  flags = runtime.cpu_flags()
+  flags = cpu_kernels.cpu_flags()
   isa = ("AMX" if "amx_tile" in flags else
          "AVX-512" if "avx512f" in flags else
          "AVX2" if "avx2" in flags else "")
   return (f"{model}{', ' + isa if isa else ''}, {os.cpu_count()} CPUs, host "
-          f"allocator {runtime.loaded_allocator()}")
+          f"allocator {allocator.loaded_allocator()}")
 
 
 def median_seconds(fn, repeats: int) -> float:

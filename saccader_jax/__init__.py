@@ -2,8 +2,26 @@
 
 The public names below load on first use: `python -m saccader_jax.main`
 imports this package before its entry point runs, and the entry point may
-restart the process (`runtime.reexec_with_tcmalloc`) before TensorFlow and
+restart the process (`allocator.reexec_with_tcmalloc`) before TensorFlow and
 JAX are worth loading.
+
+Where things live:
+  models/, policy.py, policies/      the networks and glimpse policies;
+  objectives/, losses.py,            the stages by name, their losses, the
+  optimizers.py                      optimizers and schedules by name;
+  data/, evaluators/, evaluation.py  data sets, analyses of any policy;
+  stages.py                          a stage's name resolved, once, into
+                                     its value (`resolve_stage`);
+  job.py, stage_run.py,              a training job: what stages share, a
+  stage_start.py, loop.py,           stage in the job, where it starts, its
+  run_evaluation.py, train.py        steps, its evaluation, the stage order;
+  checkpoints.py, run_record.py      storage; a run's record and reading a
+                                     finished run back;
+  experiment.py                      `Run`: research code drives a run;
+  config_checks.py, config_keys.py   the whole config checked before a run;
+  cpu_kernels.py, allocator.py,      the process set up before the first
+  library_setup.py                   computation;
+  main.py                            the entry point.
 """
 
 import importlib
@@ -12,7 +30,7 @@ from typing import TYPE_CHECKING
 
 # Public name -> the module that defines it.
 _EXPORTS = {
-    "load_variables": "saccader_jax.checkpoints",
+    "load_variables": "saccader_jax.run_record",
     "class_names": "saccader_jax.data.input_pipeline",
     "preprocess_images": "saccader_jax.data.input_pipeline",
     "read_examples": "saccader_jax.data.input_pipeline",
@@ -26,12 +44,14 @@ _EXPORTS = {
     "PolicyOutput": "saccader_jax.policy",
     "RolloutPolicy": "saccader_jax.policy",
     "load_config": "saccader_jax.run_record",
+    "Run": "saccader_jax.experiment",
+    "TrainedStage": "saccader_jax.experiment",
 }
 
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
-  from saccader_jax.checkpoints import load_variables
+  from saccader_jax.run_record import load_variables
   from saccader_jax.data.input_pipeline import class_names
   from saccader_jax.data.input_pipeline import preprocess_images
   from saccader_jax.data.input_pipeline import read_examples
@@ -45,6 +65,8 @@ if TYPE_CHECKING:
   from saccader_jax.policy import PolicyOutput
   from saccader_jax.policy import RolloutPolicy
   from saccader_jax.run_record import load_config
+  from saccader_jax.experiment import Run
+  from saccader_jax.experiment import TrainedStage
 
 
 def __getattr__(name: str):

@@ -16,33 +16,26 @@ files) is moved aside to `<checkpoints>/damaged/` and the next older one is
 used. Every restore names the target sharding of every array, so a
 checkpoint written on N devices restores on M.
 
-Resume lives here too: `initial_state` gives a stage its state (newest
-checkpoint that restores, else the previous stage's model, else a fresh
-one) and each host's input position, saved with every checkpoint.
+Storage only: which checkpoint a stage starts from is
+`saccader_jax.stage_start`'s to decide, and reading a finished run back
+(`load_variables`) is `saccader_jax.run_record`'s.
 """
 
 from __future__ import annotations
 
 import logging as pylogging
 import time
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, NamedTuple, Optional
 
 from absl import logging
 from etils import epath
 import jax
 from jax.experimental import multihost_utils
-import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
 from saccader_jax import errors
-from saccader_jax import models
-from saccader_jax import objectives
 from saccader_jax import paths
-from saccader_jax import run_record
-from saccader_jax import steps
-from saccader_jax.data import input_pipeline
 
 MODEL, OPT_STATE, META = "model", "opt_state", "meta"
 DAMAGED = "damaged"
@@ -262,136 +255,29 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_model: Any,
   return None
 
 
-def abstract_variables(config: ml_collections.ConfigDict,
-                       field: str = "model") -> dict:
-  """ShapeDtypeStructs of {"params", "batch_stats"} of the model of
-  config.<field> ("model", or e.g. "classifier")."""
-  model = models.create_model(config[field])
-  return jax.eval_shape(
-      lambda key: models.init_variables(
-          model, models.dataset_for(config, field), key),
-      jax.random.key(0))
+def copy_stage(source_workdir: epath.PathLike, target_workdir: epath.PathLike,
+               stage: str) -> bool:
+  """Copies stage `stage`'s checkpoints from one workdir into another that
+  has none of that stage (local or URLs); returns whether it copied.
 
-
-def load_variables(workdir: epath.PathLike,
-                   config: Optional[ml_collections.ConfigDict] = None,
-                   stage: Optional[str] = None, step: Optional[int] = None,
-                   sharding: Optional[jax.sharding.Sharding] = None) -> dict:
-  """A trained model's variables from a workdir, on this process's devices.
-
-  Works whatever devices the training job ran on.
-
-  Args:
-    workdir: the --workdir of a training job (local or a URL).
-    config: that job's config (it defines the model); default the config
-      recorded in workdir (`run_record.load_config`).
-    stage: whose checkpoints: default the last of config.run_stages, i.e.
-      the final model.
-    step: which checkpoint; default the stage's newest.
-    sharding: where the arrays go; default replicated over all devices.
-
-  Returns:
-    {"params": ..., "batch_stats": ...}, ready for `make_policy`.
+  Raises CheckpointError if the source has no checkpoints of the stage.
   """
-  if config is None:
-    config = run_record.load_config(workdir)
-  stage = stage or config.run_stages[-1]
-  directory = paths.absolute_path(workdir) / "checkpoints" / stage
-  if not directory.exists():
-    raise errors.CheckpointError(f"No checkpoints of stage {stage!r}: "
-                                 f"{directory} does not exist.")
-  if sharding is None:
-    sharding = jax.sharding.NamedSharding(
-        jax.sharding.Mesh(np.asarray(jax.devices()), ("data",)),
-        jax.sharding.PartitionSpec())
-  manager = create_manager(directory, max_to_keep=1, async_save=False,
-                           read_only=True)
-  try:
-    steps = manager.all_steps()
-    if step is None:
-      if not steps:
-        raise errors.CheckpointError(f"{directory} holds no checkpoint.")
-      step = max(steps)
-    elif step not in steps:
-      raise errors.CheckpointError(f"{directory} has no checkpoint of step "
-                                   f"{step}; it has {sorted(steps)}.")
-    abstract = with_sharding(
-        {"step": jax.ShapeDtypeStruct((), jnp.int32),
-         **abstract_variables(config, objectives.get_stage(stage).model_field)},
-        sharding)
-    model = restore_model(manager, step, abstract)
-  finally:
-    manager.close()
-  return {"params": model["params"], "batch_stats": model["batch_stats"]}
+  source = paths.absolute_path(source_workdir) / "checkpoints" / stage
+  target = paths.absolute_path(target_workdir) / "checkpoints" / stage
+  if not source.exists() or not any(p.name.isdigit()
+                                    for p in source.iterdir()):
+    raise errors.CheckpointError(f"No checkpoints of stage {stage!r} in "
+                                 f"{source}: train it there first.")
+  if target.exists():
+    return False
+  _copy_tree(source, target)
+  return True
 
 
-# Resume: where a stage starts.
-
-
-def input_position(step: int, saved: Optional[dict], batch_size: int) -> int:
-  """Where this host's training stream resumes: the position saved with
-  the checkpoint when the job has as many hosts as the one that saved it
-  (their streams are the same), else step x this job's local batch
-  (batch_size is the global batch)."""
-  if saved and saved.get("process_count") == jax.process_count():
-    return int(saved["examples_per_host"])
-  return step * input_pipeline.local_batch_size(batch_size)
-
-
-def initial_state(manager: ocp.CheckpointManager, abstract: dict, tx,
-                  optimizer_config: dict, *, apply_fn, sharding,
-                  previous: Optional[dict], init: Callable[[], dict],
-                  batch_size: int, label: str, total_steps: int
-                  ) -> tuple[steps.TrainState, int]:
-  """A stage's state and this host's input position.
-
-  The stage's newest checkpoint that restores (damaged newer ones are set
-  aside, see `restore_latest`), else the previous stage's variables, else
-  init(). abstract: ShapeDtypeStructs of the model's {"params",
-  "batch_stats"} (`abstract_variables`); tx and optimizer_config: the
-  stage's optimizer and the config it was built from; sharding: where the
-  state goes; batch_size: the global batch; label: the stage, for the log;
-  total_steps: the stage's length (a finished stage's optimizer is not
-  compared).
-  """
-  abstract_model = with_sharding(
-      {"step": jax.ShapeDtypeStruct((), jnp.int32), **abstract}, sharding)
-  abstract_opt_state = with_sharding(
-      jax.eval_shape(tx.init, abstract["params"]), sharding)
-  restored = restore_latest(manager, abstract_model, abstract_opt_state,
-                            optimizer_config)
-  opt_state, data_position = None, None
-  if restored is not None:
-    opt_state, data_position = (restored.opt_state,
-                                restored.meta.get("data_position"))
-    variables = {"params": restored.model["params"],
-                 "batch_stats": restored.model["batch_stats"]}
-    start_step = int(restored.model["step"])
-    logging.info("Stage %s: resuming from step %d.", label, start_step)
-    if opt_state is None and start_step < total_steps:
-      logging.warning(
-          "Stage %s: its checkpoint's optimizer differs from this run's (%s): "
-          "parameters and batch statistics carry over, the optimizer state "
-          "starts fresh, and the learning-rate schedule continues from step "
-          "%d.", label, optimizer_changes(restored.meta.get("optimizer"),
-                                          optimizer_config), start_step)
-  elif previous is not None:
-    # A copy: the train step donates its state's buffers, and the previous
-    # stage's variables may still be read (e.g. the stage-1 BagNet as a
-    # reference classifier).
-    variables = jax.jit(lambda v: jax.tree_util.tree_map(jnp.copy, v),
-                        out_shardings=sharding)(previous)
-    start_step = 0
-    logging.info("Stage %s: starting from the previous stage's model.",
-                 label)
-  else:
-    variables, start_step = init(), 0
-    logging.info("Stage %s: starting from a random initialisation.", label)
-  if opt_state is None:
-    opt_state = jax.jit(tx.init, out_shardings=sharding)(variables["params"])
-  state = steps.TrainState(step=jnp.asarray(start_step, jnp.int32),
-                           apply_fn=apply_fn, params=variables["params"],
-                           batch_stats=variables["batch_stats"], tx=tx,
-                           opt_state=opt_state)
-  return (jax.device_put(state, sharding),
-          input_position(start_step, data_position, batch_size))
+def _copy_tree(source: epath.Path, target: epath.Path) -> None:
+  target.mkdir(parents=True, exist_ok=True)
+  for child in source.iterdir():
+    if child.is_dir():
+      _copy_tree(child, target / child.name)
+    else:
+      child.copy(target / child.name)

@@ -26,7 +26,7 @@ from saccader_jax import losses
 from saccader_jax import models
 from saccader_jax import objectives
 from saccader_jax import optimizers
-from saccader_jax import runtime
+from saccader_jax import cpu_kernels
 
 NONFINITE_POLICIES = ("stop", "skip")
 # The sections every job reads; configs/default.py alone lacks the data set
@@ -235,18 +235,8 @@ def _evals(problems: Problems, config: ml_collections.ConfigDict,
             eval_config, "to_dict") else eval_config,
                      f"needs the classifier trained by stage {stage!r}, "
                      "which must be in config.run_stages")
-    if name == "occlusion":
-      fill = (eval_config or {}).get("fill", "mean")
-      try:
-        valid = fill == "mean" or math.isfinite(float(fill))
-      except (TypeError, ValueError):
-        valid = False
-      if not valid:
-        problems.add("evals.occlusion.fill", fill,
-                     "must be 'mean' or a finite number (preprocessed units)")
-    if name == "glimpses":
-      problems.integer("evals.glimpses.num_images",
-                       (eval_config or {}).get("num_images", 8), 1)
+    for key, value, requirement in evaluator.config_problems():
+      problems.add(f"evals.{name}.{key}", value, requirement)
 
 
 def config_problems(config: ml_collections.ConfigDict, num_devices: int = 1,
@@ -316,10 +306,10 @@ def config_problems(config: ml_collections.ConfigDict, num_devices: int = 1,
   problems.choice("on_nonfinite", config.get("on_nonfinite", "stop"),
                   NONFINITE_POLICIES)
   fusions = config.get("cpu_ynn_fusions", "")
-  if not isinstance(fusions, str) or runtime.unknown_ynn_fusion_kinds(fusions):
+  if not isinstance(fusions, str) or cpu_kernels.unknown_ynn_fusion_kinds(fusions):
     problems.add("cpu_ynn_fusions", fusions,
                  f"must be 'auto' or a comma-separated subset of "
-                 f"{list(runtime.YNN_FUSION_KINDS)} (or '')")
+                 f"{list(cpu_kernels.YNN_FUSION_KINDS)} (or '')")
   chunk = config.get("eval_chunk_size", chunking.AUTO)
   # None means the whole batch to the API; a config says so with 0.
   if chunk is None or not chunking.is_valid(chunk):

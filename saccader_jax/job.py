@@ -1,7 +1,8 @@
 """What every stage of a run shares: config, workdir, mesh, data, log writer.
 
 A `Job` is made once per run (`Job.create`), after the whole config has been
-checked and before any stage is resolved (`saccader_jax.stages`). It holds
+checked and before any stage is resolved (`saccader_jax.stages`) or given
+its place in the job (`saccader_jax.stage_run`). It holds
 no training state, only what stages read:
 
   - the mesh: the global batch is split along its `data` axis over every
@@ -27,7 +28,6 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import ml_collections
 import numpy as np
 
-from saccader_jax import checkpoints
 from saccader_jax import config_checks
 from saccader_jax import errors
 from saccader_jax import models
@@ -83,22 +83,32 @@ class Job:
   @classmethod
   def create(cls, config: ml_collections.ConfigDict,
              workdir: epath.PathLike,
-             pretrained_fields: tuple[str, ...] = ()) -> "Job":
-    """Checks config (pretrained_fields: model fields given trained),
-    workdir and that a run already there is this one, records config in
-    workdir, then prepares the data and the writer."""
-    config_checks.check_config(config, jax.device_count(),
-                               jax.process_count(),
-                               pretrained_fields=pretrained_fields)
-    workdir = check_workdir(workdir)
+             pretrained_fields: tuple[str, ...] = (),
+             config_checked: bool = False, read_only: bool = False) -> "Job":
+    """Checks config (pretrained_fields: model fields given trained; skipped
+    if the caller has checked it, config_checked), workdir and that a run
+    already there is this one, records config in workdir, then prepares the
+    data and the writer. read_only: a finished workdir that is only read:
+    nothing is recorded and the writer only logs."""
+    if not config_checked:
+      config_checks.check_config(config, jax.device_count(),
+                                 jax.process_count(),
+                                 pretrained_fields=pretrained_fields)
+    if read_only:
+      workdir = paths.absolute_path(workdir)
+      if not workdir.exists():
+        raise errors.WorkdirError(f"workdir {str(workdir)!r} does not exist.")
+    else:
+      workdir = check_workdir(workdir)
     run_record.check_rerun(workdir, config)
     # Every process has compared with the old record before it is replaced.
     multihost_utils.sync_global_devices("config compared")
-    if jax.process_index() == 0:
+    if jax.process_index() == 0 and not read_only:
       run_record.record(workdir, config)
     builder = prepare_data(config.dataset)
     writer = metric_writers.create_default_writer(
-        workdir / "tensorboard", just_logging=jax.process_index() > 0)
+        workdir / "tensorboard",
+        just_logging=read_only or jax.process_index() > 0)
     return cls(config, workdir, create_mesh(), builder, writer)
 
   @property

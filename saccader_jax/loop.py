@@ -1,9 +1,11 @@
 """The step loop of one stage: steps, logging, finite checks, checkpoints.
 
-    stage = stages.resolve_stage(job, 0, "representation")
-    state, position = stage.initial_state(job, previous=None)
-    state = loop.train(stage, state, position, job.config, job.writer)
-    stage.manager.close()
+    run = StageRun.create(job, stages.resolve_stage(job.config,
+                                                    "representation"))
+    start = stage_start.start_stage(job, run, trained={})
+    state = loop.train(run, start.state, start.position, job.config,
+                       job.writer)
+    run.manager.close()
 
 The loop fetches from the devices only once per logging interval and before
 each checkpoint (which must hold finite state); a non-finite step stops the
@@ -28,7 +30,7 @@ from saccader_jax import errors
 from saccader_jax import preemption
 from saccader_jax import steps
 from saccader_jax.data import input_pipeline
-from saccader_jax.stages import ResolvedStage
+from saccader_jax.stage_run import StageRun
 
 # (step, state) -> None: evaluates the state mid-stage or at its end.
 EvaluateFn = Callable[[int, steps.TrainState], None]
@@ -79,7 +81,7 @@ def _progress_hooks(config: ml_collections.ConfigDict, total_steps: int,
 
 
 @contextlib.contextmanager
-def _reporting_write_failure(stage: ResolvedStage, step: int):
+def _reporting_write_failure(stage: StageRun, step: int):
   """Turns a failed checkpoint write (started at `step`, or an earlier
   asynchronous one that surfaces here) into one-line `WriteError`."""
   try:
@@ -95,7 +97,7 @@ def _reporting_write_failure(stage: ResolvedStage, step: int):
         "the permissions, then run the same command again to resume.") from e
 
 
-def _stop_on_preemption(stage: ResolvedStage, step: int,
+def _stop_on_preemption(stage: StageRun, step: int,
                         writer: metric_writers.MetricWriter) -> None:
   """After the preemption checkpoint of `step` was started: waits for it
   and raises `preemption.Preempted`."""
@@ -108,7 +110,7 @@ def _stop_on_preemption(stage: ResolvedStage, step: int,
       "Run the same command again to resume from it.")
 
 
-def describe_optimizer(stage: ResolvedStage,
+def describe_optimizer(stage: StageRun,
                        config: ml_collections.ConfigDict, step: int) -> str:
   """The stage's optimizer, schedule and learning rate at `step`, for its
   start line (the schedule continues from a resumed checkpoint's step)."""
@@ -130,7 +132,7 @@ def should_evaluate(config: ml_collections.ConfigDict, step: int,
                   and step % config.eval_every_steps == 0))
 
 
-def train(stage: ResolvedStage, state: steps.TrainState, position: int,
+def train(stage: StageRun, state: steps.TrainState, position: int,
           config: ml_collections.ConfigDict,
           writer: metric_writers.MetricWriter,
           evaluate: Optional[EvaluateFn] = None,
@@ -138,8 +140,8 @@ def train(stage: ResolvedStage, state: steps.TrainState, position: int,
   """Trains `stage` from `state` to its last step; returns the final state.
 
   Args:
-    stage: the resolved stage (its step, data, key, checkpoint manager).
-    state: where to start (`ResolvedStage.initial_state`).
+    stage: the stage in its job (its step, data, key, checkpoint manager).
+    state: where to start (`stage_start.start_stage`).
     position: this host's input position at state.step, in examples.
     config: the run's config, for log_every_steps, checkpoint_every_steps,
       eval_every_steps, eval_at_stage_end, batch_size and profile_steps.

@@ -16,13 +16,15 @@ import sys
 # TensorFlow (tf.data) logs its start-up at INFO from C++; keep warnings.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
-from saccader_jax import runtime  # pylint: disable=g-import-not-at-top
+from saccader_jax import allocator  # pylint: disable=g-import-not-at-top
+from saccader_jax import cpu_kernels  # pylint: disable=g-import-not-at-top
+from saccader_jax import library_setup  # pylint: disable=g-import-not-at-top
 
 if __name__ == "__main__":
   # The restart replaces the process image: whatever is imported before it
-  # is imported twice, so it comes before JAX and TensorFlow (runtime needs
+  # is imported twice, so it comes before JAX and TensorFlow (these modules need
   # only the standard library).
-  runtime.reexec_with_tcmalloc()
+  allocator.reexec_with_tcmalloc()
 
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
@@ -117,12 +119,12 @@ def main(argv):
 
 
 def run(config, workdir: str) -> None:
-  runtime.quiet_library_logs()
+  library_setup.quiet_library_logs()
   # Both must precede the first computation. A bad cpu_ynn_fusions is left
   # to the config check, which reports it with every other problem.
   fusions = config.get("cpu_ynn_fusions", "")
-  if isinstance(fusions, str) and not runtime.unknown_ynn_fusion_kinds(fusions):
-    fusions = runtime.use_cpu_ynn_fusions(fusions)
+  if isinstance(fusions, str) and not cpu_kernels.unknown_ynn_fusion_kinds(fusions):
+    fusions = cpu_kernels.use_cpu_ynn_fusions(fusions)
   if FLAGS.distributed:
     jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
                                num_processes=FLAGS.num_processes,
@@ -132,21 +134,21 @@ def run(config, workdir: str) -> None:
   preemption.install()
   # Before TensorFlow runs anything (the config check reads the data set
   # registry, which imports it).
-  runtime.hide_accelerators_from_tensorflow()
+  library_setup.hide_accelerators_from_tensorflow()
   # Before the trainer's libraries load (seconds on a small CPU), so that a
-  # mistake in the config is reported at once; the job checks it again.
+  # mistake in the config is reported at once; the job does not check again.
   config_checks.check_config(config, jax.device_count(), jax.process_count())
   logging.info("JAX process %d of %d, %d local / %d global devices.",
                jax.process_index(), jax.process_count(),
                jax.local_device_count(), jax.device_count())
   if jax.default_backend() == "cpu":
-    allocator = runtime.loaded_allocator()
+    loaded = allocator.loaded_allocator()
     logging.info("CPU settings: YNNPACK fusions %r (config %r); host memory "
                  "allocator %s%s.", fusions, config.get("cpu_ynn_fusions"),
-                 allocator, "" if allocator == "tcmalloc" else
+                 loaded, "" if loaded == "tcmalloc" else
                  " (install libtcmalloc-minimal4: the train steps run faster)")
   from saccader_jax import train  # pylint: disable=g-import-not-at-top
-  train.train_and_evaluate(config, workdir)
+  train.train_and_evaluate(config, workdir, config_checked=True)
 
 
 if __name__ == "__main__":

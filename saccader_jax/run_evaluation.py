@@ -6,14 +6,15 @@ reference classifiers that stages have trained so far (`reference_variables`,
 by stage name), draws glimpse pictures, and writes results to TensorBoard
 and, for the test split, to files in the workdir.
 
-    evaluation = RunEvaluation(job)
+    evaluation = RunEvaluation(job, stages.resolve_stages(job.config,
+                                                          job.model))
     results = evaluation.evaluate_policy(policy, "test")
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import jax
 import numpy as np
@@ -23,7 +24,6 @@ from saccader_jax import errors
 from saccader_jax import evaluation
 from saccader_jax import evaluators as evaluators_lib
 from saccader_jax import models
-from saccader_jax import objectives
 from saccader_jax import policy as policy_lib
 from saccader_jax.data import input_pipeline
 from saccader_jax.job import Job
@@ -33,9 +33,11 @@ from saccader_jax.stages import ResolvedStage
 class RunEvaluation:
   """The configured evaluators of a job, with their compiled steps."""
 
-  def __init__(self, job: Job):
+  def __init__(self, job: Job, stages: Mapping[str, ResolvedStage]):
+    """stages: the run's stages, resolved (by name, in run order)."""
     self.job = job
     self.config = job.config
+    self.stages = dict(stages)
     self.evaluators = evaluators_lib.create_evaluators(
         self.config.get("evals", {"accuracy": {}}), self.config.eval_glimpses)
     # Whole-image readouts of the stages that have one (Stage.reference),
@@ -76,8 +78,7 @@ class RunEvaluation:
 
   def classify_fn(self, stage_name: str) -> evaluation.ClassifyFn:
     """The whole-image readout of the network stage_name trains."""
-    return models.classify_fn(
-        self.job.model(objectives.get_stage(stage_name).model_field))
+    return models.classify_fn(self.stages[stage_name].model)
 
   def evaluate_policy(self, policy: policy_lib.Policy, split: str,
                       variables: Any = None, key=None,
@@ -105,7 +106,7 @@ class RunEvaluation:
                                   self.job.eval_batches(split, max_examples),
                                   variables)
     return evaluation.reference_results(
-        results, objectives.get_stage(stage_name).reference)
+        results, self.stages[stage_name].reference)
 
   def pictures(self, policy: policy_lib.Policy, split: str,
                variables: Any = None, key=None, title: str = "",
@@ -137,22 +138,24 @@ class RunEvaluation:
           input_pipeline.class_names(self.config.dataset), title)
     return pictures
 
-  def evaluate_stage(self, name: str, variables: Any, split: str,
-                     max_examples=None) -> dict:
-    """What stage `name` yields: its policy through the evaluators (if its
-    model is a policy) and its reference readout (if it has one)."""
-    stage = objectives.get_stage(name)
+  def evaluate_stage(self, stage: str | ResolvedStage, variables: Any,
+                     split: str, max_examples=None) -> dict:
+    """What a stage of the run (or its name) yields: its policy through the
+    evaluators (if its model is a policy) and its reference readout (if it
+    has one)."""
+    if isinstance(stage, str):
+      stage = self.stages[stage]
     results = {}
-    if models.is_policy(self.job.model(stage.model_field)):
-      results = self.evaluate_policy(self.learned_policy(stage.model_field),
+    if stage.is_policy:
+      results = self.evaluate_policy(self.learned_policy(stage.field),
                                      split, variables,
                                      max_examples=max_examples,
-                                     field=stage.model_field)
+                                     field=stage.field)
     if stage.reference:
-      reference = self.evaluate_reference(name, variables, split,
+      reference = self.evaluate_reference(stage.name, variables, split,
                                           max_examples)
       results.setdefault("count", reference["count"])
-      results["references"] = {name: reference}
+      results["references"] = {stage.name: reference}
     return results
 
   def write(self, step: int, prefix: str, results: dict,
@@ -169,10 +172,10 @@ class RunEvaluation:
     """Evaluates a stage's variables on the dev split (at most
     config.eval_max_examples) and writes `<name>/dev/*` at `step`."""
     dev_split = self.config.dataset.dev_split
-    results = self.evaluate_stage(stage.name, variables, dev_split,
+    results = self.evaluate_stage(stage, variables, dev_split,
                                   self.config.get("eval_max_examples"))
     pictures = {}
-    if models.is_policy(stage.model):
+    if stage.is_policy:
       pictures = self.pictures(self.learned_policy(stage.field), dev_split,
                                variables, field=stage.field)
     self.write(step, f"{stage.name}/dev", results, pictures)

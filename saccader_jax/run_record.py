@@ -1,8 +1,9 @@
-"""The config a workdir's run used, recorded in it as `config.json`.
+"""A run's record in its workdir, and reading a finished run back.
 
-Written at the start of every run (command-line overrides included), so a
-workdir alone says what was trained: `load_config(workdir)` gives the
-config back for `load_variables` and `make_policy`.
+The config a run used is recorded as `config.json`, written at the start of
+every run (command-line overrides included), so a workdir alone says what
+was trained: `load_config(workdir)` gives the config back and
+`load_variables(workdir)` a stage's trained variables, for `make_policy`.
 
 A rerun in the same workdir must be the same run: the same models, the same
 data set, and stages in the same order (`run_stages` may drop or add stages,
@@ -20,11 +21,17 @@ from typing import Any, Optional
 
 from absl import logging
 from etils import epath
+import jax
+import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
+from saccader_jax import checkpoints
 from saccader_jax import config_keys
 from saccader_jax import errors
+from saccader_jax import models
 from saccader_jax import paths
+from saccader_jax import stages
 
 CONFIG_FILE = "config.json"
 
@@ -151,3 +158,55 @@ def record(workdir: epath.Path, config: ml_collections.ConfigDict) -> None:
   except Exception as e:  # pylint: disable=broad-except
     raise errors.WriteError(f"could not write {workdir / CONFIG_FILE}: "
                             f"{e}") from e
+
+
+def load_variables(workdir: epath.PathLike,
+                   config: Optional[ml_collections.ConfigDict] = None,
+                   stage: Optional[str] = None, step: Optional[int] = None,
+                   sharding: Optional[jax.sharding.Sharding] = None) -> dict:
+  """A trained model's variables from a workdir, on this process's devices.
+
+  Works whatever devices the training job ran on.
+
+  Args:
+    workdir: the --workdir of a training job (local or a URL).
+    config: that job's config (it defines the model); default the config
+      recorded in workdir (`load_config`).
+    stage: whose checkpoints: default the last of config.run_stages, i.e.
+      the final model.
+    step: which checkpoint; default the stage's newest.
+    sharding: where the arrays go; default replicated over all devices.
+
+  Returns:
+    {"params": ..., "batch_stats": ...}, ready for `make_policy`.
+  """
+  if config is None:
+    config = load_config(workdir)
+  stage = stage or config.run_stages[-1]
+  directory = paths.absolute_path(workdir) / "checkpoints" / stage
+  if not directory.exists():
+    raise errors.CheckpointError(f"No checkpoints of stage {stage!r}: "
+                                 f"{directory} does not exist.")
+  if sharding is None:
+    sharding = jax.sharding.NamedSharding(
+        jax.sharding.Mesh(np.asarray(jax.devices()), ("data",)),
+        jax.sharding.PartitionSpec())
+  field = stages.resolve_stage(config, stage).field
+  manager = checkpoints.create_manager(directory, max_to_keep=1,
+                                       async_save=False, read_only=True)
+  try:
+    saved = manager.all_steps()
+    if step is None:
+      if not saved:
+        raise errors.CheckpointError(f"{directory} holds no checkpoint.")
+      step = max(saved)
+    elif step not in saved:
+      raise errors.CheckpointError(f"{directory} has no checkpoint of step "
+                                   f"{step}; it has {sorted(saved)}.")
+    abstract = checkpoints.with_sharding(
+        {"step": jax.ShapeDtypeStruct((), jnp.int32),
+         **models.abstract_variables(config, field)}, sharding)
+    model = checkpoints.restore_model(manager, step, abstract)
+  finally:
+    manager.close()
+  return {"params": model["params"], "batch_stats": model["batch_stats"]}

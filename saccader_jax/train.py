@@ -4,16 +4,18 @@ The parts, each in its own module:
 
   job.Job                  what every stage shares (config, mesh, data,
                            writer), made once;
-  stages.resolve_stage     a stage's name -> one value (model, loss step,
-                           optimizer, schedule, data, checkpoints, length);
-  checkpoints.initial_state  resume: newest restorable checkpoint, else the
-                           previous stage's model, else a fresh one;
+  stages.resolve_stages    each stage's name -> one value (model, loss,
+                           optimizer config, key), looked up once;
+  stage_run.StageRun       a stage in the job (length, jitted step, data,
+                           checkpoints);
+  stage_start.start_stage  where it starts: its own checkpoint, else the
+                           variables the config starts it from, else fresh;
   loop.train               the steps of one stage;
   run_evaluation           dev results during a stage, the final test.
 
-The `Trainer` only orders the stages and passes each one's variables on:
-stages of the same model field continue from each other; a stage whose
-model is built from others' (Stage.init_from) starts from theirs.
+The `Trainer` only orders the stages and hands each one's final variables
+to the next (by model field; `stage_start` picks what a stage starts from).
+Research code drives a run through `saccader_jax.experiment.Run`.
 """
 
 from __future__ import annotations
@@ -25,12 +27,14 @@ from absl import logging
 from etils import epath
 import ml_collections
 
+from saccader_jax import errors
 from saccader_jax import loop
-from saccader_jax import models
 from saccader_jax import run_evaluation
+from saccader_jax import stage_start
 from saccader_jax import stages
 from saccader_jax import steps
 from saccader_jax.job import Job
+from saccader_jax.stage_run import StageRun
 
 
 class Trainer:
@@ -39,7 +43,8 @@ class Trainer:
 
   def __init__(self, config: ml_collections.ConfigDict,
                workdir: epath.PathLike,
-               pretrained: Optional[dict[str, Any]] = None):
+               pretrained: Optional[dict[str, Any]] = None,
+               config_checked: bool = False, read_only: bool = False):
     """
     Args:
       config: the training config.
@@ -48,84 +53,94 @@ class Trainer:
         {"model": saccader_variables, "classifier": ...}): stages of this
         run that start from a field (Stage.init_from, or a stage of the same
         field) use them as if an earlier stage had trained them.
+      config_checked: the caller has checked config (`main` does, before
+        the trainer's libraries load); otherwise it is checked here.
+      read_only: restore finished stages only; write nothing into workdir.
     """
+    self.read_only = read_only
     self.pretrained = dict(pretrained or {})
     self.job = Job.create(config, workdir,
-                          pretrained_fields=tuple(self.pretrained))
-    self.evaluation = run_evaluation.RunEvaluation(self.job)
-    # Filled by `train`: each stage's model field, by stage name, and the
-    # field of the last policy model trained (None if no stage trains one).
-    self.fields: dict[str, str] = {}
-    self.policy_field: Optional[str] = None
+                          pretrained_fields=tuple(self.pretrained),
+                          config_checked=config_checked,
+                          read_only=read_only)
+    self.stages = stages.resolve_stages(self.job.config, self.job.model)
+    self.evaluation = run_evaluation.RunEvaluation(self.job, self.stages)
+    # Filled by `train`: each stage's final variables, by stage name, and
+    # the last stage's length.
+    self.trained: dict[str, dict] = {}
     self.last_step = 0
 
   @property
   def config(self) -> ml_collections.ConfigDict:
     return self.job.config
 
+  @property
+  def policy_stage(self) -> Optional[stages.ResolvedStage]:
+    """The last stage that trains a policy model (None if none does)."""
+    return next((s for s in reversed(self.stages.values()) if s.is_policy),
+                None)
+
   def run_stage(self, stage: stages.ResolvedStage,
-                previous: Optional[dict]) -> dict:
+                trained_by_field: dict[str, dict]) -> dict:
     """Trains `stage`; returns its final {"params", "batch_stats"}.
 
-    previous: the variables it starts from unless it resumes (the last
-    stage's of the same model, or those its init_from names).
+    trained_by_field: the last trained (or given) variables of each config
+    field, which the stage may start from (`stage_start`).
     """
+    run = StageRun.create(self.job, stage, read_only=self.read_only)
+    self.last_step = run.total_steps
     try:
-      state, position = stage.initial_state(self.job, previous)
-      if int(state.step) >= stage.total_steps:
+      start = stage_start.start_stage(self.job, run, trained_by_field)
+      state = start.state
+      if int(state.step) >= run.total_steps:
         logging.info("Stage %s: already complete (%d steps).", stage.name,
-                     stage.total_steps)
+                     run.total_steps)
         return steps.model_variables(state)
-      state = loop.train(stage, state, position, self.config, self.job.writer,
+      if self.read_only:
+        raise errors.CheckpointError(
+            f"Stage {stage.name!r} is not finished in {self.job.workdir} "
+            f"(step {int(state.step)} of {run.total_steps}); a read-only run "
+            "does not train.")
+      state = loop.train(run, state, start.position, self.config,
+                         self.job.writer,
                          evaluate=lambda step, state: self._evaluate(
-                             stage, step, state),
+                             run, step, state),
                          profile_dir=self.job.workdir)
     finally:
-      stage.manager.close()
-    if previous is not None:
-      self._log_relative_change(stage, previous, state)
+      run.manager.close()
+    if start.initial is not None:
+      self._log_relative_change(run, start.initial, state)
     return steps.model_variables(state)
 
-  def _evaluate(self, stage: stages.ResolvedStage, step: int,
+  def _evaluate(self, run: StageRun, step: int,
                 state: steps.TrainState) -> None:
     variables = steps.model_variables(state)
-    if step == stage.total_steps and stage.stage.reference:
+    if step == run.total_steps and run.stage.reference:
       # The stage's own readout is a reference from its last step on.
-      self.evaluation.reference_variables[stage.name] = variables
-    self.evaluation.dev(stage, step, variables)
+      self.evaluation.reference_variables[run.name] = variables
+    self.evaluation.dev(run.stage, step, variables)
 
-  def _log_relative_change(self, stage: stages.ResolvedStage,
-                           previous: dict, state: steps.TrainState) -> None:
-    changes = steps.relative_change(previous["params"], state.params)
+  def _log_relative_change(self, run: StageRun, initial: dict,
+                           state: steps.TrainState) -> None:
+    changes = steps.relative_change(initial["params"], state.params)
     logging.info("Stage %s: parameters moved, relative to where the stage "
-                 "started: %s.", stage.name,
+                 "started: %s.", run.name,
                  ", ".join(f"{k} {v:.2e}" for k, v in changes.items()))
-    self.job.writer.write_scalars(stage.total_steps, {
-        f"{stage.name}/relative_change/{k}": v for k, v in changes.items()})
+    self.job.writer.write_scalars(run.total_steps, {
+        f"{run.name}/relative_change/{k}": v for k, v in changes.items()})
     self.job.writer.flush()
 
   def train(self) -> dict[str, dict]:
     """Trains config.run_stages in order (resuming; finished stages are
     restored); returns each stage's final variables by stage name."""
-    by_field, by_stage = dict(self.pretrained), {}
-    self.fields = {}
-    for index, name in enumerate(self.config.run_stages):
-      stage = stages.resolve_stage(self.job, index, name)
-      previous = by_field.get(stage.field)
-      if previous is None and stage.stage.init_from:
-        previous = {collection: {part: by_field[source][collection]
-                                 for part, source
-                                 in stage.stage.init_from.items()}
-                    for collection in ("params", "batch_stats")}
-      variables = self.run_stage(stage, previous)
-      by_field[stage.field] = by_stage[name] = variables
-      self.fields[name] = stage.field
-      self.last_step = stage.total_steps
-      if stage.stage.reference:
-        self.evaluation.reference_variables[name] = variables
-      if models.is_policy(stage.model):
-        self.policy_field = stage.field
-    return by_stage
+    by_field = dict(self.pretrained)
+    self.trained = {}
+    for stage in self.stages.values():
+      variables = self.run_stage(stage, by_field)
+      by_field[stage.field] = self.trained[stage.name] = variables
+      if stage.reference:
+        self.evaluation.reference_variables[stage.name] = variables
+    return dict(self.trained)
 
   def run(self) -> dict:
     """Trains config.run_stages, then evaluates on the test split.
@@ -135,17 +150,20 @@ class Trainer:
     """
     start = time.time()
     by_stage = self.train()
-    by_field = {self.fields[name]: v for name, v in by_stage.items()}
-    field = self.policy_field
-    results = self.evaluation.test(field, by_field.get(field), start,
+    policy = self.policy_stage
+    final = {stage.field: by_stage[name]
+             for name, stage in self.stages.items()}
+    field = policy.field if policy else None
+    results = self.evaluation.test(field, final.get(field), start,
                                    step=self.last_step)
     self.job.writer.close()
-    final = by_field.get(field) if field else list(by_stage.values())[-1]
-    return {"variables": final, "stages": by_stage, "test": results}
+    last = final[field] if field else list(by_stage.values())[-1]
+    return {"variables": last, "stages": by_stage, "test": results}
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict,
-                       workdir: epath.PathLike) -> dict:
+                       workdir: epath.PathLike,
+                       config_checked: bool = False) -> dict:
   """Trains config.run_stages in order, then evaluates on the test split
   (see `Trainer.run`)."""
-  return Trainer(config, workdir).run()
+  return Trainer(config, workdir, config_checked=config_checked).run()

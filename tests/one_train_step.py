@@ -24,7 +24,7 @@ flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
 flags.DEFINE_integer("num_processes", 1, "Processes in the job.")
 flags.DEFINE_integer("process_id", 0, "This process's index.")
 flags.DEFINE_string("cpu_ynn_fusions", "",
-                    "YNNPACK fusions (saccader_jax.runtime), applied first.")
+                    "YNNPACK fusions (saccader_jax.cpu_kernels), applied first.")
 FLAGS = flags.FLAGS
 
 GLOBAL_BATCH = 16
@@ -32,13 +32,13 @@ GLOBAL_BATCH = 16
 
 def main(argv):
   del argv
-  from saccader_jax import runtime  # pylint: disable=g-import-not-at-top
-  fusions = runtime.use_cpu_ynn_fusions(FLAGS.cpu_ynn_fusions)
+  from saccader_jax import cpu_kernels  # pylint: disable=g-import-not-at-top
+  fusions = cpu_kernels.use_cpu_ynn_fusions(FLAGS.cpu_ynn_fusions)
   if FLAGS.num_processes > 1:
     jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
                                FLAGS.process_id)
   from tests.helpers import tiny_train_config, with_unit_bn_scales  # pylint: disable=g-import-not-at-top,g-multiple-import
-  from saccader_jax import job, models, steps  # pylint: disable=g-import-not-at-top,g-multiple-import
+  from saccader_jax import job, models, stages, steps  # pylint: disable=g-import-not-at-top,g-multiple-import
 
   config = tiny_train_config("/nonexistent")  # the model and stages only
   model = models.create_model(config.model)
@@ -62,7 +62,7 @@ def main(argv):
   variables = jax.jit(init, out_shardings=replicated)(jax.random.key(0))
   results = {}
   for name in ("representation", "location", "policy"):
-    setup = steps.create_stage(config, name, model, variables, 10)
+    setup = stages.create_stage(config, name, model, variables, 10)
     # A copy: the step donates its state, and `variables` start every stage.
     state = jax.jit(lambda s: jax.tree_util.tree_map(jnp.copy, s),
                     out_shardings=replicated)(setup.state)

@@ -8,7 +8,7 @@ import pytest
 import saccader_jax
 from configs import imagenet_saccader
 from saccader_jax import models
-from saccader_jax import steps
+from saccader_jax import stages
 from saccader_jax.models import saccader_classnet as classnet_lib
 from tests.helpers import count_variables as count
 from tests.helpers import tiny_train_config
@@ -95,8 +95,8 @@ def test_its_stage_trains_only_the_classifier(tiny):
   config.stages.classnet.l2_weight = 1e-2
   images = jax.random.normal(jax.random.key(4), (8, 72, 72, 1))
   batch = {"image": images, "label": jnp.arange(8) % 10}
-  state, step, *_ = steps.create_stage(config, "classnet", model, variables,
-                                       10)
+  state, step, *_ = stages.create_stage(config, "classnet", model, variables,
+                                        10)
   state, metrics = jax.jit(step)(state, batch, jax.random.key(0))
   assert np.isfinite(float(metrics["loss"]))
   for collection in ("params", "batch_stats"):

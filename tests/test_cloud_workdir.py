@@ -19,7 +19,7 @@ import pytest
 import tensorflow as tf
 
 from tests.fake_gcs import FakeGcs
-from saccader_jax import checkpoints
+from saccader_jax import run_record
 from saccader_jax import train
 
 
@@ -96,7 +96,7 @@ def test_a_gs_workdir_holds_checkpoints_logs_and_results(gcs, tmp_path,
   again = train.train_and_evaluate(config, "gs://bucket/run")
   np.testing.assert_array_equal(first["test"]["top1"], again["test"]["top1"])
   # ... and so does research code.
-  variables = checkpoints.load_variables("gs://bucket/run", config)
+  variables = run_record.load_variables("gs://bucket/run", config)
   for a, b in zip(jax_leaves(first["variables"]), jax_leaves(variables)):
     np.testing.assert_array_equal(a, b)
   assert os.listdir(cwd) == []

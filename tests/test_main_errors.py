@@ -107,11 +107,12 @@ def test_a_checkpoint_of_another_model_is_one_line(tiny_data_dir, tmp_path):
   theirs): the checkpoint's shapes give the model away."""
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from saccader_jax import checkpoints  # pylint: disable=g-import-not-at-top
+  from saccader_jax import models  # pylint: disable=g-import-not-at-top
   from tests.helpers import tiny_train_config  # pylint: disable=g-import-not-at-top
   other = tiny_train_config(tiny_data_dir)
   other.model.representation.what_channels = 12
   variables = jax.tree_util.tree_map(lambda x: jnp.zeros(x.shape, x.dtype),
-                                     checkpoints.abstract_variables(other))
+                                     models.abstract_variables(other))
   manager = checkpoints.create_manager(
       tmp_path / "checkpoints" / "representation", 1, async_save=False)
   checkpoints.save(manager, 1, {"step": jnp.int32(1), **variables},

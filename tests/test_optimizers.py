@@ -149,7 +149,7 @@ def test_a_part_with_a_rate_factor_moves_that_much_further(name):
 def test_stage_3_location_rate_factor_applies_to_the_location_network_only():
   from configs import fashion_mnist_saccader  # pylint: disable=g-import-not-at-top
   from saccader_jax import objectives  # pylint: disable=g-import-not-at-top
-  from saccader_jax import steps  # pylint: disable=g-import-not-at-top
+  from saccader_jax import stages  # pylint: disable=g-import-not-at-top
   config = fashion_mnist_saccader.get_config()
   config.schedule.name = "constant"     # no warm-up: step 0 updates
   params = {"representation": {"kernel": jnp.ones(3)},
@@ -158,9 +158,9 @@ def test_stage_3_location_rate_factor_applies_to_the_location_network_only():
   stage = objectives.get_stage("policy")
   # At the default factor 1 the optimizer state is as without factors.
   assert not stage.has_rate_factors(config.stages.policy)
-  base, _ = steps.stage_optimizer(config, "policy", 100)
+  base, _ = stages.stage_optimizer(config, "policy", 100)
   config.stages.policy.location_learning_rate_factor = 30.0
-  scaled, _ = steps.stage_optimizer(config, "policy", 100)
+  scaled, _ = stages.stage_optimizer(config, "policy", 100)
   u_base, _ = base.update(grads, base.init(params), params)
   u_scaled, _ = scaled.update(grads, scaled.init(params), params)
   for part in ("attention", "cell"):

@@ -25,6 +25,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 from saccader_jax import models
+from saccader_jax import stages
 from saccader_jax import steps
 from tests.helpers import tiny_train_config
 
@@ -49,7 +50,7 @@ def bar_batch(rng: np.random.Generator, batch_size: int) -> dict:
 
 
 def run_stage(config, name, model, variables, num_steps, seed):
-  setup = steps.create_stage(config, name, model, variables, num_steps)
+  setup = stages.create_stage(config, name, model, variables, num_steps)
   step = jax.jit(setup.train_step)
   state, rng, metrics = setup.state, np.random.default_rng(seed), []
   for _ in range(num_steps):

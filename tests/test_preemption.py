@@ -19,6 +19,7 @@ from tests.helpers import xla_flags_with
 from tests.helpers import tiny_train_config
 from saccader_jax import checkpoints
 from saccader_jax import preemption
+from saccader_jax import run_record
 from saccader_jax import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -77,7 +78,7 @@ def test_sigterm_during_a_write_or_an_evaluation_saves_the_next_step(
     train.Trainer(config, workdir).run()
   monkeypatch.setattr(checkpoints, "save", real_save)
   assert checkpoint_steps(workdir, "representation")[-1] == 3
-  checkpoints.load_variables(workdir, config, stage="representation")
+  run_record.load_variables(workdir, config, stage="representation")
 
   trainer = train.Trainer(config, workdir)
   real_dev = trainer.evaluation.dev
@@ -90,7 +91,7 @@ def test_sigterm_during_a_write_or_an_evaluation_saves_the_next_step(
                                       match="at step 4 of stage 'policy'"):
     trainer.run()
   assert checkpoint_steps(workdir, "policy")[-1] == 4
-  checkpoints.load_variables(workdir, config, stage="policy")
+  run_record.load_variables(workdir, config, stage="policy")
 
   resumed = train.Trainer(config, workdir).run()
   assert_trees_equal(straight["stages"], resumed["stages"])
@@ -164,8 +165,8 @@ def test_sigterm_at_random_moments_loses_no_step_and_resumes_bit_for_bit(
   config = tiny_train_config(tiny_data_dir)
   for stage in ("representation", "location"):
     assert_trees_equal(
-        checkpoints.load_variables(straight_dir, config, stage=stage),
-        checkpoints.load_variables(workdir, config, stage=stage))
+        run_record.load_variables(straight_dir, config, stage=stage),
+        run_record.load_variables(workdir, config, stage=stage))
 
 
 @pytest.mark.slow

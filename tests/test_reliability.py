@@ -17,6 +17,7 @@ from tests.helpers import checkpoint_steps
 from tests.helpers import xla_flags_with
 from tests.helpers import tiny_train_config
 from saccader_jax import checkpoints
+from saccader_jax import run_record
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -109,7 +110,7 @@ def test_divergence_stops_the_stage_and_keeps_the_last_finite_checkpoint(
   # No test table: a diverged job evaluates nothing.
   assert not os.path.exists(os.path.join(workdir, "test_accuracy.json"))
   config = tiny_train_config(tiny_data_dir)
-  variables = checkpoints.load_variables(workdir, config,
+  variables = run_record.load_variables(workdir, config,
                                          stage="representation")
   assert finite(variables)
 
@@ -176,7 +177,7 @@ def test_a_job_resumes_on_more_and_on_fewer_devices(tiny_data_dir, tmp_path):
     assert checkpoint_steps(workdir, "location") == list(range(2, steps + 1,
                                                                2))
   # And the final model loads here, on this test's one device.
-  variables = checkpoints.load_variables(
+  variables = run_record.load_variables(
       workdir, tiny_train_config(tiny_data_dir), stage="location")
   assert finite(variables)
   assert {d for x in jax.tree_util.tree_leaves(variables)
@@ -191,7 +192,7 @@ def test_a_failing_checkpoint_write_stops_in_one_line_and_loses_nothing(
   rerun with room to write resumes from the newest of them."""
   workdir = four_step_workdir
   stage_dir = os.path.join(workdir, "checkpoints", "representation")
-  before = checkpoints.load_variables(workdir, tiny_train_config(tiny_data_dir),
+  before = run_record.load_variables(workdir, tiny_train_config(tiny_data_dir),
                                       stage="representation")
   failed = run_main(tiny_data_dir, workdir, *ONE_STAGE,
                     "--config.stages.representation.num_steps=6",
@@ -206,7 +207,7 @@ def test_a_failing_checkpoint_write_stops_in_one_line_and_loses_nothing(
   assert checkpoint_steps(workdir, "representation") == [2, 4]
   jax.tree_util.tree_map(
       np.testing.assert_array_equal, before,
-      checkpoints.load_variables(workdir, tiny_train_config(tiny_data_dir),
+      run_record.load_variables(workdir, tiny_train_config(tiny_data_dir),
                                  stage="representation"))
   again = run_main(tiny_data_dir, workdir, *ONE_STAGE,
                    "--config.stages.representation.num_steps=6")

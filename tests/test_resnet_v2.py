@@ -9,7 +9,7 @@ import pytest
 from configs import fashion_mnist_saccader
 from configs import imagenet_saccader
 from saccader_jax import models
-from saccader_jax import steps
+from saccader_jax import stages
 from saccader_jax.models.resnet_v2 import ResNetV2
 
 
@@ -53,7 +53,7 @@ def test_classifier_stage_trains_the_classifier_alone():
   config = fashion_mnist_saccader.get_config()
   config.classifier.units, config.classifier.widths = (1, 1), (4, 8)
   config.classifier.strides = (2, 1)
-  model = steps.stage_model(config, "classifier")
+  model = stages.stage_model(config, "classifier")
   assert isinstance(model, ResNetV2)
   variables = jax.jit(lambda k: models.init_variables(
       model, config.dataset, k))(jax.random.key(0))
@@ -61,7 +61,7 @@ def test_classifier_stage_trains_the_classifier_alone():
   batch = {"image": jnp.asarray(rng.normal(size=(16, 64, 64, 1)),
                                 jnp.float32),
            "label": jnp.asarray(rng.integers(0, 10, 16), jnp.int32)}
-  setup = steps.create_stage(config, "classifier", model, variables, 40)
+  setup = stages.create_stage(config, "classifier", model, variables, 40)
   step = jax.jit(setup.train_step)
   state, first = step(setup.state, batch, jax.random.key(0))
   for _ in range(30):

@@ -7,7 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from saccader_jax import runtime
+from saccader_jax import allocator
+from saccader_jax import cpu_kernels
 from tests.helpers import TEST_XLA_FLAGS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -15,18 +16,18 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_cpu_ynn_fusions_flag(monkeypatch):
   monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=false")
-  runtime.use_cpu_ynn_fusions("reduce,dot")
+  cpu_kernels.use_cpu_ynn_fusions("reduce,dot")
   assert os.environ["XLA_FLAGS"] == (
       "--xla_cpu_enable_fast_math=false "
       "--xla_cpu_experimental_ynn_fusion_type=reduce,dot")
   # A flag the user set already wins.
-  runtime.use_cpu_ynn_fusions("dot,eltwise")
+  cpu_kernels.use_cpu_ynn_fusions("dot,eltwise")
   assert os.environ["XLA_FLAGS"].endswith("=reduce,dot")
   monkeypatch.setenv("XLA_FLAGS", "")
-  runtime.use_cpu_ynn_fusions("")
+  cpu_kernels.use_cpu_ynn_fusions("")
   assert not os.environ["XLA_FLAGS"]
   with pytest.raises(ValueError, match=r"\['conv'\].*valid: \('dot'"):
-    runtime.use_cpu_ynn_fusions("dot,conv")
+    cpu_kernels.use_cpu_ynn_fusions("dot,conv")
 
 
 def test_auto_fusions_follow_the_measured_cpu_classes():
@@ -34,39 +35,39 @@ def test_auto_fusions_follow_the_measured_cpu_classes():
              "avx512": {"avx2", "fma", "avx512f"},
              "avx2": {"avx2", "fma"}, "other": {"sse4_2"}}
   for name, flags in classes.items():
-    assert runtime.cpu_class(frozenset(flags)) == name
-  # "dot,reduce" measured fastest on every x86 class (runtime.AUTO_CHOICES);
+    assert cpu_kernels.cpu_class(frozenset(flags)) == name
+  # "dot,reduce" measured fastest on every x86 class (cpu_kernels.AUTO_CHOICES);
   # CPUs without AVX2 (and non-x86 ones, which have no x86 flags) keep
   # XLA's own kernels.
   for flags in classes["avx512_amx"], classes["avx512"], classes["avx2"]:
-    assert runtime.auto_cpu_ynn_fusions(frozenset(flags)) == "dot,reduce"
-  assert runtime.auto_cpu_ynn_fusions(frozenset({"sse4_2"})) == ""
-  assert runtime.auto_cpu_ynn_fusions(frozenset()) == ""
-  assert not runtime.unknown_ynn_fusion_kinds("auto")
-  for choice in runtime.AUTO_CHOICES.values():
-    assert not runtime.unknown_ynn_fusion_kinds(choice)
+    assert cpu_kernels.auto_cpu_ynn_fusions(frozenset(flags)) == "dot,reduce"
+  assert cpu_kernels.auto_cpu_ynn_fusions(frozenset({"sse4_2"})) == ""
+  assert cpu_kernels.auto_cpu_ynn_fusions(frozenset()) == ""
+  assert not cpu_kernels.unknown_ynn_fusion_kinds("auto")
+  for choice in cpu_kernels.AUTO_CHOICES.values():
+    assert not cpu_kernels.unknown_ynn_fusion_kinds(choice)
 
 
 def test_auto_falls_back_to_xla_kernels_when_the_probe_fails(
     monkeypatch, tmp_path, caplog):
-  monkeypatch.setenv(runtime.PROBE_CACHE_ENV, str(tmp_path))
-  monkeypatch.setattr(runtime, "auto_cpu_ynn_fusions", lambda: "dot,reduce")
+  monkeypatch.setenv(cpu_kernels.PROBE_CACHE_ENV, str(tmp_path))
+  monkeypatch.setattr(cpu_kernels, "auto_cpu_ynn_fusions", lambda: "dot,reduce")
   # A probe whose process aborts, as an XLA that does not know the flag does.
-  monkeypatch.setattr(runtime, "_PROBE",
+  monkeypatch.setattr(cpu_kernels, "_PROBE",
                       "import os, sys; sys.stderr.write('Unknown flag in "
                       "XLA_FLAGS\\n'); os.abort()")
   monkeypatch.setenv("XLA_FLAGS", "")
   with caplog.at_level("WARNING"):
-    assert runtime.use_cpu_ynn_fusions("auto") == ""
+    assert cpu_kernels.use_cpu_ynn_fusions("auto") == ""
   assert os.environ["XLA_FLAGS"] == ""
   assert "Unknown flag in XLA_FLAGS" in caplog.text
   assert "using XLA's own CPU kernels" in caplog.text
   # The verdict is cached per machine: no second probe.
-  monkeypatch.setattr(runtime, "_PROBE", "raise SystemExit(3)")
-  cached = runtime.probe_ynn_fusions("dot,reduce")
+  monkeypatch.setattr(cpu_kernels, "_PROBE", "raise SystemExit(3)")
+  cached = cpu_kernels.probe_ynn_fusions("dot,reduce")
   assert "Unknown flag in XLA_FLAGS" in cached
   # A setting asked for by name is not probed: the user gets what they set.
-  assert runtime.use_cpu_ynn_fusions("dot") == "dot"
+  assert cpu_kernels.use_cpu_ynn_fusions("dot") == "dot"
 
 
 @pytest.mark.slow
@@ -80,14 +81,14 @@ def test_auto_resolves_to_an_accepted_setting_that_trains(tmp_path):
     # The suite's compile settings alone: no YNNPACK flag that "auto" would
     # leave in place.
     env = dict(os.environ, XLA_FLAGS=TEST_XLA_FLAGS)
-    env[runtime.PROBE_CACHE_ENV] = str(tmp_path / "cache")
+    env[cpu_kernels.PROBE_CACHE_ENV] = str(tmp_path / "cache")
     subprocess.run([sys.executable, "-m", "tests.one_train_step",
                     f"--out={path}", f"--cpu_ynn_fusions={fusions}"],
                    env=env, check=True, timeout=600)
     out[fusions] = np.load(path)
   resolved = str(out["auto"]["cpu_ynn_fusions"])
-  assert resolved in ("", runtime.auto_cpu_ynn_fusions())
-  assert not runtime.unknown_ynn_fusion_kinds(resolved)
+  assert resolved in ("", cpu_kernels.auto_cpu_ynn_fusions())
+  assert not cpu_kernels.unknown_ynn_fusion_kinds(resolved)
   for stage in ("representation", "location", "policy"):
     loss = float(out["auto"][f"{stage}/loss"])
     assert np.isfinite(loss)
@@ -99,26 +100,26 @@ def _env_without_allocator_choice():
   """This process's environment, less a preload or an allocator setting
   that would keep an entry point from restarting on tcmalloc."""
   return {k: v for k, v in os.environ.items()
-          if k not in ("LD_PRELOAD", runtime.MALLOC_ENV)}
+          if k not in ("LD_PRELOAD", allocator.MALLOC_ENV)}
 
 
 def _allocator_after_reexec(env):
-  code = ("import sys; from saccader_jax import runtime; "
-          "runtime.reexec_with_tcmalloc(); "
-          "print(runtime.loaded_allocator(), sys.argv[1:])")
+  code = ("import sys; from saccader_jax import allocator; "
+          "allocator.reexec_with_tcmalloc(); "
+          "print(allocator.loaded_allocator(), sys.argv[1:])")
   result = subprocess.run([sys.executable, "-c", code, "a", "--b=1"],
                           env=env, capture_output=True, text=True,
                           timeout=120, check=True)
   return result.stdout.strip()
 
 
-@pytest.mark.skipif(runtime.find_tcmalloc() is None,
+@pytest.mark.skipif(allocator.find_tcmalloc() is None,
                     reason="tcmalloc is not installed (libtcmalloc-minimal4)")
 def test_entry_points_restart_on_tcmalloc_with_their_arguments():
   env = _env_without_allocator_choice()
   assert _allocator_after_reexec(env) == "tcmalloc ['a', '--b=1']"
   assert _allocator_after_reexec(
-      dict(env, **{runtime.MALLOC_ENV: "system"})) == "glibc ['a', '--b=1']"
+      dict(env, **{allocator.MALLOC_ENV: "system"})) == "glibc ['a', '--b=1']"
 
 
 def _imports(module):
@@ -131,7 +132,7 @@ def _imports(module):
           if line.startswith("import time:") and "|" in line]
 
 
-@pytest.mark.skipif(runtime.find_tcmalloc() is None,
+@pytest.mark.skipif(allocator.find_tcmalloc() is None,
                     reason="tcmalloc is not installed (libtcmalloc-minimal4)")
 @pytest.mark.parametrize("module", ["saccader_jax.main",
                                     "experiments.paper_figures"])

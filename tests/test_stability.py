@@ -17,6 +17,7 @@ from configs import imagenet_saccader
 from saccader_jax import losses
 from saccader_jax import models
 from saccader_jax import objectives
+from saccader_jax import stages
 from saccader_jax import steps as steps_lib
 from saccader_jax.data import input_pipeline
 
@@ -31,7 +32,7 @@ def location_kernel_norm(params):
 
 
 def run_stage(config, name, model, variables, steps, seed):
-  state, step, *_ = steps_lib.create_stage(config, name, model, variables, steps)
+  state, step, *_ = stages.create_stage(config, name, model, variables, steps)
   step = jax.jit(step)
   batches = input_pipeline.train_batches(config.dataset, builder_of(config),
                                          BATCH, seed=seed)

@@ -15,6 +15,8 @@ from saccader_jax import errors
 from saccader_jax import loop
 from saccader_jax import models
 from saccader_jax import policies
+from saccader_jax import stage_start
+from saccader_jax import stages
 from saccader_jax import steps
 from saccader_jax import train
 from saccader_jax.data import input_pipeline
@@ -31,7 +33,7 @@ def trees_differ(a, b):
 
 def one_step(config, stage_name, variables, batch):
   model = models.create_model(config.model)
-  state, step, *_ = steps.create_stage(config, stage_name, model, variables,
+  state, step, *_ = stages.create_stage(config, stage_name, model, variables,
                                        10)
   return jax.jit(step)(state, batch, jax.random.key(0))
 
@@ -341,7 +343,7 @@ def test_resume_with_another_optimizer_keeps_the_model(tiny_config, tmp_path,
 
 
 def representation_schedule(config):
-  return steps.stage_optimizer(config, "representation",
+  return stages.stage_optimizer(config, "representation",
                                config.stages.representation.num_steps)[1]
 
 
@@ -406,7 +408,7 @@ def test_stage1_loss_decreases_on_the_embedded_data(embedded_data):
   model = models.create_model(config.model)
   variables = model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 1)),
                          num_glimpses=1)
-  state, step, *_ = steps.create_stage(config, "representation", model,
+  state, step, *_ = stages.create_stage(config, "representation", model,
                                    variables, 48)
   step = jax.jit(step)
   batches = input_pipeline.train_batches(config.dataset, builder, 32, seed=0)
@@ -424,7 +426,7 @@ def test_nonfinite_step_is_skipped_or_reported(tiny_config,
   variables, batch = tiny_variables_and_batch
   poisoned = dict(batch, image=batch["image"].at[0, 0, 0, 0].set(jnp.nan))
   model = models.create_model(tiny_config.model)
-  state, skipping, *_ = steps.create_stage(tiny_config, "policy", model,
+  state, skipping, *_ = stages.create_stage(tiny_config, "policy", model,
                                        variables, 10, skip_nonfinite=True)
   skipping = jax.jit(skipping)
   skipped, metrics = skipping(state, poisoned, jax.random.key(0))
@@ -438,7 +440,7 @@ def test_nonfinite_step_is_skipped_or_reported(tiny_config,
   assert np.isfinite(float(metrics["grad_norm"]))
   assert trees_differ(moved.params, state.params)
 
-  _, stopping, *_ = steps.create_stage(tiny_config, "policy", model, variables,
+  _, stopping, *_ = stages.create_stage(tiny_config, "policy", model, variables,
                                    10)
   stopping = jax.jit(stopping)
   _, metrics = stopping(state, poisoned, jax.random.key(0))
@@ -467,10 +469,10 @@ def test_resume_reads_the_input_position_saved_with_the_checkpoint(
                                    "process_count": 1}
   # Resumed with another batch size, the stream goes on where it stopped.
   config.batch_size = 8
-  assert checkpoints.input_position(2, meta["data_position"],
+  assert stage_start.input_position(2, meta["data_position"],
                                     config.batch_size) == 32
   # Saved by a job with another number of hosts: their streams differ.
-  assert checkpoints.input_position(
+  assert stage_start.input_position(
       2, {"examples_per_host": 32, "process_count": 2},
       config.batch_size) == 16
-  assert checkpoints.input_position(2, None, config.batch_size) == 16
+  assert stage_start.input_position(2, None, config.batch_size) == 16

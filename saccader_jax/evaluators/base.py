@@ -48,7 +48,8 @@ class Evaluator:
   `config_keys` (the keys config.evals.<name> may have), override
   `batch_sums`, and say how their results read (`columns`, `scalars`).
   `references` lists the reference stages the evaluator needs (e.g. the
-  full-image classifier's).
+  full-image classifier's); `config_problems` checks its config's values
+  (the config check reports them with every other problem, before a run).
   """
   name: ClassVar[str] = ""
   keys: ClassVar[tuple[str, ...]] = ()
@@ -61,6 +62,11 @@ class Evaluator:
   @property
   def references(self) -> tuple[str, ...]:
     return ()
+
+  def config_problems(self) -> list[tuple[str, Any, str]]:
+    """(key, value, what it must be) for each bad value of
+    config.evals.<name>; [] when it can run."""
+    return []
 
   def batch_sums(self, context: Context) -> dict[str, jnp.ndarray]:
     """Sums over the batch's real examples (traced inside jit)."""

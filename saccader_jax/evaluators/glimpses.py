@@ -4,6 +4,7 @@ numbered glimpse boxes in glimpse order, and "predicted / true" in green
 
 from __future__ import annotations
 
+import numbers
 from typing import Optional, Sequence
 
 import numpy as np
@@ -82,6 +83,13 @@ class Glimpses(base.Evaluator):
   evaluation."""
   name = "glimpses"
   config_keys = ("num_images",)
+
+  def config_problems(self):
+    count = self.config.get("num_images", 8)
+    if (isinstance(count, numbers.Integral) and not isinstance(count, bool)
+        and count >= 1):
+      return []
+    return [("num_images", count, "must be an integer >= 1")]
 
   @property
   def num_images(self) -> int:

@@ -10,6 +10,8 @@ The lower its accuracy, the more the policy's glimpses held what matters.
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -53,6 +55,17 @@ class Occlusion(base.Evaluator):
   @property
   def references(self):
     return (self.classifier,)
+
+  def config_problems(self):
+    fill = self.config.get("fill", "mean")
+    try:
+      valid = fill == "mean" or math.isfinite(float(fill))
+    except (TypeError, ValueError):
+      valid = False
+    if valid:
+      return []
+    return [("fill", fill,
+             "must be 'mean' or a finite number (preprocessed units)")]
 
   @property
   def fill(self) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 
@@ -148,6 +149,16 @@ def init_variables(model, dataset_config: ml_collections.ConfigDict,
   size, channels = dataset_config.image_size, dataset_config.num_channels
   images = jnp.zeros((1, size, size, channels), jnp.float32)
   return model.init(key, images, **type(model).init_kwargs)
+
+
+def abstract_variables(config: ml_collections.ConfigDict,
+                       field: str = "model") -> dict:
+  """ShapeDtypeStructs of {"params", "batch_stats"} of the model of
+  config.<field> ("model", or e.g. "classifier")."""
+  model = create_model(config[field])
+  return jax.eval_shape(
+      lambda key: init_variables(model, dataset_for(config, field), key),
+      jax.random.key(0))
 
 
 def dataset_for(config: ml_collections.ConfigDict,

@@ -1,14 +1,15 @@
-"""Process-level settings, applied before the first computation: XLA's CPU
-kernels and the host memory allocator."""
+"""XLA's CPU kernels: which YNNPACK fusions a job asks for, by CPU class.
 
-import ctypes.util
-import glob
+Applied before the first computation (XLA reads its flags when the backend
+starts). Needs only the standard library, so entry points can use it before
+JAX loads.
+"""
+
 import json
 import logging
 import os
 import subprocess
 import sys
-import threading
 from typing import Optional
 
 # XLA's CPU backend can hand fusions of these kinds to its YNNPACK kernels
@@ -210,127 +211,3 @@ def use_cpu_ynn_fusions(fusions: str = DEFAULT_CPU_YNN_FUSIONS) -> str:
   if kinds and _YNN_FLAG not in flags:
     os.environ["XLA_FLAGS"] = f"{flags} {_YNN_FLAG}={','.join(kinds)}".strip()
   return fusions
-
-
-# The host allocator. XLA's CPU runtime allocates each execution's
-# temporaries (4.1 GB for the ImageNet stage-1 step at batch 8) afresh; glibc
-# serves such blocks with mmap and returns them with munmap, so every step
-# faults in and zeroes every page again (a sixth of the step's CPU time in
-# the kernel). tcmalloc keeps freed pages for the next step.
-MALLOC_ENV = "SACCADER_JAX_MALLOC"
-_REEXECUTED = "SACCADER_JAX_MALLOC_REEXECUTED"
-
-
-def find_tcmalloc() -> Optional[str]:
-  """A tcmalloc shared library on this machine (its soname, which the
-  loader resolves, or its path), or None."""
-  for name in ("tcmalloc_minimal", "tcmalloc"):
-    found = ctypes.util.find_library(name)
-    if found:
-      return found
-  for pattern in ("/usr/lib/*/libtcmalloc_minimal.so.4",
-                  "/usr/lib/*/libtcmalloc.so.4", "/usr/lib/libtcmalloc*.so.4"):
-    paths = sorted(glob.glob(pattern))
-    if paths:
-      return paths[0]
-  return None
-
-
-def loaded_allocator() -> str:
-  """"tcmalloc" if this process runs on tcmalloc, else "glibc"."""
-  try:
-    with open("/proc/self/maps") as f:
-      return "tcmalloc" if "libtcmalloc" in f.read() else "glibc"
-  except OSError:
-    return "glibc"
-
-
-def reexec_with_tcmalloc(argv: Optional[list[str]] = None) -> None:
-  """Restarts this process with tcmalloc preloaded, if it can.
-
-  For entry points, before anything else runs (the process image is
-  replaced: same PID, arguments and environment, plus LD_PRELOAD). Does
-  nothing when tcmalloc is already loaded or not installed (Debian:
-  libtcmalloc-minimal4), off Linux, or when SACCADER_JAX_MALLOC=system.
-
-  Args:
-    argv: the command line to run again; default `sys.orig_argv` (the
-      interpreter's own, `-m module` included).
-  """
-  # The re-executed process itself: never again, even if the preload failed.
-  if os.environ.pop(_REEXECUTED, None):
-    return
-  if (os.environ.get(MALLOC_ENV, "tcmalloc") != "tcmalloc"
-      or not sys.platform.startswith("linux")
-      or loaded_allocator() == "tcmalloc"):
-    return
-  library = find_tcmalloc()
-  if not library:
-    return
-  preload = os.environ.get("LD_PRELOAD", "")
-  os.environ["LD_PRELOAD"] = f"{library} {preload}".strip()
-  os.environ[_REEXECUTED] = "1"
-  sys.stdout.flush()
-  sys.stderr.flush()
-  argv = list(sys.orig_argv if argv is None else argv)
-  os.execv(sys.executable, [sys.executable, *argv[1:]])
-
-
-def hide_accelerators_from_tensorflow() -> None:
-  """tf.data runs on the host; keep TensorFlow off the accelerators JAX uses."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  tf.config.set_visible_devices([], "GPU")
-
-
-class _LibraryInfoFilter(logging.Filter):
-  """Drops INFO records of chatty libraries; their warnings and errors pass
-  as one line each, without a traceback: the job reports what failed in its
-  own error line (a failed checkpoint write, for example, is logged by each
-  of orbax's writer threads)."""
-
-  def __init__(self, libraries):
-    super().__init__()
-    self._markers = tuple(f"/{name}/" for name in libraries)
-
-  def filter(self, record):
-    library = any(m in record.pathname for m in self._markers)
-    if (record.levelno >= logging.WARNING
-        and "/saccader_jax/" not in record.pathname):
-      # Any library's, including the standard library's event loops and
-      # futures that orbax's writer threads run on; some put the traceback
-      # into the message itself.
-      record.exc_info, record.exc_text, record.stack_info = None, None, None
-      message = record.getMessage()
-      if "\n" in message:
-        record.msg, record.args = message.split("\n", 1)[0], None
-    return record.levelno >= logging.WARNING or not library
-
-
-def quiet_library_logs(libraries=("orbax", "tensorflow_datasets", "jax",
-                                  "etils")) -> None:
-  """Keeps the console to this project's progress lines: the libraries'
-  INFO records are dropped, and no library record carries a traceback."""
-  for handler in logging.getLogger().handlers + logging.getLogger(
-      "absl").handlers:
-    handler.addFilter(_LibraryInfoFilter(libraries))
-  # Background threads of the libraries (orbax's writers, their event
-  # loops) that fail after the job has reported why: one line each.
-  threading.excepthook = _one_line_thread_exception
-  sys.unraisablehook = _one_line_unraisable
-
-
-def _first_line(error: Optional[BaseException]) -> str:
-  return str(error).split("\n", 1)[0] if error is not None else ""
-
-
-def _one_line_thread_exception(args) -> None:
-  logging.getLogger("absl").error(
-      "%s in thread %s: %s", getattr(args.exc_type, "__name__", "Error"),
-      getattr(args.thread, "name", "?"), _first_line(args.exc_value))
-
-
-def _one_line_unraisable(unraisable) -> None:
-  logging.getLogger("absl").error(
-      "%s ignored in %r: %s",
-      getattr(unraisable.exc_type, "__name__", "Error"), unraisable.object,
-      _first_line(unraisable.exc_value))

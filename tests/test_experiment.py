@@ -1,0 +1,186 @@
+"""Research code driving a run (`saccader_jax.experiment.Run`), and the
+experiment scripts written on it."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from saccader_jax import checkpoints
+from saccader_jax import errors
+from saccader_jax.experiment import Run
+from tests.helpers import tiny_train_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def assert_trees_equal(a, b):
+  jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)
+
+
+def snapshot(directory):
+  """{relative path: (size, mtime)} of every file under directory."""
+  found = {}
+  for root, _, files in os.walk(directory):
+    for name in files:
+      path = os.path.join(root, name)
+      stat = os.stat(path)
+      found[os.path.relpath(path, directory)] = (stat.st_size,
+                                                 stat.st_mtime_ns)
+  return found
+
+
+def run_snippet():
+  with open(os.path.join(ROOT, "README.md")) as f:
+    match = re.search(r"<!-- run-snippet -->\s*```python\n(.*?)```", f.read(),
+                      re.S)
+  assert match, "README lost its run-snippet"
+  return match.group(1)
+
+
+def test_readme_run_snippet_reads_a_finished_workdir_and_writes_nothing(
+    finished_tiny_workdir, capsys):
+  workdir, result = finished_tiny_workdir
+  before = snapshot(workdir)
+  code = run_snippet()
+  assert '"/tmp/saccader_fmnist"' in code
+  namespace = {}
+  exec(code.replace("/tmp/saccader_fmnist", str(workdir)), namespace)  # pylint: disable=exec-used
+  config = namespace["config"]
+  assert capsys.readouterr().out.splitlines()[-1] == (
+      f"model ({config.eval_glimpses},) ({config.eval_glimpses},)")
+  # Every stage restored bit for bit, nothing trained or written.
+  trained = namespace["trained"]
+  assert list(trained) == list(config.run_stages)
+  for name, stage in trained.items():
+    assert_trees_equal(stage.variables, result["stages"][name])
+  assert trained["representation"].reference and trained["policy"].is_policy
+  assert snapshot(workdir) == before
+  # The same evaluation as the job's own test: the same numbers.
+  with Run(config, workdir, read_only=True) as run:
+    run.train()
+    again = run.evaluate(run.learned_policy(), "test",
+                         run.final("model").variables)
+    references = run.evaluate_references("test")
+  np.testing.assert_array_equal(again["top1"], result["test"]["top1"])
+  np.testing.assert_array_equal(again["coverage"],
+                                result["test"]["coverage"])
+  assert references["representation"]["top1"] == (
+      result["test"]["references"]["representation"]["top1"])
+  # The ordered-logits baseline reads the stage-1 BagNet: its first glimpse
+  # is never worse than chance and its coverage grows with t.
+  baseline = namespace["baseline"]
+  assert np.all(np.diff(baseline["coverage"]) >= 0)
+  assert snapshot(workdir) == before
+
+
+def test_run_reuses_a_finished_stage_and_trains_the_next(
+    finished_tiny_workdir, tiny_data_dir, tmp_path):
+  workdir, result = finished_tiny_workdir
+  config = tiny_train_config(tiny_data_dir)
+  config.run_stages = ("representation", "location")
+  config.stages.location.num_steps = 2
+  config.eval_at_stage_end = False
+  with Run(config, tmp_path / "run") as run:
+    assert run.reuse(workdir, ["representation"]) == ["representation"]
+    assert run.reuse(workdir, ["representation"]) == []   # already there
+    trained = run.train()
+  representation = result["stages"]["representation"]
+  assert_trees_equal(trained["representation"].variables, representation)
+  # Stage 2 started from it and trained only the location network.
+  location = trained["location"].variables["params"]
+  assert_trees_equal(location["representation"],
+                     representation["params"]["representation"])
+  assert any(not np.array_equal(a, b) for a, b in zip(
+      jax.tree_util.tree_leaves(location["attention"]),
+      jax.tree_util.tree_leaves(representation["params"]["attention"])))
+  assert run.final("model").name == "location"
+  with pytest.raises(KeyError, match="not trained in this run"):
+    run.stage("policy")
+
+
+def test_read_only_run_refuses_to_train_and_writes_nothing(
+    finished_tiny_workdir, tiny_data_dir, tmp_path):
+  workdir, _ = finished_tiny_workdir
+  target = tmp_path / "partial"
+  checkpoints.copy_stage(workdir, target, "representation")
+  before = snapshot(target)
+  config = tiny_train_config(tiny_data_dir)
+  with Run(config, target, read_only=True) as run:
+    with pytest.raises(errors.CheckpointError,
+                       match="'location' is not finished .* read-only"):
+      run.train()
+    with pytest.raises(errors.JobError, match="read-only"):
+      run.reuse(workdir, ["location"])
+  assert snapshot(target) == before
+  with pytest.raises(errors.CheckpointError, match="No checkpoints of stage"):
+    checkpoints.copy_stage(tmp_path / "empty", target, "policy")
+
+
+def test_regime_reads_the_bagnet_of_a_finished_workdir(finished_tiny_workdir,
+                                                       tiny_data_dir):
+  """Its all-locations readout is the stage-1 reference classifier."""
+  from experiments import regime  # pylint: disable=g-import-not-at-top
+  workdir, result = finished_tiny_workdir
+  before = snapshot(workdir)
+  rows = regime.bagnet_rows(tiny_train_config(tiny_data_dir), str(workdir),
+                            "test")
+  reference = result["test"]["references"]["representation"]
+  assert rows["all locations"] == pytest.approx(100 * reference["top1"])
+  assert rows["single location, oracle"] >= rows["single location, mean"]
+  assert snapshot(workdir) == before
+
+
+@pytest.mark.slow
+def test_stage3_dev_trains_stage_3_on_a_finished_base(finished_tiny_workdir,
+                                                      tiny_data_dir,
+                                                      tmp_path):
+  workdir, result = finished_tiny_workdir
+  target = tmp_path / "stage3"
+  subprocess.run(
+      [sys.executable, "-m", "experiments.stage3_dev",
+       f"--config=tests/tiny_config.py:{tiny_data_dir}",
+       f"--base_workdir={workdir}", f"--workdir={target}",
+       "--config.stages.policy.num_steps=2"],
+      cwd=ROOT, check=True, capture_output=True, text=True, timeout=600)
+  written = json.loads((target / "stage3_dev.json").read_text())
+  assert set(written["dev_top1"]) == {"stage2", "stage3", "swap"}
+  # "stage2" is the base's own location stage, evaluated on dev.
+  config = tiny_train_config(tiny_data_dir)
+  with Run(config, workdir, read_only=True) as run:
+    dev = run.evaluate(run.learned_policy(), "dev",
+                       result["stages"]["location"])
+  np.testing.assert_allclose(written["dev_top1"]["stage2"], dev["top1"],
+                             rtol=0, atol=1e-6)
+  assert written["diagnostics"]["entropy"]["first"][0] >= 1
+
+
+def test_jupyter_kernel_starts_on_tcmalloc(tmp_path, monkeypatch):
+  from saccader_jax import allocator  # pylint: disable=g-import-not-at-top
+  if allocator.find_tcmalloc() is None:
+    if os.environ.get("CI"):
+      pytest.fail("tcmalloc missing: apt-get install -y libtcmalloc-minimal4")
+    pytest.skip("tcmalloc missing")
+  from jupyter_client import manager  # pylint: disable=g-import-not-at-top
+  allocator.install_kernel(prefix=str(tmp_path))
+  monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "share" / "jupyter"))
+  env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+  km, client = manager.start_new_kernel(kernel_name=allocator.KERNEL_NAME,
+                                        env=env, cwd=ROOT)
+  try:
+    outputs = []
+    client.execute_interactive(
+        "from saccader_jax import allocator\n"
+        "allocator.reexec_with_tcmalloc()   # a no-op in a kernel\n"
+        "print(allocator.loaded_allocator())",
+        output_hook=lambda msg: outputs.append(
+            msg["content"].get("text", "")), timeout=120)
+  finally:
+    client.stop_channels()
+    km.shutdown_kernel(now=True)
+  assert "".join(outputs).strip() == "tcmalloc"
