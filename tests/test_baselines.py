@@ -174,3 +174,38 @@ def test_baselines_take_the_final_saccaders_variables_too(setup):
   b = policies.make_baseline_policy("ordered_logits", config, changed)(
       images, 4)
   np.testing.assert_array_equal(a.locations, b.locations)
+
+
+def test_predicted_class_rules_score_the_whole_image_prediction():
+  from saccader_jax.policies import predicted_class  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  logits2d = rng.normal(size=(4, 3, 5, 6)).astype(np.float32)
+  c = np.argmax(logits2d.mean(axis=(1, 2)), axis=-1)
+  shifted = logits2d - logits2d.max(-1, keepdims=True)
+  log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+  others = logits2d.copy()
+  for b in range(4):
+    others[b, ..., c[b]] = -np.inf
+  np.testing.assert_allclose(
+      predicted_class.probability_scores(jnp.asarray(logits2d)),
+      log_probs[np.arange(4), :, :, c], rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(
+      predicted_class.margin_scores(jnp.asarray(logits2d)),
+      logits2d[np.arange(4), :, :, c] - others.max(-1), rtol=1e-6)
+
+
+def test_diverse_ordered_logits_spreads_before_it_crowds():
+  from saccader_jax.policies import diverse_ordered_logits as diverse  # pylint: disable=g-import-not-at-top
+  # A 3x4 map: the best three scores are neighbours of each other.
+  scores = np.array([[[9., 8., 0., 1.],
+                      [7., 0., 0., 2.],
+                      [0., 0., 0., 3.]]], np.float32)
+  locations, logits = diverse.top_t_spread(jnp.asarray(scores), 6)
+  # 9 first; 8 and 7 are its neighbours, so the best elsewhere: 3, then 1,
+  # then the lower of the two 0s left outside every neighbourhood (8); then
+  # only neighbours are left, best first: 8, 7.
+  assert np.asarray(locations)[0].tolist() == [0, 11, 3, 8, 1, 4]
+  logits = np.asarray(logits)[0]
+  np.testing.assert_array_equal(np.argmax(logits, -1),
+                                np.asarray(locations)[0])
+  assert logits[1, 0] == -1e5 and logits[1, 1] < logits[1, 11]

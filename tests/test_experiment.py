@@ -184,3 +184,62 @@ def test_jupyter_kernel_starts_on_tcmalloc(tmp_path, monkeypatch):
     client.stop_channels()
     km.shutdown_kernel(now=True)
   assert "".join(outputs).strip() == "tcmalloc"
+
+
+def test_the_config_is_checked_once_per_run(tiny_data_dir, tmp_path,
+                                            monkeypatch):
+  """main checks the config before the trainer's libraries load and tells
+  the job so; research code's job checks it itself."""
+  from saccader_jax import config_checks  # pylint: disable=g-import-not-at-top
+  from saccader_jax import train  # pylint: disable=g-import-not-at-top
+  calls = []
+  real = config_checks.config_problems
+  monkeypatch.setattr(config_checks, "config_problems",
+                      lambda *a, **k: calls.append(1) or real(*a, **k))
+  config = tiny_train_config(tiny_data_dir)
+  train.Trainer(config, tmp_path / "checked", config_checked=True)
+  assert not calls
+  Run(config, tmp_path / "research").close()
+  assert len(calls) == 1
+  config.stages.policy.num_glimpses = 0
+  with pytest.raises(errors.ConfigError, match="num_glimpses=0"):
+    Run(config, tmp_path / "bad")
+  assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.slow
+def test_headroom_measures_rules_and_agreement_on_a_finished_run(
+    finished_tiny_workdir):
+  from experiments import headroom  # pylint: disable=g-import-not-at-top
+  from saccader_jax import policies  # pylint: disable=g-import-not-at-top
+  import saccader_jax  # pylint: disable=g-import-not-at-top
+  workdir, result = finished_tiny_workdir
+  before = snapshot(workdir)
+  rows, agreed = headroom.measure_run(str(workdir), "test", None)
+  config = saccader_jax.load_config(workdir)
+  names = list(headroom.SACCADER) + list(headroom.RULES)
+  assert [r["policy"] for r in rows] == [
+      n for n in names for _ in range(config.eval_glimpses)]
+  # The final Saccader's row is the job's own test result.
+  np.testing.assert_allclose(
+      [r["top1"] for r in rows if r["policy"] == "saccader"],
+      result["test"]["top1"], rtol=0, atol=1e-7)
+  assert {a["stage"] for a in agreed} == set(headroom.SACCADER)
+  for a in agreed:
+    assert 0 <= a["first_glimpse_equal"] <= 1
+    assert a["first_glimpse_equal"] <= 1 and 0 <= a["first6_overlap"] <= 1
+  # Ordered logits agrees with itself everywhere; the diversity rule shares
+  # its first glimpse but not (all) its next ones.
+  with Run(config, workdir, read_only=True) as run:
+    bagnet = run.train()["representation"].variables
+    ordered = (policies.make_baseline_policy("ordered_logits", config,
+                                             bagnet), None)
+    diverse = (policies.make_baseline_policy("ordered_logits_diverse",
+                                             config, bagnet), None)
+    same = headroom.agreement(run, {"self": ordered, "diverse": diverse},
+                              ordered, "test", None)
+  assert same["self"] == (1.0, 1.0)
+  assert same["diverse"][0] == 1.0 and same["diverse"][1] < 1.0
+  assert snapshot(workdir) == before
+  table = headroom.tables(rows, agreed, "test")
+  assert "| predicted_margin |" in table

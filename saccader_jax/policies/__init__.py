@@ -15,7 +15,9 @@ from typing import Any, Callable, Optional
 import ml_collections
 
 from saccader_jax import models
+from saccader_jax.policies import diverse_ordered_logits
 from saccader_jax.policies import ordered_logits
+from saccader_jax.policies import predicted_class
 from saccader_jax.policies import sobel
 from saccader_jax.policies import uniform_random
 from saccader_jax.policy import check_variables
@@ -30,6 +32,15 @@ BASELINES: dict[str, tuple[Callable[[Any], Any], bool]] = {
     "sobel_variance": (lambda model: sobel.glimpse_fn(model, variance=True),
                        False),
     "random": (uniform_random.glimpse_fn, True),
+    # Greedy rules beyond the paper's, over the same BagNet: what a policy
+    # that ranks locations otherwise could reach.
+    "predicted_probability": (
+        lambda model: predicted_class.glimpse_fn(
+            model, predicted_class.probability_scores), False),
+    "predicted_margin": (
+        lambda model: predicted_class.glimpse_fn(
+            model, predicted_class.margin_scores), False),
+    "ordered_logits_diverse": (diverse_ordered_logits.glimpse_fn, False),
 }
 
 
