@@ -21,9 +21,6 @@ difference from ordered logits.
 
 from __future__ import annotations
 
-import csv
-import io
-
 from saccader_jax import allocator  # pylint: disable=g-import-not-at-top
 from saccader_jax import cpu_kernels  # pylint: disable=g-import-not-at-top
 from saccader_jax import library_setup  # pylint: disable=g-import-not-at-top
@@ -37,6 +34,8 @@ from absl import flags
 from etils import epath
 import jax
 import numpy as np
+
+from experiments.results_csv import write_csv
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("workdirs", None, "Finished runs (one per seed).")
@@ -169,14 +168,6 @@ def tables(rows: list[dict], agreed: list[dict], split: str) -> str:
                  f"{100 * a['first_glimpse_equal']:.1f} | "
                  f"{100 * a['first6_overlap']:.1f} |")
   return "\n".join(lines)
-
-
-def write_csv(path: epath.Path, rows: list[dict]) -> None:
-  out = io.StringIO()
-  writer = csv.DictWriter(out, fieldnames=list(rows[0]))
-  writer.writeheader()
-  writer.writerows(rows)
-  path.write_text(out.getvalue())
 
 
 def main(argv):

@@ -28,8 +28,6 @@ occluded. Writes into DIR:
 
 from __future__ import annotations
 
-import csv
-import io
 import time
 from typing import Any, Optional
 
@@ -49,6 +47,8 @@ import jax
 import numpy as np
 from ml_collections import config_flags
 
+from experiments.results_csv import read_csv
+from experiments.results_csv import write_csv
 from saccader_jax import paths
 
 FLAGS = flags.FLAGS
@@ -288,26 +288,6 @@ def same_resolution_run(config, workdir: epath.Path, run, progress: Progress):
   progress(f"training classnet at S_hr = S in {workdir / 'classnet_1x'}")
   other.train()
   return other
-
-
-def read_csv(path: epath.Path) -> list[dict]:
-  """Rows as write_csv wrote them, numbers parsed."""
-  rows = list(csv.DictReader(io.StringIO(path.read_text())))
-  for row in rows:
-    for key, value in row.items():
-      if key in ("seed", "glimpses"):
-        row[key] = int(value)
-      elif key not in ("policy", "reference"):
-        row[key] = float(value)
-  return rows
-
-
-def write_csv(path: epath.Path, rows: list[dict]) -> None:
-  out = io.StringIO()
-  writer = csv.DictWriter(out, fieldnames=list(rows[0]))
-  writer.writeheader()
-  writer.writerows(rows)
-  path.write_text(out.getvalue())
 
 
 def aggregate(rows: list[dict]) -> dict:
