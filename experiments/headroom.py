@@ -1,7 +1,7 @@
 """Headroom over ordered logits, measured on finished runs (dev split).
 
     python -m experiments.headroom --workdirs=DIR/seed_0,DIR/seed_1,DIR/seed_2 \
-        [--split=dev] [--out=experiments/results/parts_headroom]
+        [--eval_split=dev] [--out=experiments/results/parts_headroom]
 
 For each finished Saccader run (its three stages; the config recorded in
 the workdir; nothing is written there):
@@ -39,9 +39,9 @@ from experiments.results_csv import write_csv
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("workdirs", None, "Finished runs (one per seed).")
-flags.DEFINE_string("split", "dev", "Split to measure (choose on dev).")
+flags.DEFINE_string("eval_split", "dev", "Split to measure (choose on dev).")
 flags.DEFINE_string("out", None, "Prefix of the CSVs written (optional).")
-flags.DEFINE_integer("max_examples", 0, "Examples per split; 0: all.")
+flags.DEFINE_integer("eval_max_examples", 0, "Examples per split; 0: all.")
 flags.mark_flag_as_required("workdirs")
 
 RULES = ("ordered_logits", "predicted_probability", "predicted_margin",
@@ -177,14 +177,14 @@ def main(argv):
   library_setup.quiet_library_logs()
   rows, agreed = [], []
   for workdir in FLAGS.workdirs:
-    run_rows, run_agreed = measure_run(workdir, FLAGS.split,
-                                       FLAGS.max_examples or None)
+    run_rows, run_agreed = measure_run(workdir, FLAGS.eval_split,
+                                       FLAGS.eval_max_examples or None)
     rows += run_rows
     agreed += run_agreed
     if FLAGS.out:   # after every run, so that a long measurement keeps them
       write_csv(epath.Path(f"{FLAGS.out}_accuracy.csv"), rows)
       write_csv(epath.Path(f"{FLAGS.out}_agreement.csv"), agreed)
-  print(tables(rows, agreed, FLAGS.split))
+  print(tables(rows, agreed, FLAGS.eval_split))
 
 
 if __name__ == "__main__":
