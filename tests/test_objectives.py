@@ -110,6 +110,38 @@ def test_code_reading_matches_numpy(narrow_model, narrow_variables):
       assert np.all(location_logits[b, t, unvisited] > -1e4)
 
 
+def test_code_targets_with_teacher_forcing_match_numpy(narrow_model,
+                                                      narrow_variables):
+  """The code's targets and averaging, the paper's teacher-forced state:
+  step t masks the targets before it, whatever the model would sample."""
+  num_glimpses = 4
+  loss_fn = objectives.location_loss(
+      narrow_model, location_config(reading="code_teacher_forced",
+                                    num_glimpses=num_glimpses))
+  images = jax.random.normal(jax.random.key(8), IMAGE_SHAPE)
+  _, (_, metrics) = loss_fn(narrow_variables["params"],
+                            narrow_variables["batch_stats"],
+                            {"image": images, "label": jnp.zeros(3, jnp.int32)},
+                            jax.random.key(9))
+  logits2d = np.asarray(narrow_model.apply(
+      narrow_variables, images, method=type(narrow_model).represent).logits2d)
+  batch, height, width, classes = logits2d.shape
+  flat = logits2d.reshape(batch, height * width, classes)
+  predicted = flat.mean(1).argmax(-1)
+  targets = np.argsort(-flat[np.arange(batch), :, predicted], axis=1,
+                       kind="stable")[:, :num_glimpses]
+  out, _ = narrow_model.apply(
+      narrow_variables, images, num_glimpses=num_glimpses, train=True,
+      freeze_representation=True, forced_locations=jnp.asarray(targets),
+      mutable=["batch_stats"])
+  log_probs = np_log_softmax(np.asarray(out.location_logits, np.float64))
+  expected = -np.mean([[log_probs[b, t, targets[b, t]]
+                        for t in range(num_glimpses)] for b in range(batch)])
+  np.testing.assert_allclose(float(metrics["location_nll"]), expected,
+                             rtol=1e-5)
+  np.testing.assert_array_equal(np.asarray(out.locations), targets)
+
+
 def test_with_location_network_swaps_all_but_the_representation():
   from saccader_jax.objectives import saccader as saccader_objectives  # pylint: disable=g-import-not-at-top
   def model(value):

@@ -20,7 +20,7 @@ from saccader_jax.objectives.base import LossFn
 from saccader_jax.objectives.base import Stage
 
 REPRESENTATION = "representation"
-READINGS = ("paper", "code")
+READINGS = ("paper", "code", "code_teacher_forced")
 # How stage 2 normalises the frozen representation: with its moving averages
 # (inference mode), or with the batch's statistics as the original code does.
 FROZEN_REPRESENTATION_BN = ("inference", "batch")
@@ -77,12 +77,16 @@ def location_loss(model: Saccader,
   teacher-forced state, -sum_t log pi. "code" (the original implementation):
   targets ranked by the predicted class's logit, the state follows the
   model's own sampled locations, loss averaged over steps.
+  "code_teacher_forced" (in neither the paper nor the code): the code's
+  targets and averaging with the paper's teacher-forced state, so that the
+  two readings differ by one choice at a time.
   """
   if config.reading not in READINGS:
     raise ValueError(f"Unknown location-pretraining reading "
                      f"{config.reading!r}; valid: {READINGS}.")
   paper = config.reading == "paper"
   ranking = "max_logit" if paper else "predicted_class"
+  teacher_forced = config.reading in ("paper", "code_teacher_forced")
   batch_statistics = config.get("frozen_representation_bn",
                                 "inference") == "batch"
 
@@ -91,7 +95,7 @@ def location_loss(model: Saccader,
         images, train=True, freeze_representation=True,
         frozen_batch_statistics=batch_statistics)
     targets = losses.location_targets(logits2d, config.num_glimpses, ranking)
-    if paper:
+    if teacher_forced:
       out = module.glimpse(logits2d, mixed, config.num_glimpses,
                            forced_locations=targets)
     else:
