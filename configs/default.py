@@ -47,6 +47,11 @@ def get_config() -> ml_collections.ConfigDict:
                        # paper: targets by max logit, teacher forcing;
                        # code: the original implementation's variant.
                        reading="paper",
+                       # The targets' ranking: "reading" (the reading's
+                       # own), or "predicted_probability_beyond_paper" (the
+                       # predicted class's softmax probability at each
+                       # location; in neither the paper nor the code).
+                       target_ranking="reading",
                        # The frozen representation's batch norm: "inference"
                        # (moving averages) or "batch" (the batch's
                        # statistics, as the original code's stage 2).

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-LOCATION_RANKINGS = ("max_logit", "predicted_class")
+LOCATION_RANKINGS = ("max_logit", "predicted_class", "predicted_probability")
 L2_MODES = ("normalized", "plain", "none")
 
 
@@ -48,7 +48,10 @@ def location_targets(logits2d: jnp.ndarray, num_targets: int,
     num_targets: T.
     ranking: "max_logit" (the paper's text): each location's largest logit
       over classes; "predicted_class" (the original code): each location's
-      logit for the image's predicted class, argmax of the mean logits.
+      logit for the image's predicted class, argmax of the mean logits;
+      "predicted_probability" (in neither): that class's softmax
+      probability at each location, high only where no other class
+      competes.
 
   Returns:
     [batch, T] int32 flat locations in descending order of the ranking score.
@@ -60,6 +63,11 @@ def location_targets(logits2d: jnp.ndarray, num_targets: int,
   elif ranking == "predicted_class":
     predicted = jnp.argmax(jnp.mean(flat, axis=1), axis=-1)
     scores = jnp.take_along_axis(flat, predicted[:, None, None], axis=-1)[..., 0]
+  elif ranking == "predicted_probability":
+    predicted = jnp.argmax(jnp.mean(flat, axis=1), axis=-1)
+    log_probs = jax.nn.log_softmax(flat.astype(jnp.float32), axis=-1)
+    scores = jnp.take_along_axis(log_probs, predicted[:, None, None],
+                                 axis=-1)[..., 0]
   else:
     raise ValueError(f"Unknown location ranking {ranking!r}; valid: "
                      f"{LOCATION_RANKINGS}.")

@@ -60,7 +60,7 @@ def test_the_test_and_embedded_configs_are_valid(config):
     ("dataset.image_size", 16, "config.dataset.image_size=16: must be at least "
      "the receptive field of the model, 17 pixels"),
     ("stages.location.reading", "book", "config.stages.location.reading='book': "
-     "must be one of ['code', 'paper']"),
+     "must be one of ['code', 'code_teacher_forced', 'paper']"),
     ("stages.policy.reinforce_reduction", "avg",
      "config.stages.policy.reinforce_reduction='avg': must be one of "
      "['mean', 'sum']"),

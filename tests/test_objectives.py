@@ -110,14 +110,19 @@ def test_code_reading_matches_numpy(narrow_model, narrow_variables):
       assert np.all(location_logits[b, t, unvisited] > -1e4)
 
 
+@pytest.mark.parametrize("ranking", ["reading",
+                                     "predicted_probability_beyond_paper"])
 def test_code_targets_with_teacher_forcing_match_numpy(narrow_model,
-                                                      narrow_variables):
-  """The code's targets and averaging, the paper's teacher-forced state:
-  step t masks the targets before it, whatever the model would sample."""
+                                                      narrow_variables,
+                                                      ranking):
+  """The code's targets (or the predicted class's probability) and
+  averaging, the paper's teacher-forced state: step t masks the targets
+  before it, whatever the model would sample."""
   num_glimpses = 4
   loss_fn = objectives.location_loss(
       narrow_model, location_config(reading="code_teacher_forced",
-                                    num_glimpses=num_glimpses))
+                                    num_glimpses=num_glimpses,
+                                    target_ranking=ranking))
   images = jax.random.normal(jax.random.key(8), IMAGE_SHAPE)
   _, (_, metrics) = loss_fn(narrow_variables["params"],
                             narrow_variables["batch_stats"],
@@ -128,7 +133,8 @@ def test_code_targets_with_teacher_forcing_match_numpy(narrow_model,
   batch, height, width, classes = logits2d.shape
   flat = logits2d.reshape(batch, height * width, classes)
   predicted = flat.mean(1).argmax(-1)
-  targets = np.argsort(-flat[np.arange(batch), :, predicted], axis=1,
+  scores = (flat if ranking == "reading" else np_log_softmax(flat))
+  targets = np.argsort(-scores[np.arange(batch), :, predicted], axis=1,
                        kind="stable")[:, :num_glimpses]
   out, _ = narrow_model.apply(
       narrow_variables, images, num_glimpses=num_glimpses, train=True,

@@ -21,6 +21,10 @@ from saccader_jax.objectives.base import Stage
 
 REPRESENTATION = "representation"
 READINGS = ("paper", "code", "code_teacher_forced")
+# Stage 2's target ranking: the reading's own, or beyond the paper.
+TARGET_RANKINGS = {"reading": None,
+                   "predicted_probability_beyond_paper":
+                       "predicted_probability"}
 # How stage 2 normalises the frozen representation: with its moving averages
 # (inference mode), or with the batch's statistics as the original code does.
 FROZEN_REPRESENTATION_BN = ("inference", "batch")
@@ -80,12 +84,16 @@ def location_loss(model: Saccader,
   "code_teacher_forced" (in neither the paper nor the code): the code's
   targets and averaging with the paper's teacher-forced state, so that the
   two readings differ by one choice at a time.
+  config.target_ranking = "predicted_probability_beyond_paper" ranks the
+  targets by the predicted class's softmax probability instead (any
+  reading's state and averaging).
   """
   if config.reading not in READINGS:
     raise ValueError(f"Unknown location-pretraining reading "
                      f"{config.reading!r}; valid: {READINGS}.")
   paper = config.reading == "paper"
-  ranking = "max_logit" if paper else "predicted_class"
+  ranking = (TARGET_RANKINGS[config.get("target_ranking", "reading")]
+             or ("max_logit" if paper else "predicted_class"))
   teacher_forced = config.reading in ("paper", "code_teacher_forced")
   batch_statistics = config.get("frozen_representation_bn",
                                 "inference") == "batch"
@@ -206,6 +214,7 @@ STAGES: dict[str, Stage] = {
                             reference="BagNet, all locations"),
     "location": Stage(location_loss, _trains_location,
                       choices={"reading": READINGS,
+                               "target_ranking": tuple(TARGET_RANKINGS),
                                "frozen_representation_bn":
                                    FROZEN_REPRESENTATION_BN},
                       glimpse_fields=("num_glimpses",)),
