@@ -15,7 +15,7 @@ the workdir; nothing is written there):
      the Saccader after stages 2 and 3.
 Writes OUT_accuracy.csv (seed, policy, glimpses, top1, coverage) and
 OUT_agreement.csv (seed, stage, first_glimpse_equal, first6_overlap), and
-prints the tables: mean +- SD over the runs, and each rule's paired
+prints the tables (--replot: the tables of OUT's CSVs alone): mean +- SD over the runs, and each rule's paired
 difference from ordered logits.
 """
 
@@ -35,14 +35,17 @@ from etils import epath
 import jax
 import numpy as np
 
+from experiments.results_csv import read_csv
 from experiments.results_csv import write_csv
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("workdirs", None, "Finished runs (one per seed).")
+flags.DEFINE_list("workdirs", [], "Finished runs (one per seed).")
 flags.DEFINE_string("eval_split", "dev", "Split to measure (choose on dev).")
 flags.DEFINE_string("out", None, "Prefix of the CSVs written (optional).")
 flags.DEFINE_integer("eval_max_examples", 0, "Examples per split; 0: all.")
-flags.mark_flag_as_required("workdirs")
+flags.DEFINE_bool("replot", False,
+                  "Measure nothing: print the tables of OUT's CSVs (e.g. "
+                  "runs measured apart, their rows joined).")
 
 RULES = ("ordered_logits", "predicted_probability", "predicted_margin",
          "ordered_logits_diverse")
@@ -175,6 +178,12 @@ def main(argv):
   cpu_kernels.use_cpu_ynn_fusions(cpu_kernels.DEFAULT_CPU_YNN_FUSIONS)
   library_setup.hide_accelerators_from_tensorflow()
   library_setup.quiet_library_logs()
+  if FLAGS.replot:
+    print(tables(read_csv(f"{FLAGS.out}_accuracy.csv"),
+                 read_csv(f"{FLAGS.out}_agreement.csv"), FLAGS.eval_split))
+    return
+  if not FLAGS.workdirs:
+    raise app.UsageError("--workdirs: give the finished runs to measure.")
   rows, agreed = [], []
   for workdir in FLAGS.workdirs:
     run_rows, run_agreed = measure_run(workdir, FLAGS.eval_split,

@@ -152,7 +152,8 @@ def _stage(problems: Problems, config: ml_collections.ConfigDict,
                   stage_config.get("l2_mode", "normalized"), losses.L2_MODES)
   stage = objectives.get_stage(name)
   for field, valid in stage.choices.items():
-    problems.choice(f"{prefix}.{field}", stage_config.get(field), valid)
+    problems.choice(f"{prefix}.{field}",
+                    stage_config.get(field, stage.defaults.get(field)), valid)
   # Glimpse counts are bounded by config.model's grid; other policy models
   # (DRAM) look anywhere, any number of times.
   stage_grid = grid if stage.model_field == "model" else None

@@ -234,3 +234,17 @@ def test_dram_and_classnet_configs_are_checked(config):
       "config.run_stages=('classifier', 'classnet'): must train config.model "
       "before 'classnet', which starts its 'saccader' from it."]
   assert problems(config, pretrained_fields=("model",)) == []
+
+
+def test_a_config_recorded_before_a_stage_field_existed_still_checks():
+  """A field with a default (stages.location.target_ranking) may be absent:
+  workdirs recorded before it existed load and run as they did."""
+  from configs import fashion_mnist_parts_saccader  # pylint: disable=g-import-not-at-top
+  config = fashion_mnist_parts_saccader.get_config()
+  with config.stages.location.unlocked():
+    del config.stages.location["target_ranking"]
+  assert config_checks.config_problems(config) == []
+  config.stages.location.target_ranking = "best"
+  assert config_checks.config_problems(config) == [
+      "config.stages.location.target_ranking='best': must be one of "
+      "['predicted_probability_beyond_paper', 'reading']."]

@@ -62,6 +62,8 @@ class Stage:
     choices, glimpse_fields, positive_integer_fields, weight_fields: how
       `config_checks` validates config.stages.<name> beyond the fields every
       stage has (STAGE_KEYS: learning rate, length, L2).
+    defaults: the value the loss reads for a field a config lacks (e.g. a
+      config recorded before the field existed); checked as given.
     other_fields: any other field of config.stages.<name> the stage reads
       (e.g. a boolean switch). With the above, these are the only keys its
       config may have (`config_keys`).
@@ -75,6 +77,7 @@ class Stage:
                                  float]] = None
   rate_factor_fields: tuple[str, ...] = ()
   choices: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+  defaults: dict[str, Any] = dataclasses.field(default_factory=dict)
   glimpse_fields: tuple[str, ...] = ()
   positive_integer_fields: tuple[str, ...] = ()
   weight_fields: tuple[str, ...] = ()

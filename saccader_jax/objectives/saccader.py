@@ -217,6 +217,7 @@ STAGES: dict[str, Stage] = {
                                "target_ranking": tuple(TARGET_RANKINGS),
                                "frozen_representation_bn":
                                    FROZEN_REPRESENTATION_BN},
+                      defaults={"target_ranking": "reading"},
                       glimpse_fields=("num_glimpses",)),
     "policy": Stage(policy_loss, _policy_trains,
                     rate_factor=_policy_rate_factor,
