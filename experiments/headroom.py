@@ -52,6 +52,7 @@ RULES = ("ordered_logits", "predicted_probability", "predicted_margin",
 SACCADER = {"saccader_stage2": "location", "saccader": "policy"}
 SHOWN = (1, 2, 3, 6, 12)
 OVERLAP_GLIMPSES = 6
+BAGNET = "bagnet_all_locations"
 
 
 def flat_locations(out, grid_width: int) -> np.ndarray:
@@ -90,6 +91,16 @@ def agreement(run, policies_by_stage: dict, reference: tuple, split: str,
           for name in stage_fns}
 
 
+def reference_rows(run, seed: int, split: str, max_examples) -> list[dict]:
+  """The stage-1 BagNet on all locations (every glimpse rule's ceiling when
+  its glimpses all predict the whole-image class), as rows like a policy's
+  at every t."""
+  reference = run.evaluate_references(split, max_examples)["representation"]
+  return [{"seed": seed, "policy": BAGNET, "glimpses": t,
+           "top1": float(reference["top1"]), "coverage": 1.0}
+          for t in range(1, run.config.eval_glimpses + 1)]
+
+
 def measure_run(workdir: str, split: str, max_examples
                 ) -> tuple[list[dict], list[dict]]:
   """Accuracy rows and agreement rows of one finished run."""
@@ -117,6 +128,7 @@ def measure_run(workdir: str, split: str, max_examples
             + "/".join(f"{100 * results['top1'][t - 1]:.1f}"
                        for t in (1, 6, 12) if t <= len(results["top1"])),
             flush=True)
+    rows += reference_rows(run, seed, split, max_examples)
     stages = {name: candidates[name] for name in SACCADER}
     for name, (first, overlap) in agreement(
         run, stages, candidates["ordered_logits"], split,
@@ -143,6 +155,8 @@ def tables(rows: list[dict], agreed: list[dict], split: str) -> str:
                 and r["seed"] == seed and r["glimpses"] == t)
 
   names = list(SACCADER) + list(RULES)
+  if any(r["policy"] == BAGNET for r in rows):
+    names.append(BAGNET)
   lines = [f"{split} top-1 (%), mean +- SD over seeds {seeds}", "",
            "| policy | " + " | ".join(f"t={t}" for t in shown) + " |",
            "|---|" + "---:|" * len(shown)]

@@ -217,9 +217,11 @@ def test_headroom_measures_rules_and_agreement_on_a_finished_run(
   before = snapshot(workdir)
   rows, agreed = headroom.measure_run(str(workdir), "test", None)
   config = saccader_jax.load_config(workdir)
-  names = list(headroom.SACCADER) + list(headroom.RULES)
+  names = list(headroom.SACCADER) + list(headroom.RULES) + [headroom.BAGNET]
   assert [r["policy"] for r in rows] == [
       n for n in names for _ in range(config.eval_glimpses)]
+  assert {r["top1"] for r in rows if r["policy"] == headroom.BAGNET} == {
+      result["test"]["references"]["representation"]["top1"]}
   # The final Saccader's row is the job's own test result.
   np.testing.assert_allclose(
       [r["top1"] for r in rows if r["policy"] == "saccader"],
