@@ -1,5 +1,6 @@
 """Research code driving a run (`saccader_jax.experiment.Run`), and the
-experiment scripts written on it."""
+experiment scripts written on it. The tests that read the session's finished
+tiny workdir are slow: the fixture trains it first."""
 
 import json
 import os
@@ -43,6 +44,7 @@ def run_snippet():
   return match.group(1)
 
 
+@pytest.mark.slow
 def test_readme_run_snippet_reads_a_finished_workdir_and_writes_nothing(
     finished_tiny_workdir, capsys):
   workdir, result = finished_tiny_workdir
@@ -79,6 +81,7 @@ def test_readme_run_snippet_reads_a_finished_workdir_and_writes_nothing(
   assert snapshot(workdir) == before
 
 
+@pytest.mark.slow
 def test_run_reuses_a_finished_stage_and_trains_the_next(
     finished_tiny_workdir, tiny_data_dir, tmp_path):
   workdir, result = finished_tiny_workdir
@@ -104,6 +107,7 @@ def test_run_reuses_a_finished_stage_and_trains_the_next(
     run.stage("policy")
 
 
+@pytest.mark.slow
 def test_read_only_run_refuses_to_train_and_writes_nothing(
     finished_tiny_workdir, tiny_data_dir, tmp_path):
   workdir, _ = finished_tiny_workdir
@@ -122,6 +126,7 @@ def test_read_only_run_refuses_to_train_and_writes_nothing(
     checkpoints.copy_stage(tmp_path / "empty", target, "policy")
 
 
+@pytest.mark.slow
 def test_regime_reads_the_bagnet_of_a_finished_workdir(finished_tiny_workdir,
                                                        tiny_data_dir):
   """Its all-locations readout is the stage-1 reference classifier."""
