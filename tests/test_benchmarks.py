@@ -67,3 +67,11 @@ def test_benchmark_resume_prints_its_table(tmp_path):
   assert "| resume at epoch | step | time to first batch (ms) |" in out
   assert "| 100 | 200 |" in out  # 260 examples: 2 steps of 128 per epoch
   assert "Epoch 100 / epoch 1:" in out
+
+
+@pytest.mark.slow
+def test_profile_stages_prints_each_stage_beside_the_frozen_bagnet():
+  out = run("experiments.profile_stages", "--batch=2", "--repeats=1")
+  assert "| stage location: train step |" in out
+  assert "| stage policy: train step |" in out
+  assert "| frozen BagNet forward alone |" in out
