@@ -65,9 +65,7 @@ class Trainer:
                           read_only=read_only)
     self.stages = stages.resolve_stages(self.job.config, self.job.model)
     self.evaluation = run_evaluation.RunEvaluation(self.job, self.stages)
-    # Filled by `train`: each stage's final variables, by stage name, and
-    # the last stage's length.
-    self.trained: dict[str, dict] = {}
+    # The last trained stage's length (set by `train`), the test's step.
     self.last_step = 0
 
   @property
@@ -133,14 +131,13 @@ class Trainer:
   def train(self) -> dict[str, dict]:
     """Trains config.run_stages in order (resuming; finished stages are
     restored); returns each stage's final variables by stage name."""
-    by_field = dict(self.pretrained)
-    self.trained = {}
+    by_field, by_stage = dict(self.pretrained), {}
     for stage in self.stages.values():
       variables = self.run_stage(stage, by_field)
-      by_field[stage.field] = self.trained[stage.name] = variables
+      by_field[stage.field] = by_stage[stage.name] = variables
       if stage.reference:
         self.evaluation.reference_variables[stage.name] = variables
-    return dict(self.trained)
+    return by_stage
 
   def run(self) -> dict:
     """Trains config.run_stages, then evaluates on the test split.
