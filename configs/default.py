@@ -113,4 +113,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.keep_checkpoints = 3
   config.async_checkpoints = True   # write checkpoints in the background
   config.profile_steps = 0           # >0: profile that many steps, once
+  # A stage that runs the BagNet frozen in inference mode reads its outputs
+  # from host memory, computed once per training example
+  # (saccader_jax/representation_cache.py): data sets without training
+  # augmentation only; memory per example h * w * (features + what +
+  # classes) float32.
+  config.cache_frozen_representation = False
   return config

@@ -240,6 +240,27 @@ def _evals(problems: Problems, config: ml_collections.ConfigDict,
       problems.add(f"evals.{name}.{key}", value, requirement)
 
 
+def _representation_cache(problems: Problems,
+                          config: ml_collections.ConfigDict,
+                          run_stages: Sequence[str]) -> None:
+  """A cache of the frozen representation needs fixed training images."""
+  from saccader_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
+  cache = config.get("cache_frozen_representation", False)
+  if not isinstance(cache, bool):
+    problems.add("cache_frozen_representation", cache, "must be True or False")
+    return
+  spec = input_pipeline.DATASETS.get(config.dataset.get("name"))
+  if not cache or spec is None or spec.deterministic_train:
+    return
+  if any(objectives.STAGES[name].freezes_representation(config.stages[name])
+         for name in run_stages
+         if name in objectives.STAGES and name in config.stages):
+    problems.add("cache_frozen_representation", cache,
+                 f"needs a data set whose training images are fixed; "
+                 f"{config.dataset.name}'s are augmented anew each epoch "
+                 "(set it to False)")
+
+
 def config_problems(config: ml_collections.ConfigDict, num_devices: int = 1,
                     num_processes: int = 1,
                     pretrained_fields: Sequence[str] = ()) -> list[str]:
@@ -311,6 +332,7 @@ def config_problems(config: ml_collections.ConfigDict, num_devices: int = 1,
     problems.add("cpu_ynn_fusions", fusions,
                  f"must be 'auto' or a comma-separated subset of "
                  f"{list(cpu_kernels.YNN_FUSION_KINDS)} (or '')")
+  _representation_cache(problems, config, run_stages)
   chunk = config.get("eval_chunk_size", chunking.AUTO)
   # None means the whole batch to the API; a config says so with 0.
   if chunk is None or not chunking.is_valid(chunk):

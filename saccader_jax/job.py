@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from clu import metric_writers
 from etils import epath
@@ -150,14 +150,22 @@ class Job:
                    out_shardings=self.replicated)
     return init(key)
 
-  def train_batches(self, field: str, seed: int,
-                    start_position: int) -> Iterator[dict]:
+  def train_batches(self, field: str, seed: int, start_position: int,
+                    by_index: Optional[Callable[[dict], dict]] = None
+                    ) -> Iterator[dict]:
     """Global training batches as config.<field>'s model reads them, this
-    host's stream starting at start_position examples."""
+    host's stream starting at start_position examples.
+
+    by_index: if given, each local batch, with its rows' example indices
+    ("index", see `input_pipeline.train_batches`), becomes by_index(batch)
+    before it is made global (e.g. `RepresentationCache.lookup`).
+    """
     batches = input_pipeline.train_batches(
         models.dataset_for(self.config, field), self.builder,
-        self.config.batch_size, seed=seed, start_position=start_position)
-    return map(self.global_batch, batches)
+        self.config.batch_size, seed=seed, start_position=start_position,
+        with_index=by_index is not None)
+    return map(self.global_batch, map(by_index, batches) if by_index
+               else batches)
 
   def eval_batches(self, split: str, max_examples: Optional[int] = None,
                    field: str = "model") -> Iterator[dict]:

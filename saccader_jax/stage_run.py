@@ -19,6 +19,7 @@ import optax
 import orbax.checkpoint as ocp
 
 from saccader_jax import checkpoints
+from saccader_jax import models
 from saccader_jax import steps
 from saccader_jax.job import Job
 from saccader_jax.stages import ResolvedStage
@@ -68,6 +69,24 @@ class StageRun:
                                         skip_nonfinite),
         batches=lambda position: job.train_batches(
             stage.field, stage.data_seed, position))
+
+  def with_representation_cache(self, job: Job, variables: Any
+                                ) -> "StageRun":
+    """This stage reading its frozen representation's outputs from memory,
+    computed once from `variables` (`saccader_jax.representation_cache`),
+    where config.cache_frozen_representation asks for it and the stage
+    freezes the representation; otherwise itself."""
+    if not (job.config.get("cache_frozen_representation", False)
+            and self.stage.stage.freezes_representation(self.config)):
+      return self
+    from saccader_jax import representation_cache  # pylint: disable=g-import-not-at-top
+    cache = representation_cache.compute(
+        self.model, variables, models.dataset_for(job.config, self.field),
+        job.builder, job.config.eval_batch_size)
+    return dataclasses.replace(
+        self, batches=lambda position: job.train_batches(
+            self.field, self.stage.data_seed, position,
+            by_index=cache.lookup))
 
   @property
   def name(self) -> str:

@@ -99,6 +99,8 @@ class Trainer:
             f"Stage {stage.name!r} is not finished in {self.job.workdir} "
             f"(step {int(state.step)} of {run.total_steps}); a read-only run "
             "does not train.")
+      run = run.with_representation_cache(self.job,
+                                          steps.model_variables(state))
       state = loop.train(run, state, start.position, self.config,
                          self.job.writer,
                          evaluate=lambda step, state: self._evaluate(

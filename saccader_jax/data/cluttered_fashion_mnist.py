@@ -302,4 +302,5 @@ SPEC = common.DatasetSpec(
     build_from_config, preprocess, skip_decoding=True,
     config_keys=("seed", "num_clutter", "clutter_size", "item_size",
                  "dev_size", "canvas_size"),
-    eval_image=eval_image, class_names=lambda config: CLASS_NAMES)
+    eval_image=eval_image, class_names=lambda config: CLASS_NAMES,
+    deterministic_train=True)

@@ -37,6 +37,10 @@ class DatasetSpec:
       from elsewhere (`input_pipeline.preprocess_images`).
     class_names: config.dataset -> the name of each label as `preprocess`
       gives it; None: the data set's labels have no names.
+    deterministic_train: training preprocessing draws nothing at random
+      (no augmentation): an example's training image is a function of the
+      example alone, so that what a frozen network makes of it can be
+      computed once (`saccader_jax.representation_cache`).
   """
   build: Callable[[ml_collections.ConfigDict], tfds.core.DatasetBuilder]
   preprocess: Callable[..., dict]
@@ -45,6 +49,7 @@ class DatasetSpec:
   eval_image: Optional[Callable[..., tf.Tensor]] = None
   class_names: Optional[Callable[[ml_collections.ConfigDict],
                                  Sequence[str]]] = None
+  deterministic_train: bool = False
 
 
 def normalize(image: tf.Tensor, config: ml_collections.ConfigDict):

@@ -111,6 +111,7 @@ def _signature(example: dict) -> dict:
     value = np.asarray(value)
     return tf.TensorSpec((None,) + value.shape, tf.as_dtype(value.dtype))
   return {"position": tf.TensorSpec((None,), tf.int64),
+          "index": tf.TensorSpec((None,), tf.int64),
           "example": {k: spec(v) for k, v in example.items()}}
 
 
@@ -160,7 +161,8 @@ def _memory_key(config: ml_collections.ConfigDict,
 def _examples(read: Callable[[list[int]], dict[str, np.ndarray]],
               indices: Iterable[tuple[int, int]],
               signature: dict) -> tf.data.Dataset:
-  """{"position", "example"} for each (position, index), read by one Python
+  """{"position", "index", "example"} for each (position, index), read by
+  one Python
   thread in chunks (tf.data's per-element cost of a Python generator is paid
   per chunk); decoding belongs in the parallel map that follows."""
 
@@ -169,6 +171,7 @@ def _examples(read: Callable[[list[int]], dict[str, np.ndarray]],
     while chunk := list(itertools.islice(indices_iter, _READ_CHUNK)):
       positions, keys = zip(*chunk)
       yield {"position": np.asarray(positions, np.int64),
+             "index": np.asarray(keys, np.int64),
              "example": read(list(keys))}
 
   chunks = tf.data.Dataset.from_generator(generate, output_signature=signature)
@@ -181,11 +184,15 @@ _READ_CHUNK = 128
 def train_batches(config: ml_collections.ConfigDict,
                   builder: tfds.core.DatasetBuilder, global_batch_size: int,
                   seed: int, start_step: int = 0,
-                  start_position: Optional[int] = None) -> Iterator[Batch]:
+                  start_position: Optional[int] = None,
+                  with_index: bool = False) -> Iterator[Batch]:
   """An endless iterator over this host's share of the training batches.
 
   It starts at stream position start_position, by default start_step x the
   local batch (the position a job that ran start_step steps has reached).
+  with_index: each batch also carries "index" [local_batch] int64, each
+  row's example index in this host's share of the split (what
+  `train_examples_in_order` calls it).
 
   The examples of stream position p are a pure function of (seed, process
   index, p): each epoch is a seeded permutation of this host's examples and
@@ -210,12 +217,50 @@ def train_batches(config: ml_collections.ConfigDict,
   def preprocess(item):
     seed_of_example = tf.stack([tf.constant(seed, tf.int64),
                                 item["position"]])
-    return spec.preprocess(dict(item["example"], seed=seed_of_example),
-                           config, train=True)
+    out = spec.preprocess(dict(item["example"], seed=seed_of_example),
+                          config, train=True)
+    return dict(out, index=item["index"]) if with_index else out
 
   ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
   ds = ds.batch(local_batch, drop_remainder=True)
   ds = ds.prefetch(config.get("prefetch", 2))
+  return iter(tfds.as_numpy(ds.with_options(_thread_options(config))))
+
+
+def host_split_size(config: ml_collections.ConfigDict,
+                    builder: tfds.core.DatasetBuilder, split: str) -> int:
+  """Examples in this host's share of a split (as the training pipeline
+  divides it)."""
+  return len(data_source(builder, tfds.split_for_jax_process(split),
+                         _spec(config)))
+
+
+def train_examples_in_order(config: ml_collections.ConfigDict,
+                            builder: tfds.core.DatasetBuilder,
+                            local_batch: int) -> Iterator[Batch]:
+  """This host's share of the train split once, in index order, as training
+  preprocesses it: {"image", "label", "index"} batches of local_batch rows
+  (the last one shorter). Only for data sets whose training preprocessing
+  is deterministic (`DatasetSpec.deterministic_train`): an image is then
+  the one any epoch's batch carries for that index."""
+  spec = _spec(config)
+  if not spec.deterministic_train:
+    raise ValueError(f"{config.name}'s training preprocessing is random per "
+                     "epoch; its images have no fixed order to read.")
+  split = tfds.split_for_jax_process(config.train_split)
+  source = data_source(builder, split, spec)
+  ds = _examples(_reader(source, _memory_key(config, builder, split)),
+                 ((i, i) for i in range(len(source))), _signature(source[0]))
+
+  @tf.autograph.experimental.do_not_convert
+  def preprocess(item):
+    seed_of_example = tf.stack([tf.constant(0, tf.int64), item["position"]])
+    out = spec.preprocess(dict(item["example"], seed=seed_of_example),
+                          config, train=True)
+    return dict(out, index=item["index"])
+
+  ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
+  ds = ds.batch(local_batch).prefetch(config.get("prefetch", 2))
   return iter(tfds.as_numpy(ds.with_options(_thread_options(config))))
 
 

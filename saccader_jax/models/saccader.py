@@ -112,8 +112,23 @@ class Saccader(nn.Module):
                                  or frozen_batch_statistics))
     if freeze_representation:
       rep = bagnet.stop_gradient(rep)
-    where = self.attention(rep.features2d, train=train)
-    return rep.logits2d, self.mixing(where, rep.what_features)
+    return self.encode_representation(rep.features2d, rep.what_features,
+                                      rep.logits2d, train=train)
+
+  def encode_representation(self, features2d: jnp.ndarray,
+                            what_features: jnp.ndarray,
+                            logits2d: jnp.ndarray, train: bool = False
+                            ) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """`encode` after the representation network, from its outputs
+    (`bagnet.RepresentationOutput`'s features2d [batch, h, w, c],
+    what_features [batch, h, w, what] and logits2d [batch, h, w, classes]),
+    e.g. those a frozen one gave once (`saccader_jax.representation_cache`).
+
+    Returns:
+      (logits2d, mixed features F [batch, h, w, d]).
+    """
+    where = self.attention(features2d, train=train)
+    return logits2d, self.mixing(where, what_features)
 
   def glimpse(self, logits2d: jnp.ndarray, mixed: jnp.ndarray,
               num_glimpses: int, key: Optional[jax.Array] = None,

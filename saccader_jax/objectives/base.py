@@ -67,6 +67,11 @@ class Stage:
     other_fields: any other field of config.stages.<name> the stage reads
       (e.g. a boolean switch). With the above, these are the only keys its
       config may have (`config_keys`).
+    frozen_representation: config.stages.<name> -> whether the stage runs
+      its model's representation network frozen in inference mode (so that
+      its outputs depend on the image alone). Its loss then also accepts a
+      batch whose "representation" (features2d, what_features, logits2d)
+      replaces "image" (`saccader_jax.representation_cache`).
   """
   loss: Callable[[Any, ml_collections.ConfigDict], LossFn]
   trains: Callable[[str, ml_collections.ConfigDict], bool]
@@ -82,6 +87,8 @@ class Stage:
   positive_integer_fields: tuple[str, ...] = ()
   weight_fields: tuple[str, ...] = ()
   other_fields: tuple[str, ...] = ()
+  frozen_representation: Optional[
+      Callable[[ml_collections.ConfigDict], bool]] = None
 
   @property
   def config_keys(self) -> tuple[str, ...]:
@@ -90,6 +97,11 @@ class Stage:
         STAGE_KEYS + tuple(self.choices) + self.glimpse_fields
         + self.positive_integer_fields + self.weight_fields
         + self.rate_factor_fields + self.other_fields))
+
+  def freezes_representation(self,
+                             config: ml_collections.ConfigDict) -> bool:
+    return bool(self.frozen_representation
+                and self.frozen_representation(config))
 
   def trainable_mask(self, params: Any,
                      config: ml_collections.ConfigDict) -> Any:

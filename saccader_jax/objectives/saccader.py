@@ -48,6 +48,28 @@ def with_location_network(variables: dict, location_variables: dict) -> dict:
           for collection in ("params", "batch_stats")}
 
 
+# The batch key of a frozen representation's precomputed outputs.
+CACHED_REPRESENTATION = "representation"
+
+
+def _inputs(batch: dict) -> Any:
+  """What a stage's forward encodes: the frozen representation's cached
+  outputs where the batch has them, else the images."""
+  return batch.get(CACHED_REPRESENTATION, batch.get("image"))
+
+
+def _encode(module: Saccader, inputs: Any, train: bool,
+            freeze_representation: bool,
+            frozen_batch_statistics: bool = False):
+  """`Saccader.encode` of images, or of cached outputs (a dict of
+  features2d, what_features, logits2d) of the frozen representation."""
+  if isinstance(inputs, dict):
+    return module.encode_representation(**inputs, train=train)
+  return module.encode(inputs, train=train,
+                       freeze_representation=freeze_representation,
+                       frozen_batch_statistics=frozen_batch_statistics)
+
+
 def representation_loss(model: Saccader,
                         config: ml_collections.ConfigDict) -> LossFn:
   """Stage 1, eq. 4: the BagNet alone, on the geometric mean over locations."""
@@ -98,10 +120,10 @@ def location_loss(model: Saccader,
   batch_statistics = config.get("frozen_representation_bn",
                                 "inference") == "batch"
 
-  def forward(module, images, key):
-    logits2d, mixed = module.encode(
-        images, train=True, freeze_representation=True,
-        frozen_batch_statistics=batch_statistics)
+  def forward(module, inputs, key):
+    logits2d, mixed = _encode(module, inputs, train=True,
+                              freeze_representation=True,
+                              frozen_batch_statistics=batch_statistics)
     targets = losses.location_targets(logits2d, config.num_glimpses, ranking)
     if teacher_forced:
       out = module.glimpse(logits2d, mixed, config.num_glimpses,
@@ -112,7 +134,7 @@ def location_loss(model: Saccader,
 
   def loss_fn(params, batch_stats, batch, key):
     (out, targets), new_stats = _apply(model, params, batch_stats,
-                                       batch["image"], key, method=forward)
+                                       _inputs(batch), key, method=forward)
     # Frozen: the representation's moving averages stay as stage 1 left them.
     batch_stats = {**new_stats,
                    REPRESENTATION: batch_stats[REPRESENTATION]}
@@ -146,16 +168,16 @@ def policy_loss(model: Saccader, config: ml_collections.ConfigDict) -> LossFn:
 
   frozen = not config.get("train_representation", True)
 
-  def forward(module, images, key):
-    logits2d, mixed = module.encode(images, train=True,
-                                    freeze_representation=frozen)
+  def forward(module, inputs, key):
+    logits2d, mixed = _encode(module, inputs, train=True,
+                              freeze_representation=frozen)
     keys = jax.random.split(key, config.num_trajectories)
     outs = [module.glimpse(logits2d, mixed, config.num_glimpses, key=k)
             for k in keys]
     return jax.tree_util.tree_map(lambda *x: jnp.stack(x), *outs)
 
   def loss_fn(params, batch_stats, batch, key):
-    out, new_stats = _apply(model, params, batch_stats, batch["image"], key,
+    out, new_stats = _apply(model, params, batch_stats, _inputs(batch), key,
                             method=forward)
     if frozen:
       new_stats = {**new_stats, REPRESENTATION: batch_stats[REPRESENTATION]}
@@ -218,7 +240,10 @@ STAGES: dict[str, Stage] = {
                                "frozen_representation_bn":
                                    FROZEN_REPRESENTATION_BN},
                       defaults={"target_ranking": "reading"},
-                      glimpse_fields=("num_glimpses",)),
+                      glimpse_fields=("num_glimpses",),
+                      frozen_representation=lambda config: config.get(
+                          "frozen_representation_bn",
+                          "inference") == "inference"),
     "policy": Stage(policy_loss, _policy_trains,
                     rate_factor=_policy_rate_factor,
                     rate_factor_fields=("location_learning_rate_factor",),
@@ -228,5 +253,7 @@ STAGES: dict[str, Stage] = {
                     weight_fields=("reinforce_weight", "location_l2_weight",
                                    "location_learning_rate_factor"),
                     other_fields=("plus_minus_one_rewards",
-                                  "train_representation")),
+                                  "train_representation"),
+                    frozen_representation=lambda config: not config.get(
+                        "train_representation", True)),
 }
