@@ -6,8 +6,8 @@ import io
 from etils import epath
 
 # Columns that hold integers; any other column that is not text is a float.
-INTEGER_COLUMNS = ("seed", "glimpses", "step", "epoch")
-TEXT_COLUMNS = ("policy", "reference", "stage", "arm", "setting")
+INTEGER_COLUMNS = ("seed", "glimpses", "step", "steps", "epoch")
+TEXT_COLUMNS = ("policy", "reference", "stage", "arm", "setting", "cpu")
 
 
 def read_csv(path: epath.PathLike) -> list[dict]:

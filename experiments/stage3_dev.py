@@ -35,6 +35,7 @@ from absl import flags
 from etils import epath
 from ml_collections import config_flags
 
+from experiments.logged_scalars import logged_scalars
 from saccader_jax import paths
 
 
@@ -53,24 +54,6 @@ flags.mark_flags_as_required(["base_workdir", "workdir"])
 
 GLIMPSES = (1, 2, 3, 6, 12)
 DIAGNOSTICS = ("reward", "entropy_first", "entropy", "accuracy")
-
-
-def logged_scalars(workdir: epath.Path, prefix: str) -> dict[str, list]:
-  """{tag: [(step, value), ...]} of the job's TensorBoard scalars whose tag
-  starts with prefix."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
-  found = {}
-  for path in sorted((workdir / "tensorboard").glob("events.out.tfevents.*")):
-    events = event_accumulator.EventAccumulator(
-        str(path), size_guidance={event_accumulator.TENSORS: 0})
-    events.Reload()
-    for tag in events.Tags()["tensors"]:
-      if tag.startswith(prefix):
-        found.setdefault(tag, []).extend(
-            (e.step, float(tf.make_ndarray(e.tensor_proto)))
-            for e in events.Tensors(tag))
-  return {tag: sorted(values) for tag, values in found.items()}
 
 
 def evaluate_candidates(run, split: str, max_examples) -> dict[str, list]:

@@ -1,0 +1,68 @@
+"""experiments.training_length: stage-2 lengths and per-epoch stage-3 curves
+on the tiny config, their CSV rows, and a rerun that measures nothing twice."""
+
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from experiments.results_csv import read_csv
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_lengths(data_dir, *args):
+  command = [sys.executable, "-m", "experiments.training_length",
+             f"--config=tests/tiny_config.py:{data_dir}", *args]
+  result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
+                          timeout=900)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return result.stdout
+
+
+@pytest.mark.slow
+def test_stage2_lengths_and_stage3_epochs_give_their_rows_once(
+    tiny_data_dir, finished_tiny_workdir, tmp_path):
+  base, _ = finished_tiny_workdir
+  out = str(tmp_path / "lengths")
+  stage2 = ["--arm=stage2", "--setting=code", "--lengths=0.5,1",
+            f"--base_workdir={base}", f"--workdir={tmp_path / 'runs'}",
+            f"--out={out}"]
+  run_lengths(tiny_data_dir, *stage2)
+  training = read_csv(f"{out}_stage2_training.csv")
+  # 200 training examples at batch 16: 0.5 epoch is 7 steps, 1 epoch 13.
+  assert [(r["stage_epochs"], r["steps"]) for r in training] == [
+      (0.5, 7), (1.0, 13)]
+  assert all(np.isfinite(r["location_nll"]) and r["minutes"] > 0
+             for r in training)
+  accuracy = read_csv(f"{out}_accuracy.csv")
+  assert len(accuracy) == 2 * 5   # eval_glimpses 5
+  assert {r["policy"] for r in accuracy} == {"saccader"}
+
+  stage3 = ["--arm=stage3_full", "--setting=full", "--epochs=2",
+            f"--stage2_workdir={tmp_path / 'runs' / 'stage2_code_1ep'}",
+            f"--workdir={tmp_path / 'runs'}", f"--out={out}"]
+  run_lengths(tiny_data_dir, *stage3)
+  training = read_csv(f"{out}_stage3_training.csv")
+  assert [(r["epoch"], r["steps"]) for r in training] == [
+      (0, 0), (1, 13), (2, 26)]
+  # Epoch 0 is where stage 3 starts: no step logged before it.
+  assert math.isnan(training[0]["reward"])
+  assert all(0 <= r["reward"] <= 1 for r in training[1:])
+  accuracy = [r for r in read_csv(f"{out}_accuracy.csv")
+              if r["arm"] == "stage3_full"]
+  assert len(accuracy) == 3 * 3 * 5   # epochs 0-2, three policies
+  by = {(r["epoch"], r["policy"], r["glimpses"]): r["top1"] for r in accuracy}
+  # At epoch 0 the stage-3 model is the stage-2 one: the swap is the same.
+  for t in range(1, 6):
+    assert by[(0, "swap", t)] == by[(0, "saccader", t)]
+
+  before = {name: open(f"{out}_{name}.csv").read()
+            for name in ("accuracy", "stage2_training", "stage3_training")}
+  assert "skipped" in run_lengths(tiny_data_dir, *stage2)
+  run_lengths(tiny_data_dir, *stage3)
+  for name, text in before.items():
+    assert open(f"{out}_{name}.csv").read() == text, name
