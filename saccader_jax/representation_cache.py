@@ -20,6 +20,7 @@ config: 11 * 11 * (256 + 64 + 10) * 4 B = 160 KB; its 55,000 canvases
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import time
 from typing import Any
 
@@ -29,6 +30,7 @@ import numpy as np
 
 from saccader_jax.data import input_pipeline
 from saccader_jax.objectives.saccader import CACHED_REPRESENTATION
+from saccader_jax.objectives.saccader import REPRESENTATION
 
 OUTPUTS = ("features2d", "what_features", "logits2d")
 
@@ -57,10 +59,29 @@ class RepresentationCache:
     return out
 
 
+# The last cache computed, by what it was computed from: stage 2 and a frozen
+# stage 3 read the same BagNet, as do runs of one stage 1 in one process.
+_LAST: dict[tuple, RepresentationCache] = {}
+
+
+def clear() -> None:
+  """Frees the cache this process holds."""
+  _LAST.clear()
+
+
+def _fingerprint(variables: Any) -> str:
+  digest = hashlib.sha256()
+  for leaf in jax.tree_util.tree_leaves(variables):
+    digest.update(np.ascontiguousarray(leaf).tobytes())
+  return digest.hexdigest()
+
+
 def compute(model: Any, variables: Any, dataset_config: Any, builder: Any,
             batch_size: int) -> RepresentationCache:
   """Runs `model.represent` (inference mode) on this host's share of the
-  train split, on this host's first device.
+  train split, on this host's first device; or returns the cache this
+  process last computed if it came from the same model, variables and data
+  (the process holds that one until the next is computed, or `clear`).
 
   Args:
     model: a model with a `represent(images)` method returning the
@@ -72,6 +93,17 @@ def compute(model: Any, variables: Any, dataset_config: Any, builder: Any,
   """
   # Host copies: the forward runs on local data, whatever the mesh.
   variables = jax.device_get(variables)
+  # What `represent` reads: the representation network's variables (the
+  # rest, e.g. a location network trained in between, does not count).
+  read = {collection: tree.get(REPRESENTATION, tree)
+          for collection, tree in variables.items()}
+  key = (repr(model), _fingerprint(read), dataset_config.to_json(),
+         str(builder.data_dir))
+  if key in _LAST:
+    logging.info("Reusing the frozen representation's cached outputs (same "
+                 "network and data).")
+    return _LAST[key]
+  clear()   # one cache at a time
   represent = jax.jit(lambda v, x: model.apply(v, x, method="represent"))
   size = input_pipeline.host_split_size(dataset_config, builder,
                                         dataset_config.train_split)
@@ -93,4 +125,5 @@ def compute(model: Any, variables: Any, dataset_config: Any, builder: Any,
                    time.time() - started)
   logging.info("Cached the frozen representation of %d examples in %.0f s.",
                done, time.time() - started)
-  return RepresentationCache(arrays)
+  _LAST[key] = RepresentationCache(arrays)
+  return _LAST[key]

@@ -17,6 +17,7 @@ def cached_and_plain_runs(config, tmp_path, monkeypatch):
   how many caches the second run computed."""
   computed = []
   compute = representation_cache.compute
+  representation_cache.clear()
 
   def counting_compute(*args, **kwargs):
     computed.append(compute(*args, **kwargs))
@@ -42,8 +43,9 @@ def test_cached_stages_train_as_the_plain_ones(tiny_config, tmp_path,
   plain, cached, computed = cached_and_plain_runs(config, tmp_path,
                                                   monkeypatch)
   # Stage 2 and the frozen stage 3 each read a cache; stage 1 trains the
-  # BagNet and cannot.
-  assert len(computed) == 2
+  # BagNet and cannot. Stage 2 leaves the BagNet as it was: stage 3 reads
+  # the same cache, computed once.
+  assert len(computed) == 2 and computed[0] is computed[1]
   builder = input_pipeline.get_builder(config.dataset)
   assert len(computed[0].arrays["logits2d"]) == input_pipeline.num_examples(
       builder, config.dataset.train_split)
@@ -83,6 +85,18 @@ def test_cache_rows_are_the_representation_of_each_batch_row(tiny_config):
   # Rows of other examples differ: the rows are the examples' own.
   assert not np.allclose(looked_up["representation"]["logits2d"],
                          np.roll(rep.logits2d, 1, axis=0))
+  # The same network on the same data: the cache held, not a new one; other
+  # variables: a new cache, the old one released.
+  assert representation_cache.compute(model, variables, config.dataset,
+                                      builder, batch_size=7) is cache
+  other = jax.tree_util.tree_map(lambda x: x * 1.5, variables)
+  recomputed = representation_cache.compute(model, other, config.dataset,
+                                            builder, batch_size=7)
+  assert recomputed is not cache
+  assert list(representation_cache._LAST.values()) == [recomputed]  # pylint: disable=protected-access
+  assert not np.allclose(recomputed.arrays["logits2d"],
+                         cache.arrays["logits2d"])
+  representation_cache.clear()
 
 
 def test_cache_needs_fixed_training_images():
