@@ -160,6 +160,7 @@ def stage2_curve(config, results: Results, machine: str) -> None:
     run_config.run_stages = ("representation", "location")
     run_config.stages.location.num_epochs = length
     run_config.stages.location.num_steps = 0
+    run_config.eval_at_stage_end = False   # evaluated below, once
     workdir = (paths.absolute_path(FLAGS.workdir)
                / f"stage2_{FLAGS.setting}_{length:g}ep")
     started = time.time()
