@@ -28,6 +28,7 @@ occluded. Writes into DIR:
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any, Optional
 
@@ -49,7 +50,9 @@ from ml_collections import config_flags
 
 from experiments.results_csv import read_csv
 from experiments.results_csv import write_csv
+from saccader_jax import errors
 from saccader_jax import paths
+from saccader_jax import workdir_lease
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -489,7 +492,17 @@ def main(argv):
   # steps/s and the stage's ETA from clu's ReportProgress).
   logging.set_verbosity(logging.INFO)
   workdir = paths.absolute_path(FLAGS.workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
+  try:
+    # It writes its tables and figures there: not into a live job's workdir.
+    with workdir_lease.hold(workdir):
+      write_results(base, workdir)
+  except errors.JobError as e:
+    sys.exit(errors.report(e))
+
+
+def write_results(base, workdir: epath.Path) -> None:
+  """Trains and evaluates --seeds into workdir (or, --replot, redraws its
+  tables and figures from its CSVs)."""
   if FLAGS.replot:
     rows = read_csv(workdir / "accuracy_vs_glimpses.csv")
     print(write_summary(workdir, rows, read_csv(workdir / "references.csv"),

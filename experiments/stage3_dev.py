@@ -21,6 +21,7 @@ Writes DIR/stage3_dev.json.
 from __future__ import annotations
 
 import json
+import sys
 
 from saccader_jax import allocator  # pylint: disable=g-import-not-at-top
 from saccader_jax import cpu_kernels  # pylint: disable=g-import-not-at-top
@@ -36,6 +37,7 @@ from etils import epath
 from ml_collections import config_flags
 
 from experiments.logged_scalars import logged_scalars
+from saccader_jax import errors
 from saccader_jax import paths
 
 
@@ -109,7 +111,10 @@ def main(argv):
   library_setup.quiet_library_logs()
   from saccader_jax.experiment import Run  # pylint: disable=g-import-not-at-top
   config.eval_at_stage_end = False
-  run = Run(config, paths.absolute_path(FLAGS.workdir))
+  try:
+    run = Run(config, paths.absolute_path(FLAGS.workdir))
+  except errors.JobError as e:   # e.g. another job holds the workdir
+    sys.exit(errors.report(e))
   reused = ["representation"] + ([] if FLAGS.retrain_location
                                  else ["location"])
   run.reuse(FLAGS.base_workdir, reused)

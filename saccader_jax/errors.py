@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from typing import Sequence
 
 
 class JobError(Exception):
   """An error that explains itself: its message is all the user needs."""
   exit_code = 1
+  label = "Error"     # what each printed line starts with
 
 
 class ConfigError(JobError, ValueError):
   """A config that cannot run; `problems` holds one line per problem."""
   exit_code = 2
+  label = "Config error"
 
   def __init__(self, problems: Sequence[str]):
     self.problems = list(problems)
@@ -40,6 +43,19 @@ class WriteError(JobError):
 
 class WorkdirError(WriteError, PermissionError):
   """The workdir cannot be created or written."""
+
+
+class UsageError(JobError):
+  """Command-line flags that contradict each other."""
+  exit_code = 2
+
+
+def report(error: JobError) -> int:
+  """Prints the error's lines to stderr, each after its label; returns its
+  exit code (what a command exits with)."""
+  for line in str(error).splitlines():
+    print(f"{error.label}: {line}", file=sys.stderr, flush=True)
+  return error.exit_code
 
 
 # TensorStore (orbax's array writer) reports OS errors in its message.

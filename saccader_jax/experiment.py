@@ -13,7 +13,9 @@
 
 A `Run` opened with `read_only=True` on a finished workdir writes nothing
 there (no record, no logs) and only restores: `train()` fails on a stage
-that has no finished checkpoint.
+that has no finished checkpoint. It may read a workdir a job is writing; a
+writing `Run` holds the workdir's lease (`saccader_jax.workdir_lease`) until
+`close`, and is refused a workdir another job holds.
 
 Each `evaluate` goes through the evaluators of config.evals with the
 reference classifiers the run has trained (e.g. the occlusion analysis
@@ -31,9 +33,11 @@ import ml_collections
 import numpy as np
 
 from saccader_jax import checkpoints
+from saccader_jax import config_checks
 from saccader_jax import errors
 from saccader_jax import policy as policy_lib
 from saccader_jax import train
+from saccader_jax import workdir_lease
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,8 +78,22 @@ class Run:
       read_only: only read a finished workdir: nothing is written there
         and `train` restores (it fails on an unfinished stage).
     """
-    self._trainer = train.Trainer(config, workdir, dict(pretrained or {}),
-                                  read_only=read_only)
+    pretrained = dict(pretrained or {})
+    # Checked before the workdir is touched; a writing run then holds the
+    # workdir's lease until `close`. Reading needs none (a live workdir may
+    # be read).
+    config_checks.check_config(config, jax.device_count(),
+                               jax.process_count(),
+                               pretrained_fields=tuple(pretrained))
+    self._lease = (None if read_only or jax.process_index() > 0
+                   else workdir_lease.acquire(workdir))
+    try:
+      self._trainer = train.Trainer(config, workdir, pretrained,
+                                    config_checked=True,
+                                    read_only=read_only)
+    except BaseException:
+      self._release()
+      raise
     self._read_only = read_only
     self._trained: dict[str, TrainedStage] = {}
 
@@ -181,8 +199,16 @@ class Run:
                                           field)
 
   def close(self) -> None:
-    """Flushes and closes the run's log writer."""
-    self._trainer.job.writer.close()
+    """Flushes and closes the run's log writer and releases the workdir."""
+    try:
+      self._trainer.job.writer.close()
+    finally:
+      self._release()
+
+  def _release(self) -> None:
+    if self._lease is not None:
+      self._lease.release()
+      self._lease = None
 
   def __enter__(self) -> "Run":
     return self

@@ -35,6 +35,7 @@ from ml_collections import config_flags
 from saccader_jax import config_checks
 from saccader_jax import errors
 from saccader_jax import preemption
+from saccader_jax import workdir_lease
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Training config file.",
@@ -46,6 +47,10 @@ flags.DEFINE_bool("distributed", False,
 flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
 flags.DEFINE_integer("num_processes", None, "Processes in the job.")
 flags.DEFINE_integer("process_id", None, "This process's index.")
+flags.DEFINE_float("lease_timeout", workdir_lease.DEFAULT_TIMEOUT_S,
+                   "Seconds without a refresh after which this job's lease "
+                   "of --workdir is stale: a job started then takes the "
+                   "workdir over (saccader_jax/workdir_lease.py).")
 flags.DEFINE_bool("traceback", False,
                   "On an error, print the Python traceback too (normally one "
                   "line says what went wrong and what to do).")
@@ -74,14 +79,19 @@ def config_load_error(error: Exception, argv: list[str]) -> errors.ConfigError:
                              f"{type(error).__name__}: {first}"])
 
 
-def report(error: errors.JobError) -> int:
-  """Prints the error's lines to stderr; returns its exit code."""
-  kind = ("Config error" if isinstance(error, errors.ConfigError)
-          else "Preempted" if isinstance(error, preemption.Preempted)
-          else "Error")
-  for line in str(error).splitlines():
-    print(f"{kind}: {line}", file=sys.stderr, flush=True)
-  return error.exit_code
+report = errors.report
+
+
+def check_process_flags() -> None:
+  """The multi-process flags act only with --distributed: without it they
+  would be ignored, and each process would run the whole job alone."""
+  given = [f"--{name}" for name in ("coordinator_address", "num_processes",
+                                    "process_id")
+           if FLAGS[name].present]
+  if given and not FLAGS.distributed:
+    raise errors.UsageError(
+        f"{', '.join(given)} take effect only with --distributed; add "
+        "--distributed to run one job over several processes, or drop them.")
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -99,6 +109,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   try:
+    check_process_flags()
     try:
       # The file and the overrides are read on first use of the config.
       config = FLAGS.config
@@ -148,7 +159,9 @@ def run(config, workdir: str) -> None:
                  loaded, "" if loaded == "tcmalloc" else
                  " (install libtcmalloc-minimal4: the train steps run faster)")
   from saccader_jax import train  # pylint: disable=g-import-not-at-top
-  train.train_and_evaluate(config, workdir, config_checked=True)
+  # One job per workdir: held from before the first write to the end.
+  with workdir_lease.hold(workdir, FLAGS.lease_timeout):
+    train.train_and_evaluate(config, workdir, config_checked=True)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ _NOTICE = threading.Event()
 class Preempted(errors.JobError):
   """The job stopped on a preemption notice after saving a checkpoint."""
   exit_code = EXIT_CODE
+  label = "Preempted"
 
 
 def _record(signum, frame):

@@ -150,3 +150,54 @@ def embedded_data(tmp_path_factory, fashion_mnist_files):
   config = fashion_mnist_saccader.get_config()
   config.dataset.data_dir = str(tmp_path_factory.mktemp("embedded"))
   return config, input_pipeline.get_builder(config.dataset)
+
+
+@pytest.fixture()
+def gcs(tmp_path, monkeypatch):
+  """gs://<bucket>/<name> is tmp_path/gcs/<bucket>/<name> for every library
+  (tests/fake_gcs.py; see tests/test_cloud_workdir.py)."""
+  from etils import epath  # pylint: disable=g-import-not-at-top
+  from etils.epath import gpath  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tests.fake_gcs import FakeGcs  # pylint: disable=g-import-not-at-top
+  root = str(tmp_path / "gcs")
+  os.makedirs(root)
+
+  def local(path):
+    path = os.fspath(path)
+    return root + "/" + path[5:] if path.startswith("gs://") else path
+
+  def remote(path):
+    path = os.fspath(path)
+    return "gs://" + path[len(root) + 1:] if path.startswith(root + "/") else path
+
+  def one_path(fn, path, *args, **kwargs):
+    return fn(local(path), *args, **kwargs)
+
+  def two_paths(fn, src, dst, *args, **kwargs):
+    return fn(local(src), local(dst), *args, **kwargs)
+
+  def glob(fn, pattern):
+    return [remote(p) for p in fn(local(pattern))]
+
+  def walk(fn, top, **kwargs):
+    for directory, dirs, files in fn(local(top), **kwargs):
+      yield remote(directory), dirs, files
+
+  create_file_writer = tf.summary.create_file_writer
+  monkeypatch.setattr(tf.summary, "create_file_writer",
+                      lambda logdir, *a, **k: create_file_writer(
+                          local(logdir), *a, **k))
+  # With TensorFlow installed, epath sends gs:// to TensorFlow's GCS client
+  # before consulting the (mocked) backends.
+  monkeypatch.setattr(gpath, "_is_tf_installed", lambda: False)
+  with FakeGcs(root) as server:
+    monkeypatch.setenv("TENSORSTORE_GCS_HTTP_URL", server.url)
+    monkeypatch.setenv("GOOGLE_AUTH_TOKEN_FOR_TESTING", "offline")
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", server.url)
+    with epath.testing.mock_epath(
+        open=one_path, exists=one_path, isdir=one_path, listdir=one_path,
+        makedirs=one_path, mkdir=one_path, remove=one_path, rmtree=one_path,
+        stat=one_path, rename=two_paths, replace=two_paths, copy=two_paths,
+        glob=glob, walk=walk):
+      yield root

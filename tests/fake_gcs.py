@@ -1,9 +1,10 @@
 """A Cloud Storage stand-in on the loopback interface, for tests.
 
 Serves the subset of the GCS JSON API that TensorStore's `gcs` driver (orbax's
-array storage for gs:// paths) and orbax's bucket check use: bucket metadata,
-media and metadata reads with generation preconditions and byte ranges, media
-uploads, deletes and prefix listings. Objects are files under
+array storage for gs:// paths), orbax's bucket check and the workdir lease
+(google-cloud-storage) use: bucket metadata, media and metadata reads with
+generation preconditions and byte ranges, media and multipart uploads and
+deletes with generation preconditions, and prefix listings. Objects are files under
 `root/<bucket>/<name>`, so a test can read what a job wrote. Point the
 clients at it with
 
@@ -100,6 +101,8 @@ class FakeGcs:
 
       def do_GET(self):  # pylint: disable=invalid-name
         parts, query = self._parse()
+        if parts[1:2] == ["download"]:  # google-cloud-storage's media reads
+          parts = parts[:1] + parts[2:]
         # /storage/v1/b/<bucket>/o[/<object>]
         if parts[1:4] != ["storage", "v1", "b"] or len(parts) < 5:
           return self._json(404, {"error": "unknown path"})
@@ -157,8 +160,14 @@ class FakeGcs:
         # /upload/storage/v1/b/<bucket>/o?uploadType=media&name=<object>
         if parts[1:5] != ["upload", "storage", "v1", "b"]:
           return self._json(404, {"error": "unknown path"})
-        bucket, name = parts[5], query["name"]
+        bucket = parts[5]
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if query.get("uploadType") == "multipart":
+          # google-cloud-storage's small uploads: metadata and media parts.
+          metadata, body = self._multipart(body)
+          name = metadata["name"]
+        else:
+          name = query["name"]
         with gcs._lock:  # pylint: disable=protected-access
           if self._preconditions_fail(query, gcs.generation(bucket, name)):
             return self._json(412, {"error": {"code": 412}})
@@ -168,6 +177,16 @@ class FakeGcs:
             f.write(body)
           gcs._generations[f"{bucket}/{name}"] = next(gcs._generation)  # pylint: disable=protected-access
         return self._json(200, gcs.metadata(bucket, name))
+
+      def _multipart(self, body):
+        """A multipart/related body -> (JSON metadata, media bytes)."""
+        boundary = self.headers["Content-Type"].split("boundary=")[1].strip(
+            '"').encode()
+        parts = [p for p in body.split(b"--" + boundary)
+                 if p.strip() not in (b"", b"--")]
+        contents = [p.split(b"\r\n\r\n", 1)[1].removesuffix(b"\r\n")
+                    for p in parts]
+        return json.loads(contents[0]), contents[1]
 
       def do_DELETE(self):  # pylint: disable=invalid-name
         parts, query = self._parse()

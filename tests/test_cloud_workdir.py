@@ -12,61 +12,11 @@ gs://bucket/run lands in one directory tree, and the test reads it there.
 
 import os
 
-from etils import epath
-from etils.epath import gpath
 import numpy as np
 import pytest
-import tensorflow as tf
 
-from tests.fake_gcs import FakeGcs
 from saccader_jax import run_record
 from saccader_jax import train
-
-
-@pytest.fixture()
-def gcs(tmp_path, monkeypatch):
-  """gs://<bucket>/<name> is tmp_path/gcs/<bucket>/<name> for every library."""
-  root = str(tmp_path / "gcs")
-  os.makedirs(root)
-
-  def local(path):
-    path = os.fspath(path)
-    return root + "/" + path[5:] if path.startswith("gs://") else path
-
-  def remote(path):
-    path = os.fspath(path)
-    return "gs://" + path[len(root) + 1:] if path.startswith(root + "/") else path
-
-  def one_path(fn, path, *args, **kwargs):
-    return fn(local(path), *args, **kwargs)
-
-  def two_paths(fn, src, dst, *args, **kwargs):
-    return fn(local(src), local(dst), *args, **kwargs)
-
-  def glob(fn, pattern):
-    return [remote(p) for p in fn(local(pattern))]
-
-  def walk(fn, top, **kwargs):
-    for directory, dirs, files in fn(local(top), **kwargs):
-      yield remote(directory), dirs, files
-
-  create_file_writer = tf.summary.create_file_writer
-  monkeypatch.setattr(tf.summary, "create_file_writer",
-                      lambda logdir, *a, **k: create_file_writer(
-                          local(logdir), *a, **k))
-  # With TensorFlow installed, epath sends gs:// to TensorFlow's GCS client
-  # before consulting the (mocked) backends.
-  monkeypatch.setattr(gpath, "_is_tf_installed", lambda: False)
-  with FakeGcs(root) as server:
-    monkeypatch.setenv("TENSORSTORE_GCS_HTTP_URL", server.url)
-    monkeypatch.setenv("GOOGLE_AUTH_TOKEN_FOR_TESTING", "offline")
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", server.url)
-    with epath.testing.mock_epath(
-        open=one_path, exists=one_path, isdir=one_path, listdir=one_path,
-        makedirs=one_path, mkdir=one_path, remove=one_path, rmtree=one_path,
-        stat=one_path, rename=two_paths, replace=two_paths, copy=two_paths,
-        glob=glob, walk=walk):
-      yield root
 
 
 @pytest.mark.slow
