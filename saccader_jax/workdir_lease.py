@@ -271,8 +271,8 @@ def acquire(workdir: epath.PathLike, timeout: float = DEFAULT_TIMEOUT_S,
     workdir.mkdir(parents=True, exist_ok=True)
   except Exception as e:  # pylint: disable=broad-except
     raise errors.WorkdirError(
-        f"workdir {str(workdir)!r} cannot be created: "
-        f"{errors.write_failure(e)}. Choose another --workdir.") from e
+        f"workdir {str(workdir)!r} is not writable: {e}. Choose another "
+        "--workdir.") from e
   store = _store(workdir)
   job_id = job_id or uuid.uuid4().hex[:12]
   while True:
