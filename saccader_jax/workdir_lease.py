@@ -18,7 +18,7 @@ hands the job id to the others, which check that the lease names it.
 
 What "atomic" means here:
   - a local path: every change of the lease is a compare-and-swap made under
-    an exclusive `flock` of `<workdir>/lease.lock`, so two jobs on one
+    an exclusive `flock` of the workdir directory, so two jobs on one
     machine (or on a file system whose locks span machines, such as NFSv4)
     cannot both take it; on a file system without working locks two jobs
     started within the same instant could.
@@ -51,7 +51,6 @@ from saccader_jax import errors
 from saccader_jax import paths
 
 LEASE_FILE = "lease.json"
-LOCK_FILE = "lease.lock"
 DEFAULT_TIMEOUT_S = 120.0
 
 
@@ -94,12 +93,13 @@ class _LocalStore:
 
   def __init__(self, workdir: epath.Path):
     self.path = os.fspath(workdir / LEASE_FILE)
-    self.lock = os.fspath(workdir / LOCK_FILE)
+    self.directory = os.fspath(workdir)
 
   @contextlib.contextmanager
   def _locked(self) -> Iterator[None]:
     import fcntl  # pylint: disable=g-import-not-at-top
-    fd = os.open(self.lock, os.O_RDWR | os.O_CREAT, 0o644)
+    # The workdir itself is the lock: nothing is left behind.
+    fd = os.open(self.directory, os.O_RDONLY)
     try:
       fcntl.flock(fd, fcntl.LOCK_EX)
       yield
