@@ -240,6 +240,28 @@ def _evals(problems: Problems, config: ml_collections.ConfigDict,
       problems.add(f"evals.{name}.{key}", value, requirement)
 
 
+def _dataset(problems: Problems, config: ml_collections.ConfigDict,
+             spec) -> None:
+  """The data set's own settings, and the models' classes against the
+  data's."""
+  if spec.config_problems is not None:
+    own = spec.config_problems(config.dataset)
+    problems.lines.extend(own)
+    if own:
+      return
+  if spec.num_classes is None:
+    return
+  count = spec.num_classes(config.dataset)
+  for field in ("model", "classifier", "dram"):
+    section = config.get(field)
+    if not isinstance(section, ml_collections.ConfigDict):
+      continue
+    if section.get("num_classes") not in (count, 0, None):
+      problems.add(f"{field}.num_classes", section.get("num_classes"),
+                   f"the data has {count} classes (set it to {count}, or to "
+                   "0: the data's number)")
+
+
 def _representation_cache(problems: Problems,
                           config: ml_collections.ConfigDict,
                           run_stages: Sequence[str]) -> None:
@@ -281,8 +303,9 @@ def config_problems(config: ml_collections.ConfigDict, num_devices: int = 1,
   if missing:
     return problems.lines
   _unknown_keys(problems, config)
-  problems.choice("dataset.name", config.dataset.get("name"),
-                  input_pipeline.DATASETS)
+  if problems.choice("dataset.name", config.dataset.get("name"),
+                     input_pipeline.DATASETS):
+    _dataset(problems, config, input_pipeline.DATASETS[config.dataset.name])
   grid = _grid(config, problems)
   problems.choice("optimizer.name", config.optimizer.get("name"),
                   optimizers.OPTIMIZERS)
@@ -344,7 +367,13 @@ def config_problems(config: ml_collections.ConfigDict, num_devices: int = 1,
 def check_config(config: ml_collections.ConfigDict, num_devices: int = 1,
                  num_processes: int = 1,
                  pretrained_fields: Sequence[str] = ()) -> None:
-  """Raises ConfigError listing every problem of the config."""
+  """Raises ConfigError listing every problem of the config. First sets a
+  model's num_classes 0 to the data's number of classes, where the data set
+  says (`input_pipeline.resolve_num_classes`; in place, so that the job
+  records the number)."""
+  from saccader_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
+  if isinstance(config.get("dataset"), ml_collections.ConfigDict):
+    input_pipeline.resolve_num_classes(config)
   problems = config_problems(config, num_devices, num_processes,
                              pretrained_fields)
   if problems:

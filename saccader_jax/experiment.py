@@ -35,6 +35,7 @@ import numpy as np
 from saccader_jax import checkpoints
 from saccader_jax import config_checks
 from saccader_jax import errors
+from saccader_jax import job as job_lib
 from saccader_jax import policy as policy_lib
 from saccader_jax import train
 from saccader_jax import workdir_lease
@@ -85,6 +86,8 @@ class Run:
     config_checks.check_config(config, jax.device_count(),
                                jax.process_count(),
                                pretrained_fields=tuple(pretrained))
+    if not read_only:   # prepared (and checked) before the workdir is used
+      job_lib.prepare_data(config.dataset)
     self._lease = (None if read_only or jax.process_index() > 0
                    else workdir_lease.acquire(workdir))
     try:

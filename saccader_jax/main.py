@@ -158,7 +158,11 @@ def run(config, workdir: str) -> None:
                  "allocator %s%s.", fusions, config.get("cpu_ynn_fusions"),
                  loaded, "" if loaded == "tcmalloc" else
                  " (install libtcmalloc-minimal4: the train steps run faster)")
+  from saccader_jax import job as job_lib  # pylint: disable=g-import-not-at-top
   from saccader_jax import train  # pylint: disable=g-import-not-at-top
+  # The data prepared (and a folder's files checked) before the workdir is
+  # touched.
+  job_lib.prepare_data(config.dataset)
   # One job per workdir: held from before the first write to the end.
   with workdir_lease.hold(workdir, FLAGS.lease_timeout):
     train.train_and_evaluate(config, workdir, config_checked=True)

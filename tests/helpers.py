@@ -135,3 +135,47 @@ def tiny_train_config(tmp_dir, source_dir=None, canvas_size=36):
   return config
 
 
+
+
+SHAPE_CLASSES = ("disc", "square", "stripes")
+
+
+def draw_shape(kind: str, size: int, rng) -> "np.ndarray":
+  """A [size, size, 3] uint8 picture of one shape on noise."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  image = rng.integers(0, 60, (size, size, 3)).astype(np.uint8)
+  side = size // 2
+  y, x = rng.integers(0, size - side, 2)
+  yy, xx = np.mgrid[:side, :side]
+  if kind == "disc":
+    mask = (yy - side / 2) ** 2 + (xx - side / 2) ** 2 < (side / 2) ** 2
+  elif kind == "square":
+    mask = np.ones((side, side), bool)
+  else:
+    mask = (xx // max(side // 6, 1)) % 2 == 0
+  colour = rng.integers(150, 256, 3).astype(np.uint8)
+  image[y:y + side, x:x + side][mask] = colour
+  return image
+
+
+def write_image_folder(root: str, per_class: int = 30,
+                       splits: tuple = (), sizes=(48, 72), seed: int = 0
+                       ) -> str:
+  """A folder of generated shape pictures, one folder per class (inside
+  each of `splits`' folders if given), JPEG and PNG at two sizes."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(seed)
+  for split in splits or ("",):
+    for kind in SHAPE_CLASSES:
+      folder = os.path.join(root, split, kind)
+      os.makedirs(folder, exist_ok=True)
+      for i in range(per_class):
+        image = draw_shape(kind, sizes[i % len(sizes)], rng)
+        if i % 2:
+          data, ext = tf.io.encode_jpeg(image, quality=95).numpy(), "jpg"
+        else:
+          data, ext = tf.io.encode_png(image).numpy(), "PNG"
+        with open(os.path.join(folder, f"{kind}_{i}.{ext}"), "wb") as f:
+          f.write(data)
+  return root

@@ -37,6 +37,11 @@ class DatasetSpec:
       from elsewhere (`input_pipeline.preprocess_images`).
     class_names: config.dataset -> the name of each label as `preprocess`
       gives it; None: the data set's labels have no names.
+    config_problems: config.dataset -> one line per problem of the data
+      set's own settings, checked with the config before anything is
+      written (e.g. a folder that holds no class folder).
+    num_classes: config.dataset -> how many classes the data has, where the
+      data says (a model's num_classes 0 means this number).
     deterministic_train: training preprocessing draws nothing at random
       (no augmentation): an example's training image is a function of the
       example alone, so that what a frozen network makes of it can be
@@ -49,6 +54,9 @@ class DatasetSpec:
   eval_image: Optional[Callable[..., tf.Tensor]] = None
   class_names: Optional[Callable[[ml_collections.ConfigDict],
                                  Sequence[str]]] = None
+  config_problems: Optional[Callable[[ml_collections.ConfigDict],
+                                     list[str]]] = None
+  num_classes: Optional[Callable[[ml_collections.ConfigDict], int]] = None
   deterministic_train: bool = False
 
 

@@ -26,15 +26,29 @@ def _decode_crop_resize(image_bytes, window, size):
   return tf.image.resize(image, [size, size], method="bicubic")
 
 
-def inception_crop(image_bytes, size, seed):
-  shape = tf.image.extract_jpeg_shape(image_bytes)
+def inception_window(shape, seed):
+  """[y, x, height, width] of an Inception-style random crop of an image of
+  `shape` ([H, W, C]): 8-100 % of its area, aspect ratio 3/4-4/3."""
   begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
       shape, bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
       seed=seed, min_object_covered=0.1, aspect_ratio_range=(3 / 4, 4 / 3),
       area_range=(0.08, 1.0), max_attempts=10,
       use_image_if_no_bounding_boxes=True)
-  window = tf.stack([begin[0], begin[1], crop_size[0], crop_size[1]])
+  return tf.stack([begin[0], begin[1], crop_size[0], crop_size[1]])
+
+
+def inception_crop(image_bytes, size, seed):
+  """The crop of a JPEG, decoding only its window."""
+  window = inception_window(tf.image.extract_jpeg_shape(image_bytes), seed)
   return _decode_crop_resize(image_bytes, window, size)
+
+
+def inception_crop_image(image, size, seed):
+  """The same crop of a decoded [H, W, C] image (any file format)."""
+  window = inception_window(tf.shape(image), seed)
+  crop = image[window[0]:window[0] + window[2],
+               window[1]:window[1] + window[3]]
+  return tf.image.resize(crop, [size, size], method="bicubic")
 
 
 def central_crop_window(height, width, size):

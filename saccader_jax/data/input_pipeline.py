@@ -23,6 +23,7 @@ import tensorflow_datasets as tfds
 
 from saccader_jax.data import cluttered_fashion_mnist
 from saccader_jax.data import common
+from saccader_jax.data import image_folder
 from saccader_jax.data import imagenet
 from saccader_jax.data import integrity
 
@@ -32,7 +33,27 @@ Batch = dict[str, np.ndarray]
 DATASETS: dict[str, common.DatasetSpec] = {
     "cluttered_fashion_mnist": cluttered_fashion_mnist.SPEC,
     "imagenet2012": imagenet.SPEC,
+    "image_folder": image_folder.SPEC,
 }
+
+
+def resolve_num_classes(config: ml_collections.ConfigDict) -> None:
+  """Sets each model config's num_classes 0 ("from the data") to the number
+  of classes of config.dataset, where its data set says (in place)."""
+  spec = DATASETS.get(config.dataset.get("name"))
+  if spec is None or spec.num_classes is None:
+    return
+  fields = [f for f in ("model", "classifier", "dram")
+            if isinstance(config.get(f), ml_collections.ConfigDict)
+            and config[f].get("num_classes") == 0]
+  if not fields:
+    return
+  try:
+    count = spec.num_classes(config.dataset)
+  except Exception:  # pylint: disable=broad-except
+    return   # the data set's own check reports why
+  for field in fields:
+    config[field].num_classes = count
 
 
 def _spec(config: ml_collections.ConfigDict) -> common.DatasetSpec:
