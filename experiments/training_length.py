@@ -84,7 +84,17 @@ flags.DEFINE_integer("eval_max_examples", 0, "Dev examples; 0: all.")
 flags.DEFINE_bool("cache", True,
                   "Cache the frozen BagNet's outputs (same results, a "
                   "3.5x cheaper step).")
-flags.mark_flags_as_required(["arm", "setting", "workdir"])
+flags.DEFINE_bool("plot", False,
+                  "Train nothing: draw OUT_curves.png and print the tables "
+                  "from OUT's CSVs.")
+flags.DEFINE_string("references",
+                    "experiments/results/parts/headroom_accuracy.csv",
+                    "--plot: greedy rules' dev rows (experiments.headroom) "
+                    "drawn as reference lines.")
+
+SHOWN = (1, 6, 12)
+REFERENCE_RULES = {"ordered_logits": "ordered logits",
+                   "predicted_probability": "predicted class's probability"}
 
 DIAGNOSTICS = {
     "location": ("loss", "location_nll", "first_target_accuracy"),
@@ -238,8 +248,120 @@ def stage3_curve(config, results: Results, machine: str) -> None:
           **interval_means(logged, "policy", step - steps_per_epoch, step)))
 
 
+def top1_by(rows: list[dict]) -> dict[tuple, float]:
+  """{(seed, arm, setting, stage_epochs, epoch, policy, glimpses): top1}."""
+  return {key_of(r) + (r["policy"], r["glimpses"]): r["top1"] for r in rows}
+
+
+def curve_tables(accuracy: list[dict]) -> str:
+  """Markdown tables of dev top-1 (%) at t = 1 / 6 / 12: stage 2 against its
+  length, stage 3 against its epoch."""
+  by = top1_by(accuracy)
+  runs = sorted({key_of(r) + (r["policy"],) for r in accuracy})
+  lines = ["| seed | arm | setting | stage epochs | epoch | policy | "
+           + " | ".join(f"t={t}" for t in SHOWN) + " |",
+           "|---:|---|---|---:|---:|---|" + "---:|" * len(SHOWN)]
+  for run in runs:
+    seed, arm, setting, stage_epochs, epoch, policy = run
+    values = [by.get(run + (t,)) for t in SHOWN]
+    lines.append(f"| {seed} | {arm} | {setting} | {stage_epochs:g} | {epoch} "
+                 f"| {policy} | " + " | ".join(
+                     "" if v is None else f"{100 * v:.1f}" for v in values)
+                 + " |")
+  return "\n".join(lines)
+
+
+def plot_curves(accuracy: list[dict], training: dict[str, list[dict]],
+                references: list[dict], path: epath.Path) -> None:
+  """Stage 2's dev top-1 against its length, stage 3's against its epoch
+  (with its reward and first-step entropy), the greedy rules as lines."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  from saccader_jax import evaluation  # pylint: disable=g-import-not-at-top
+  fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
+  styles = dict(zip(SHOWN, ("-", "--", ":")))
+  by = top1_by(accuracy)
+  seeds = sorted({r["seed"] for r in accuracy})
+  for ax in axes[:2]:
+    for rule, label in REFERENCE_RULES.items():
+      for t in SHOWN:
+        values = [r["top1"] for r in references if r["policy"] == rule
+                  and r["glimpses"] == t and r["seed"] in seeds]
+        if values:
+          ax.axhline(100 * np.mean(values), color="grey" if rule ==
+                     "ordered_logits" else "tab:green", ls=styles[t], lw=0.8,
+                     label=f"{label}, t={t}" if ax is axes[0] else None)
+  colours = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4)
+  for ax, arms in ((axes[0], ("stage2",)),
+                   (axes[1], ("stage3_frozen", "stage3_full"))):
+    curves = sorted({(r["seed"], r["arm"], r["setting"], r["policy"])
+                     for r in accuracy if r["arm"] in arms})
+    for seed, arm, setting, policy in curves:
+      colour = next(colours)
+      keys = sorted({key_of(r) for r in accuracy if (
+          r["seed"], r["arm"], r["setting"], r["policy"]) == (
+              seed, arm, setting, policy)}, key=lambda k: (k[3], k[4]))
+      x = [k[3] if arm == "stage2" else k[4] for k in keys]
+      for t in SHOWN:
+        points = [(xi, 100 * by[k + (policy, t)]) for xi, k in zip(x, keys)
+                  if k + (policy, t) in by]
+        if points:
+          ax.plot(*zip(*points), color=colour, ls=styles[t], marker=".",
+                  label=(f"seed {seed} {arm} {setting} {policy}" if t == 1
+                         else None))
+  lengths = sorted({r["stage_epochs"] for r in accuracy
+                    if r["arm"] == "stage2"})
+  axes[0].set_xscale("log", base=2)
+  axes[0].set_xticks(lengths, [f"{x:g}" for x in lengths])
+  axes[0].set(xlabel="stage-2 length (epochs)",
+              ylabel="dev top-1 (%)",
+              title="Stage 2 (t = 1 solid, 6 dashed, 12 dotted)")
+  axes[1].set(xlabel="stage-3 epoch (0: the stage-2 policy)",
+              ylabel="dev top-1 (%)", title="Stage 3")
+  for (seed, arm, setting) in sorted({(r["seed"], r["arm"], r["setting"])
+                                      for r in training.get("stage3", [])}):
+    rows = sorted((r for r in training["stage3"] if (
+        r["seed"], r["arm"], r["setting"]) == (seed, arm, setting)
+                   and r["epoch"] > 0), key=lambda r: r["epoch"])
+    colour = next(colours)
+    axes[2].plot([r["epoch"] for r in rows], [r["reward"] for r in rows],
+                 color=colour, marker=".",
+                 label=f"seed {seed} {arm} {setting}: reward")
+    axes[2].plot([r["epoch"] for r in rows],
+                 [r["entropy_first"] for r in rows], color=colour, ls="--",
+                 marker=".", label="first-step entropy (nats)")
+  axes[2].set(xlabel="stage-3 epoch", title="Stage 3: sampled reward (solid), "
+              "first-step entropy (dashed)")
+  for ax in axes:
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6)
+  path.write_bytes(evaluation.figure_png(fig))
+
+
+def replot() -> None:
+  prefix = FLAGS.out
+  accuracy = read_csv(f"{prefix}_accuracy.csv")
+  training = {stage: read_csv(path) for stage in ("stage2", "stage3")
+              if (path := epath.Path(f"{prefix}_{stage}_training.csv"))
+              .exists()}
+  references = (read_csv(FLAGS.references)
+                if FLAGS.references and epath.Path(FLAGS.references).exists()
+                else [])
+  path = epath.Path(f"{prefix}_curves.png")
+  plot_curves(accuracy, training, references, path)
+  print(curve_tables(accuracy))
+  print(f"\n{path}")
+
+
 def main(argv):
   del argv
+  if FLAGS.plot:
+    replot()
+    return
+  for name in ("arm", "setting", "workdir"):
+    if not FLAGS[name].value:
+      raise app.UsageError(f"--{name} is required (or --plot).")
   config = FLAGS.config
   cpu_kernels.use_cpu_ynn_fusions(config.get("cpu_ynn_fusions", ""))
   library_setup.hide_accelerators_from_tensorflow()

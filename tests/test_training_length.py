@@ -66,3 +66,8 @@ def test_stage2_lengths_and_stage3_epochs_give_their_rows_once(
   run_lengths(tiny_data_dir, *stage3)
   for name, text in before.items():
     assert open(f"{out}_{name}.csv").read() == text, name
+
+  table = run_lengths(tiny_data_dir, "--plot", f"--out={out}",
+                      "--references=")
+  assert "| 0 | stage3_full | full | 2 | 2 | swap |" in table
+  assert os.path.getsize(f"{out}_curves.png") > 0
