@@ -182,6 +182,7 @@ def main_command(config_arg, *args):
   return [sys.executable, "-m", "saccader_jax.main", config_arg, *args]
 
 
+@pytest.mark.slow
 def test_a_bad_folder_writes_nothing(tmp_path):
   empty = tmp_path / "empty"
   empty.mkdir()
@@ -224,6 +225,7 @@ def test_a_job_trains_on_a_folder_resumes_after_a_kill_and_draws(photos,
     assert os.path.getsize(workdir / name) > 0
 
 
+@pytest.mark.slow
 def test_statistics_helper_prints_the_train_splits_mean_and_std(tmp_path):
   folder = tmp_path / "flat"
   for name, colour in (("a", (51, 102, 153)), ("b", (0, 255, 51))):

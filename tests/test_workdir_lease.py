@@ -146,7 +146,7 @@ def final_variables(workdir):
 @pytest.mark.slow
 def test_the_same_command_twice_refuses_the_second(tiny_data_dir, tmp_path):
   args = [f"--config=tests/tiny_config.py:{tiny_data_dir}",
-          "--config.stages.representation.num_steps=40",
+          "--config.stages.representation.num_steps=24",
           "--config.eval_at_stage_end=False"]
   workdir = tmp_path / "twice"
   first = subprocess.Popen(main_command(*args, f"--workdir={workdir}"),
@@ -174,7 +174,7 @@ def test_the_same_command_twice_refuses_the_second(tiny_data_dir, tmp_path):
 @pytest.mark.slow
 def test_a_killed_jobs_lease_blocks_until_stale_then_is_taken_over(
     tiny_data_dir, tmp_path):
-  timeout = 20
+  timeout = 12
   args = [f"--config=tests/tiny_config.py:{tiny_data_dir}",
           "--config.stages.representation.num_steps=400",
           "--config.eval_at_stage_end=False", f"--lease_timeout={timeout}",
@@ -203,6 +203,7 @@ def test_a_killed_jobs_lease_blocks_until_stale_then_is_taken_over(
   assert not lease_file.exists()
 
 
+@pytest.mark.slow
 def test_figures_refuse_to_write_into_a_live_workdir(tmp_path):
   live = workdir_lease.acquire(tmp_path / "live")
   try:
