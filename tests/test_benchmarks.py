@@ -73,5 +73,16 @@ def test_benchmark_resume_prints_its_table(tmp_path):
 def test_profile_stages_prints_each_stage_beside_the_frozen_bagnet():
   out = run("experiments.profile_stages", "--batch=2", "--repeats=1")
   assert "| stage location: train step |" in out
+  assert "| stage location: train step, representation cached |" in out
   assert "| stage policy: train step |" in out
   assert "| frozen BagNet forward alone |" in out
+
+
+@pytest.mark.slow
+def test_benchmark_input_writes_photographs_and_prints_rates(tmp_path):
+  out = run("experiments.benchmark_input", f"--workdir={tmp_path}",
+            "--num_images=30", "--batch=4", "--batches=2", "--image_size=64")
+  assert len(os.listdir(tmp_path / "photos" / "class_0")) == 10
+  assert "24 training images; 64 px, batch 4, 1 tf.data thread(s)" in out
+  for preprocessing in ("inception_crop", "resize"):
+    assert f"| {preprocessing} | " in out
