@@ -47,7 +47,7 @@ def test_the_test_and_embedded_configs_are_valid(config):
     ("run_stages", (), "config.run_stages=(): must be a non-empty tuple"),
     ("run_stages", ("policy", "policy"), "names a stage twice"),
     ("dataset.name", "mnist", "config.dataset.name='mnist': must be one of "
-     "['cluttered_fashion_mnist', 'image_folder', 'imagenet2012']"),
+     "['cluttered_fashion_mnist', 'image_folder', 'imagenet2012', 'tfds']"),
     ("model.name", "vit", "config.model.name='vit': must be one of ['dram', 'resnet_v2', 'saccader', 'saccader_classnet']"),
     ("model.dtype", "float16", "config.model.dtype='float16': must be one of "
      "['bfloat16', 'float32']"),

@@ -42,6 +42,8 @@ class DatasetSpec:
       written (e.g. a folder that holds no class folder).
     num_classes: config.dataset -> how many classes the data has, where the
       data says (a model's num_classes 0 means this number).
+    read_keys: config.dataset -> the features `preprocess` reads (others
+      are not read); None: every feature.
     deterministic_train: training preprocessing draws nothing at random
       (no augmentation): an example's training image is a function of the
       example alone, so that what a frozen network makes of it can be
@@ -57,6 +59,8 @@ class DatasetSpec:
   config_problems: Optional[Callable[[ml_collections.ConfigDict],
                                      list[str]]] = None
   num_classes: Optional[Callable[[ml_collections.ConfigDict], int]] = None
+  read_keys: Optional[Callable[[ml_collections.ConfigDict],
+                               Sequence[str]]] = None
   deterministic_train: bool = False
 
 

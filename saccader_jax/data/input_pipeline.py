@@ -26,6 +26,7 @@ from saccader_jax.data import common
 from saccader_jax.data import image_folder
 from saccader_jax.data import imagenet
 from saccader_jax.data import integrity
+from saccader_jax.data import tfds_dataset
 
 Batch = dict[str, np.ndarray]
 
@@ -34,6 +35,7 @@ DATASETS: dict[str, common.DatasetSpec] = {
     "cluttered_fashion_mnist": cluttered_fashion_mnist.SPEC,
     "imagenet2012": imagenet.SPEC,
     "image_folder": image_folder.SPEC,
+    "tfds": tfds_dataset.SPEC,
 }
 
 
@@ -85,10 +87,33 @@ def _thread_options(config: ml_collections.ConfigDict) -> tf.data.Options:
   return options
 
 
+class _Features(Sequence):
+  """A source's examples with only some of their features."""
+
+  def __init__(self, source: Sequence[dict], keys: Sequence[str]):
+    self._source, self._keys = source, tuple(keys)
+
+  def _only(self, example: dict) -> dict:
+    return {k: example[k] for k in self._keys}
+
+  def __len__(self) -> int:
+    return len(self._source)
+
+  def __getitem__(self, key):
+    return self._only(self._source[key])
+
+  def __getitems__(self, keys: Sequence[int]) -> list[dict]:
+    return [self._only(e) for e in self._source.__getitems__(keys)]
+
+
 def data_source(builder: tfds.core.DatasetBuilder, split: str,
-                spec: common.DatasetSpec) -> Sequence[dict]:
+                spec: common.DatasetSpec,
+                config: Optional[ml_collections.ConfigDict] = None
+                ) -> Sequence[dict]:
   """Random access to a split: source[i] is example i, decoded except the
-  images of datasets that decode in `preprocess`."""
+  images of datasets that decode in `preprocess`, with only the features
+  `spec.read_keys(config)` names if it does (a data set by name may carry
+  others of any shape)."""
   if builder.info.file_format != tfds.core.FileFormat.ARRAY_RECORD:
     raise ValueError(
         f"{builder.info.full_name} in {builder.data_dir} is stored as "
@@ -97,12 +122,18 @@ def data_source(builder: tfds.core.DatasetBuilder, split: str,
         "file_format='array_record', or convert it in place: `tfds "
         f"convert_format --dataset_version_dir={builder.data_dir} "
         "--out_file_format=array_record`.")
-  decoders = ({"image": tfds.decode.SkipDecoding()} if spec.skip_decoding
-              else None)
+  # Every image feature arrives encoded (whatever its name).
+  decoders = ({name: tfds.decode.SkipDecoding()
+               for name, feature in builder.info.features.items()
+               if isinstance(feature, tfds.features.Image)}
+              if spec.skip_decoding else None)
   # A damaged file is reported by name, with how to rebuild the data set.
-  return integrity.checked_source(
-      lambda: builder.as_data_source(split=split, decoders=decoders),
+  source = integrity.checked_source(
+      lambda: builder.as_data_source(split=split, decoders=decoders or None),
       builder, split)
+  if config is not None and spec.read_keys is not None:
+    return _Features(source, spec.read_keys(config))
+  return source
 
 
 def epoch_order(seed: int, epoch: int, num_examples: int) -> np.ndarray:
@@ -144,16 +175,16 @@ def _stack(examples: Sequence[dict]) -> dict[str, np.ndarray]:
           for k in examples[0]}
 
 
-# Splits read into memory (config.dataset.cache), by (data_dir, split): each
-# is read once per process, however many stages and evaluations use it.
-_IN_MEMORY: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+# Splits read into memory (config.dataset.cache), by `_memory_key`: each is
+# read once per process, however many stages and evaluations use it.
+_IN_MEMORY: dict[tuple, dict[str, np.ndarray]] = {}
 
 
-def _reader(source: Sequence[dict], in_memory: Optional[tuple[str, str]]
+def _reader(source: Sequence[dict], in_memory: Optional[tuple]
             ) -> Callable[[list[int]], dict[str, np.ndarray]]:
   """read(keys) -> the examples source[keys], stacked.
 
-  in_memory, a (data_dir, split) key, holds the whole source in memory
+  in_memory, a `_memory_key`, holds the whole source in memory
   after its first read (small data sets: later reads are array indexing);
   otherwise each read goes to the source one record at a time
   (array_record's batched read, 3x faster, hung once in testing when called
@@ -175,8 +206,14 @@ def _reader(source: Sequence[dict], in_memory: Optional[tuple[str, str]]
 
 def _memory_key(config: ml_collections.ConfigDict,
                 builder: tfds.core.DatasetBuilder,
-                split: Any) -> Optional[tuple[str, str]]:
-  return (str(builder.data_dir), str(split)) if config.get("cache") else None
+                split: Any) -> Optional[tuple]:
+  """What a split held in memory is known by: the prepared files, and the
+  data set reading them (two data sets may read one copy differently)."""
+  if not config.get("cache"):
+    return None
+  spec = _spec(config)
+  keys = tuple(spec.read_keys(config)) if spec.read_keys else None
+  return (str(builder.data_dir), str(split), config.name, keys)
 
 
 def _examples(read: Callable[[list[int]], dict[str, np.ndarray]],
@@ -224,7 +261,7 @@ def train_batches(config: ml_collections.ConfigDict,
   spec = _spec(config)
   seed = seed + 1000 * jax.process_index()
   split = tfds.split_for_jax_process(config.train_split)
-  source = data_source(builder, split, spec)
+  source = data_source(builder, split, spec, config)
   local_batch = local_batch_size(global_batch_size)
   if start_position is None:
     start_position = start_step * local_batch
@@ -253,7 +290,7 @@ def host_split_size(config: ml_collections.ConfigDict,
   """Examples in this host's share of a split (as the training pipeline
   divides it)."""
   return len(data_source(builder, tfds.split_for_jax_process(split),
-                         _spec(config)))
+                         _spec(config), config))
 
 
 def train_examples_in_order(config: ml_collections.ConfigDict,
@@ -269,7 +306,7 @@ def train_examples_in_order(config: ml_collections.ConfigDict,
     raise ValueError(f"{config.name}'s training preprocessing is random per "
                      "epoch; its images have no fixed order to read.")
   split = tfds.split_for_jax_process(config.train_split)
-  source = data_source(builder, split, spec)
+  source = data_source(builder, split, spec, config)
   ds = _examples(_reader(source, _memory_key(config, builder, split)),
                  ((i, i) for i in range(len(source))), _signature(source[0]))
 
@@ -365,7 +402,7 @@ def eval_batches(config: ml_collections.ConfigDict,
                 if max_examples else math.inf)
   host_split = tfds.split_for_jax_process(split, drop_remainder=False)
   try:
-    source = data_source(builder, host_split, spec)
+    source = data_source(builder, host_split, spec, config)
   except ValueError:  # TFDS refuses an empty share (fewer examples than hosts)
     source = []
   count = min(len(source), host_limit)
@@ -373,7 +410,8 @@ def eval_batches(config: ml_collections.ConfigDict,
   if jax.process_count() > 1:
     largest = int(np.max(multihost_utils.process_allgather(np.int64(count))))
   # An empty share still needs the element signature: from the whole split.
-  first = source[0] if len(source) else data_source(builder, split, spec)[0]
+  first = (source[0] if len(source)
+           else data_source(builder, split, spec, config)[0])
   ds = _examples(_reader(source, _memory_key(config, builder, host_split)),
                  ((i, i) for i in range(count)), _signature(first))
 
