@@ -56,6 +56,10 @@ def get_config() -> ml_collections.ConfigDict:
       "num_threads": 0,
       "prefetch": 2,
   })
+  # The Saccader + high-resolution classifier reads this data set's images
+  # (and 2x crops of them).
+  config.classnet.saccader_image_size = config.dataset.get_ref("image_size")
+  config.classnet.input_size = 192
   # 0: the number of class folders.
   for field in ("model", "classifier", "dram"):
     config[field].num_classes = 0

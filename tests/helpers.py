@@ -100,13 +100,19 @@ def tiny_train_config(tmp_dir, source_dir=None, canvas_size=36):
   """A full training config on small fake data; each stage a few steps."""
   from configs import fashion_mnist_saccader  # pylint: disable=g-import-not-at-top
   config = fashion_mnist_saccader.get_config()
-  config.cpu_ynn_fusions = ""
   config.dataset.data_dir = os.path.join(tmp_dir, "tfds")
   config.dataset.source_dir = source_dir or write_fake_fashion_mnist(
       os.path.join(tmp_dir, "idx"))
   config.dataset.image_size = canvas_size
   config.dataset.num_clutter = 4
   config.dataset.dev_size = 40
+  return make_tiny(config)
+
+
+def make_tiny(config):
+  """config's models, batches and stages shrunk to the tests' tiny sizes
+  (small BagNet, DRAM and classifier; each stage 3 steps; in place)."""
+  config.cpu_ynn_fusions = ""
   rep = config.model.representation
   rep.blocks, rep.planes, rep.strides, rep.kernel3 = (1, 1, 1), (4, 8, 8), (
       2, 2, 1), (1, 1, 1)
@@ -119,7 +125,7 @@ def tiny_train_config(tmp_dir, source_dir=None, canvas_size=36):
   net.units, net.widths, net.strides = (1, 1), (4, 8), (2, 1)
   net.root_channels = 8
   dram.classification_units = dram.location_units = 16
-  config.classnet.input_size = 2 * canvas_size
+  config.classnet.input_size = 2 * config.dataset.image_size
   config.batch_size = 16
   config.eval_batch_size = 32
   for stage in config.stages.values():
