@@ -152,6 +152,14 @@ def test_a_corrupt_file_is_skipped_and_counted_or_an_error(photos, tmp_path,
   assert total == 90
   assert "skipped 1 file(s) that do not decode, e.g. " \
       f"{corrupt}" in caplog.text
+  # A class whose every file is corrupt has no readable image.
+  spoiled = tmp_path / "spoiled"
+  shutil.copytree(photos, spoiled)
+  for name in os.listdir(spoiled / "disc"):
+    (spoiled / "disc" / name).write_bytes(b"garbage")
+  with pytest.raises(errors.DataError, match=(
+      "disc holds no readable image for the (train|dev|test) split")):
+    input_pipeline.get_builder(folder_config(spoiled, tmp_path).dataset)
   config.dataset.on_corrupt = "error"
   config.dataset.data_dir = str(tmp_path / "tfds_error")
   with pytest.raises(errors.DataError, match=(
@@ -251,3 +259,33 @@ def test_statistics_helper_prints_the_train_splits_mean_and_std(tmp_path):
   as_text = lambda v: "(" + ", ".join(f"{x:.3f}" for x in v) + ")"
   assert (f'--config.dataset.mean="{as_text(mean)}" '
           f'--config.dataset.std="{as_text(std)}"') in result.stdout
+
+
+@pytest.mark.slow
+def test_two_hosts_read_disjoint_shares_of_a_folder(tmp_path):
+  from tests.helpers import free_port  # pylint: disable=g-import-not-at-top
+  import json  # pylint: disable=g-import-not-at-top
+  folder = write_image_folder(str(tmp_path / "photos"), per_class=10)
+  port = free_port()
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  processes = [subprocess.Popen(
+      [sys.executable, "-m", "tests.folder_rows_on_two_hosts",
+       f"--path={folder}", f"--out={tmp_path / 'rows'}",
+       f"--coordinator_address=localhost:{port}", "--num_processes=2",
+       f"--process_id={i}"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT, text=True) for i in range(2)]
+  for process in processes:
+    output, _ = process.communicate(timeout=600)
+    assert process.returncode == 0, output[-3000:]
+  hosts = []
+  for i in range(2):
+    with open(tmp_path / f"rows_{i}.json") as f:
+      hosts.append(json.load(f))
+  evaluated = [set(h["evaluated"]) for h in hosts]
+  # 30 files: 3 test, 3 dev, 24 train, 12 per host, none on both.
+  assert [h["share"] for h in hosts] == [12, 12]
+  assert [len(e) for e in evaluated] == [12, 12]
+  assert not evaluated[0] & evaluated[1]
+  # A training epoch on a host visits its own share and nothing else.
+  for host, mine in zip(hosts, evaluated):
+    assert sorted(host["trained"]) == sorted(mine)

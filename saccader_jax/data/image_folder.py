@@ -173,7 +173,7 @@ class ImageFolder(tfds.core.GeneratorBasedBuilder):
 
   def _generate_examples(self, split: str):
     cfg = self.builder_config
-    skipped = []
+    skipped, kept = [], {}
     for path, name in cfg.layout.files[split]:
       data = epath.Path(path).read_bytes()
       channels = _channels(data)
@@ -192,7 +192,17 @@ class ImageFolder(tfds.core.GeneratorBasedBuilder):
             f"{path} is {kind} in a data set of {cfg.num_channels}-channel "
             "images: convert it, or set config.dataset.mixed_channels="
             "'convert' to convert such files when they are read.")
+      kept[name] = kept.get(name, 0) + 1
       yield path, {"image": data, "label": name, "file": path}
+    # A class carved out of a small split may have no file there; one whose
+    # files all failed has none to read.
+    empty = sorted({name for _, name in cfg.layout.files[split]} - set(kept))
+    if empty:
+      folder = os.path.dirname(next(p for p, n in cfg.layout.files[split]
+                                    if n == empty[0]))
+      raise errors.DataError(
+          f"{folder} holds no readable image for the {split} split (its "
+          "files do not decode): replace them, or remove the class.")
     if skipped:
       logging.warning("%s: skipped %d file(s) that do not decode, e.g. %s.",
                       split, len(skipped), skipped[0])
