@@ -97,6 +97,10 @@ def test_preprocessing_is_the_configured_one(photos, tmp_path):
   np.testing.assert_array_equal(one["label"], two["label"])
   assert one["image"].shape == (8, 45, 45, 3)
   assert not np.array_equal(one["image"], other["image"])
+  # read_examples reads the folder's first test images as evaluation does.
+  images, labels = input_pipeline.read_examples(config.dataset, "test", 3,
+                                                builder)
+  assert images.shape == (3, 45, 45, 3) and labels[0] == first["label"]
   # Evaluation's central crop, through preprocess_images as for any image.
   picture = tf.io.decode_image(first["image"], channels=3).numpy()
   np.testing.assert_allclose(
