@@ -292,7 +292,9 @@ def plot_curves(accuracy: list[dict], training: dict[str, list[dict]],
           ax.axhline(100 * np.mean(values), color="grey" if rule ==
                      "ordered_logits" else "tab:green", ls=styles[t], lw=0.8,
                      label=f"{label}, t={t}" if ax is axes[0] else None)
-  colours = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4)
+  # Green and grey are the reference lines'.
+  colours = iter(["tab:blue", "tab:orange", "tab:red", "tab:purple",
+                  "tab:brown", "tab:pink", "tab:olive", "tab:cyan"] * 4)
   for ax, arms in ((axes[0], ("stage2",)),
                    (axes[1], ("stage3_frozen", "stage3_full"))):
     curves = sorted({(r["seed"], r["arm"], r["setting"], r["policy"])
