@@ -64,6 +64,7 @@ def test_cached_stages_train_as_the_plain_ones(tiny_config, tmp_path,
     assert max(jax.tree_util.tree_leaves(moved)) > 1e-4, (before, after)
 
 
+@pytest.mark.slow
 def test_cache_rows_are_the_representation_of_each_batch_row(tiny_config):
   config = tiny_config
   model = models.create_model(config.model)

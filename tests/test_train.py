@@ -225,6 +225,7 @@ def test_killed_job_resumes_to_the_same_parameters(tiny_config, tmp_path,
   assert_trees_equal(straight["variables"], resumed["variables"])
 
 
+@pytest.mark.slow
 def test_readme_stage_snippet_trains_a_stage_as_the_trainer_does(
     tiny_config, tmp_path):
   """The free functions alone (README's layout snippet: Job, resolve_stage,
