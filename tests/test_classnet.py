@@ -45,6 +45,7 @@ def tiny(tmp_path_factory):
   return config, model, variables
 
 
+@pytest.mark.slow
 def test_same_resolution_reproduces_the_saccaders_glimpses(tiny):
   config, model, variables = tiny
   images = jax.random.normal(jax.random.key(2), (3, 36, 36, 1))

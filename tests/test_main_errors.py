@@ -88,6 +88,7 @@ def test_a_misspelt_key_in_a_config_file_is_one_line(tmp_path):
   assert not workdir.exists()   # refused before the workdir was touched
 
 
+@pytest.mark.slow
 def test_another_config_into_a_recorded_workdir_is_one_line(tmp_path):
   from configs import fashion_mnist_saccader  # pylint: disable=g-import-not-at-top
   from saccader_jax import run_record  # pylint: disable=g-import-not-at-top
@@ -102,6 +103,7 @@ def test_another_config_into_a_recorded_workdir_is_one_line(tmp_path):
       "--workdir, or run with the recorded config.")
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_another_model_is_one_line(tiny_data_dir, tmp_path):
   """A workdir without a recorded config (written before runs recorded
   theirs): the checkpoint's shapes give the model away."""

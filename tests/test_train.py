@@ -456,6 +456,7 @@ def test_nonfinite_step_is_skipped_or_reported(tiny_config,
   assert scalars["policy/train/loss"] == 1.0  # the finite steps' mean
 
 
+@pytest.mark.slow
 def test_resume_reads_the_input_position_saved_with_the_checkpoint(
     tiny_config, tmp_path):
   config = tiny_config.copy_and_resolve_references()
