@@ -181,9 +181,8 @@ def stage2_curve(config, results: Results, machine: str) -> None:
       out = run.evaluate(run.learned_policy(), "dev",
                          trained["location"].variables,
                          max_examples=FLAGS.eval_max_examples or None)
-    steps = int(max(s for s, _ in logged_scalars(
-        workdir, "location/train/loss")["location/train/loss"]))
     logged = logged_scalars(workdir, "location/train/")
+    steps = int(max(step for step, _ in logged["location/train/loss"]))
     last_interval = steps - run_config.log_every_steps
     report(base, {"saccader": out})
     results.add(accuracy_rows(base, "saccader", out), dict(

@@ -240,6 +240,31 @@ def _evals(problems: Problems, config: ml_collections.ConfigDict,
       problems.add(f"evals.{name}.{key}", value, requirement)
 
 
+# The model configs that classify the data set's classes.
+_CLASSIFYING_FIELDS = ("model", "classifier", "dram")
+
+
+def resolve_num_classes(config: ml_collections.ConfigDict) -> None:
+  """Sets each classifying model's num_classes 0 ("from the data") to the
+  number of classes of config.dataset, where its data set says (in
+  place)."""
+  from saccader_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
+  spec = input_pipeline.DATASETS.get(config.dataset.get("name"))
+  if spec is None or spec.num_classes is None:
+    return
+  fields = [f for f in _CLASSIFYING_FIELDS
+            if isinstance(config.get(f), ml_collections.ConfigDict)
+            and config[f].get("num_classes") == 0]
+  if not fields:
+    return
+  try:
+    count = spec.num_classes(config.dataset)
+  except Exception:  # pylint: disable=broad-except
+    return   # the data set's own check reports why
+  for field in fields:
+    config[field].num_classes = count
+
+
 def _dataset(problems: Problems, config: ml_collections.ConfigDict,
              spec) -> None:
   """The data set's own settings, and the models' classes against the
@@ -252,7 +277,7 @@ def _dataset(problems: Problems, config: ml_collections.ConfigDict,
   if spec.num_classes is None:
     return
   count = spec.num_classes(config.dataset)
-  for field in ("model", "classifier", "dram"):
+  for field in _CLASSIFYING_FIELDS:
     section = config.get(field)
     if not isinstance(section, ml_collections.ConfigDict):
       continue
@@ -369,11 +394,10 @@ def check_config(config: ml_collections.ConfigDict, num_devices: int = 1,
                  pretrained_fields: Sequence[str] = ()) -> None:
   """Raises ConfigError listing every problem of the config. First sets a
   model's num_classes 0 to the data's number of classes, where the data set
-  says (`input_pipeline.resolve_num_classes`; in place, so that the job
-  records the number)."""
-  from saccader_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
+  says (`resolve_num_classes`; in place, so that the job records the
+  number)."""
   if isinstance(config.get("dataset"), ml_collections.ConfigDict):
-    input_pipeline.resolve_num_classes(config)
+    resolve_num_classes(config)
   problems = config_problems(config, num_devices, num_processes,
                              pretrained_fields)
   if problems:

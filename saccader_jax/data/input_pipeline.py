@@ -39,25 +39,6 @@ DATASETS: dict[str, common.DatasetSpec] = {
 }
 
 
-def resolve_num_classes(config: ml_collections.ConfigDict) -> None:
-  """Sets each model config's num_classes 0 ("from the data") to the number
-  of classes of config.dataset, where its data set says (in place)."""
-  spec = DATASETS.get(config.dataset.get("name"))
-  if spec is None or spec.num_classes is None:
-    return
-  fields = [f for f in ("model", "classifier", "dram")
-            if isinstance(config.get(f), ml_collections.ConfigDict)
-            and config[f].get("num_classes") == 0]
-  if not fields:
-    return
-  try:
-    count = spec.num_classes(config.dataset)
-  except Exception:  # pylint: disable=broad-except
-    return   # the data set's own check reports why
-  for field in fields:
-    config[field].num_classes = count
-
-
 def _spec(config: ml_collections.ConfigDict) -> common.DatasetSpec:
   if config.name not in DATASETS:
     raise ValueError(f"Unknown dataset {config.name!r}; valid: "

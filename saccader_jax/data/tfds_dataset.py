@@ -27,7 +27,9 @@ from saccader_jax.data import common
 from saccader_jax.data import image_folder
 
 
-def _builder(config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
+def build(config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
+  """The prepared builder of config.tfds_name in config.data_dir, or a
+  DataError saying why there is none (nothing is downloaded)."""
   name = config.get("tfds_name")
   if not name:
     raise errors.DataError("config.dataset.tfds_name is not set: give the "
@@ -49,10 +51,6 @@ def _builder(config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
   return builder
 
 
-def build(config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
-  return _builder(config)
-
-
 def _keys(config) -> tuple[str, str]:
   return config.get("image_key", "image"), config.get("label_key", "label")
 
@@ -66,11 +64,11 @@ def preprocess(example, config, train):
 
 
 def class_names(config: ml_collections.ConfigDict) -> tuple[str, ...]:
-  return tuple(_builder(config).info.features[_keys(config)[1]].names)
+  return tuple(build(config).info.features[_keys(config)[1]].names)
 
 
 def num_classes(config: ml_collections.ConfigDict) -> int:
-  return _builder(config).info.features[_keys(config)[1]].num_classes
+  return build(config).info.features[_keys(config)[1]].num_classes
 
 
 def config_problems(config: ml_collections.ConfigDict) -> list[str]:
@@ -82,7 +80,7 @@ def config_problems(config: ml_collections.ConfigDict) -> list[str]:
     problems.append(f"config.dataset.preprocessing={value!r}: must be one of "
                     f"{list(image_folder.PREPROCESSING)}.")
   try:
-    builder = _builder(config)
+    builder = build(config)
   except errors.DataError as e:
     return problems + [str(e)]
   features = builder.info.features
