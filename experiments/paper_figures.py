@@ -18,12 +18,22 @@ occluded. Writes into DIR:
   accuracy_vs_glimpses.csv   policy, seed, glimpses, top1, top5, coverage,
                              occluded_top1, occluded_top5
   references.csv             seed, reference classifier, top1, top5
-  summary.md                 mean +- SD over seeds at t = 1, 2, 3, 6, 12
+  summary.md                 mean +- SD over seeds at t = 1, 2, 3, 6, 12,
+                             and paired differences between policies
+                             (experiments.paired_differences)
+  paired_differences.csv     per pair, measure and t: each seed's
+                             difference, mean, SD, 95 % interval
   figure3.png                (a) accuracy vs glimpses, (b) coverage
   figure5.png                (a) accuracy vs coverage, (b) occluded accuracy
   figure6.png                Saccader + classifier at S_hr = S and 2 S
-  glimpses_<policy>.png      glimpse pictures of the first seed
+  glimpses_<policy>.png      glimpse pictures of the table's first seed
 --smoke: a narrow model, a few steps per stage and 256 test images (CI).
+
+Seeds whose rows are in DIR's CSV already are not evaluated again: the same
+command resumes a stopped run, and seeds run apart (--seeds=3, then
+--seeds=4) add up in one table. --reuse_from=DIR2 takes each seed's
+finished stage 1 (--reuse_stages) from DIR2/seed_<s> where the recorded
+runs agree; --noocclusion --nodram --noclassnet trains only the Saccader.
 """
 
 from __future__ import annotations
@@ -48,6 +58,7 @@ import jax
 import numpy as np
 from ml_collections import config_flags
 
+from experiments import paired_differences
 from experiments.results_csv import read_csv
 from experiments.results_csv import write_csv
 from saccader_jax import errors
@@ -77,6 +88,11 @@ flags.DEFINE_string("occlusion_fill", "mean",
                     "normalisation, the paper's), 'background' (a black "
                     "pixel: -mean / std of a one-channel data set) or a "
                     "value in preprocessed units.")
+flags.DEFINE_bool("occlusion", True,
+                  "Measure the full-image classifier's accuracy with each "
+                  "policy's glimpses occluded. With --noclassnet too, the "
+                  "classifier is not trained (~10 min per seed on the "
+                  "parts data, 2 CPU cores).")
 flags.DEFINE_bool("dram", True, "Train and evaluate DRAM (config.dram).")
 flags.DEFINE_bool("classnet", True,
                   "Train and evaluate Saccader + high-resolution classifier "
@@ -84,6 +100,15 @@ flags.DEFINE_bool("classnet", True,
 flags.DEFINE_list("policies", [],
                   "Evaluate only these (names as in the CSV); default all. "
                   "The models are trained either way.")
+flags.DEFINE_string("reuse_from", None,
+                    "A folder of earlier seeds (its seed_<s>) whose finished "
+                    "--reuse_stages each seed takes over instead of training "
+                    "them, e.g. stage 1 of a config that differs only in "
+                    "later stages (a seed it lacks trains them). Refused "
+                    "where the recorded run differs in model, data, seed, "
+                    "batch size or those stages' settings.")
+flags.DEFINE_list("reuse_stages", ["representation"],
+                  "--reuse_from: the stages taken over.")
 flags.DEFINE_bool("replot", False,
                   "Train and evaluate nothing: write summary.md and the "
                   "figures from DIR's accuracy_vs_glimpses.csv and "
@@ -122,13 +147,16 @@ def experiment_config(base, seed: int, smoke: bool):
   config.seed = seed
   # After the Saccader's: its stages keep their seeds and data order, so
   # seed 0's Saccader is the main job's.
-  extra = ("classifier",) + (("dram",) if FLAGS.dram else ()) + (
-      ("classnet",) if FLAGS.classnet else ())
+  # The classnet starts from the full-image classifier.
+  extra = (("classifier",) if FLAGS.occlusion or FLAGS.classnet else ()) + (
+      ("dram",) if FLAGS.dram else ()) + (
+          ("classnet",) if FLAGS.classnet else ())
   config.run_stages = tuple(config.run_stages) + tuple(
       s for s in extra if s not in config.run_stages)
-  config.evals.occlusion = {"classifier": "classifier",
-                            "fill": occlusion_fill(config.dataset,
-                                                   FLAGS.occlusion_fill)}
+  if FLAGS.occlusion:
+    config.evals.occlusion = {"classifier": "classifier",
+                              "fill": occlusion_fill(config.dataset,
+                                                     FLAGS.occlusion_fill)}
   # The test split is evaluated here; the trainer's dev evaluations after
   # each stage would add minutes per seed.
   config.eval_at_stage_end = False
@@ -241,6 +269,12 @@ def evaluate_seed(config, workdir: epath.Path, seed: int, max_examples,
   references, pictures)."""
   from saccader_jax.experiment import Run  # pylint: disable=g-import-not-at-top
   run = Run(config, workdir)
+  source = (paths.absolute_path(FLAGS.reuse_from) / f"seed_{seed}"
+            if FLAGS.reuse_from else None)
+  if source and source.exists():   # else the seed trains every stage
+    copied = run.reuse(source, FLAGS.reuse_stages)
+    if copied:
+      progress(f"seed {seed}: took over {', '.join(copied)} from {source}")
   progress(f"seed {seed}: training {', '.join(config.run_stages)} "
            f"in {workdir} (finished stages are restored)")
   run.train()
@@ -448,6 +482,10 @@ def write_summary(workdir: epath.Path, rows: list[dict],
   stats = aggregate(rows)
   num_seeds = len({r["seed"] for r in rows})
   table = summary_table(stats, references, num_seeds, num_glimpses)
+  paired = paired_differences.table_rows(rows)
+  if paired:
+    write_csv(workdir / "paired_differences.csv", paired)
+    table += "\n\n" + paired_differences.markdown(rows)
   (workdir / "summary.md").write_text(table + "\n")
   plot_figures(stats, references, trained_glimpses, workdir,
                f"{subtitle}, test split, {num_seeds} seed(s)"
@@ -459,14 +497,27 @@ def run_seeds(base, workdir: epath.Path, seeds: list[int]) -> str:
   """Trains and evaluates each seed, writing the CSVs, summary and figures
   after every seed (a long run shows results early); returns the table."""
   from saccader_jax import evaluation  # pylint: disable=g-import-not-at-top
+  from saccader_jax import run_record  # pylint: disable=g-import-not-at-top
   max_examples = FLAGS.max_test_examples or (256 if FLAGS.smoke else None)
-  progress = Progress(len(seeds))
-  rows, references, table = [], [], ""
-  for i, seed in enumerate(seeds):
+  csv_path = workdir / "accuracy_vs_glimpses.csv"
+  # Seeds evaluated before (a stopped or an earlier run) keep their rows.
+  rows = read_csv(csv_path) if csv_path.exists() else []
+  references = (read_csv(workdir / "references.csv")
+                if rows and (workdir / "references.csv").exists() else [])
+  evaluated = {r["seed"] for r in rows}
+  progress = Progress(max(1, len(set(seeds) - evaluated)))
+  table = ""
+  for seed in seeds:
     config = experiment_config(base, seed, FLAGS.smoke)
+    if seed in evaluated:
+      # Refuses a seed trained with another model or data set.
+      run_record.check_rerun(workdir / f"seed_{seed}", config)
+      progress(f"seed {seed}: its rows are in {csv_path}; not evaluated "
+               "again (remove them to re-evaluate)")
+      continue
     seed_rows, seed_refs, pictures = evaluate_seed(
         config, workdir / f"seed_{seed}", seed, max_examples, progress,
-        draw=i == 0)
+        draw=not rows)   # the first seed of the table
     rows += seed_rows
     references += seed_refs
     for name, picture in pictures.items():
@@ -474,6 +525,10 @@ def run_seeds(base, workdir: epath.Path, seeds: list[int]) -> str:
           evaluation.picture_png(picture))
     write_csv(workdir / "accuracy_vs_glimpses.csv", rows)
     write_csv(workdir / "references.csv", references)
+    table = write_summary(workdir, rows, references, config.eval_glimpses,
+                          config.stages.policy.num_glimpses,
+                          config.dataset.name)
+  if not table and rows:     # every seed evaluated before
     table = write_summary(workdir, rows, references, config.eval_glimpses,
                           config.stages.policy.num_glimpses,
                           config.dataset.name)

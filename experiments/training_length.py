@@ -25,6 +25,12 @@ evaluated at every epoch (epoch 0: the stage-2 policy it starts from):
                  that a gain of the representation is not read as one of the
                  policy.
 
+The paper's ablations (Figure Supp.3) are variants of the long parts config
+(configs/fashion_mnist_parts_long_saccader.py:no_location_pretraining and
+:no_attention_network): a stage-3 run reuses the stages its config runs
+before the policy's, and a stage-2 run without --base_workdir trains its
+own stage 1 (the ablated model's).
+
 --config is the parts config (seed and every setting as given); the frozen
 BagNet's outputs are cached (config.cache_frozen_representation) unless
 --nocache. Rows go to OUT_accuracy.csv (seed, arm, setting, stage_epochs,
@@ -74,9 +80,11 @@ flags.DEFINE_list("lengths", ["2", "4", "8", "16"],
                   "stage2: the lengths trained, in epochs.")
 flags.DEFINE_integer("epochs", 12, "stage3: epochs trained.")
 flags.DEFINE_string("base_workdir", None,
-                    "stage2: a run whose finished stage 1 is reused.")
+                    "stage2: a run whose finished stage 1 is reused (none: "
+                    "each run trains its own).")
 flags.DEFINE_string("stage2_workdir", None,
-                    "stage3: a run whose finished stages 1 and 2 are reused.")
+                    "stage3: a run whose finished earlier stages (those of "
+                    "config.run_stages before the policy's) are reused.")
 flags.DEFINE_string("workdir", None, "Where the runs train (a folder each).")
 flags.DEFINE_string("out", "experiments/results/parts/lengths",
                     "Prefix of the CSVs the rows are added to.")
@@ -175,7 +183,8 @@ def stage2_curve(config, results: Results, machine: str) -> None:
                / f"stage2_{FLAGS.setting}_{length:g}ep")
     started = time.time()
     with saccader_jax.Run(run_config, workdir) as run:
-      run.reuse(FLAGS.base_workdir, ["representation"])
+      if FLAGS.base_workdir:
+        run.reuse(FLAGS.base_workdir, ["representation"])
       trained = run.train()
       minutes = (time.time() - started) / 60
       out = run.evaluate(run.learned_policy(), "dev",
@@ -197,7 +206,11 @@ def stage3_curve(config, results: Results, machine: str) -> None:
   from saccader_jax.objectives import saccader as objectives  # pylint: disable=g-import-not-at-top
   full = FLAGS.arm == "stage3_full"
   run_config = config.copy_and_resolve_references()
-  run_config.run_stages = ("representation", "location", "policy")
+  # The Saccader's stages of the config, e.g. without "location" for the
+  # no-pretraining ablation: those before the policy are reused.
+  run_config.run_stages = tuple(s for s in config.run_stages if s in (
+      "representation", "location", "policy"))
+  reused = [s for s in run_config.run_stages if s != "policy"]
   run_config.stages.policy.train_representation = full
   workdir = paths.absolute_path(FLAGS.workdir) / (
       f"{FLAGS.arm}_{FLAGS.setting}_{FLAGS.epochs}ep")
@@ -212,10 +225,11 @@ def stage3_curve(config, results: Results, machine: str) -> None:
   run_config.eval_every_steps = 0
   started = time.time()
   with saccader_jax.Run(run_config, workdir) as run:
-    run.reuse(FLAGS.stage2_workdir, ["representation", "location"])
+    # Its stage 2 ran for its own length, not the config's.
+    run.reuse(FLAGS.stage2_workdir, reused, same_settings=False)
     trained = run.train()
     minutes = (time.time() - started) / 60
-    stage2 = trained["location"].variables
+    stage2 = trained[reused[-1]].variables
     logged = logged_scalars(workdir, "policy/train/")
     policy = run.learned_policy()
     for epoch in range(FLAGS.epochs + 1):
@@ -371,8 +385,6 @@ def main(argv):
   results = Results(FLAGS.out, "stage2" if FLAGS.arm == "stage2"
                     else "stage3")
   if FLAGS.arm == "stage2":
-    if not FLAGS.base_workdir:
-      raise app.UsageError("--arm=stage2 needs --base_workdir.")
     stage2_curve(config, results, timing.machine())
   else:
     if not FLAGS.stage2_workdir:

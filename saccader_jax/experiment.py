@@ -37,6 +37,7 @@ from saccader_jax import config_checks
 from saccader_jax import errors
 from saccader_jax import job as job_lib
 from saccader_jax import policy as policy_lib
+from saccader_jax import run_record
 from saccader_jax import train
 from saccader_jax import workdir_lease
 
@@ -112,13 +113,25 @@ class Run:
   def stage_names(self) -> tuple[str, ...]:
     return tuple(self._trainer.stages)
 
-  def reuse(self, source_workdir: epath.PathLike,
-            stages: Sequence[str]) -> list[str]:
-    """Copies the checkpoints of `stages` from another workdir of the same
-    model and data (e.g. a finished stage 1 that several stage-3 settings
-    start from) where this workdir has none; returns the stages copied."""
+  def reuse(self, source_workdir: epath.PathLike, stages: Sequence[str],
+            same_settings: bool = True) -> list[str]:
+    """Copies the checkpoints of `stages` from another workdir where this
+    workdir has none (e.g. a finished stage 1 that several stage-3 settings
+    start from); returns the stages copied.
+
+    Raises ConfigError where the run recorded there differs in model, data
+    set, seed or batch size, or (with same_settings) in those stages' own
+    settings: it trained other stages than this config would.
+    """
     if self._read_only:
       raise errors.JobError(f"{self.workdir} is open read-only.")
+    problems = run_record.reuse_problems(run_record.load_config(
+        source_workdir), self.config, stages, same_settings)
+    if problems:
+      raise errors.ConfigError([
+          f"{source_workdir} trained {', '.join(stages)} with another "
+          f"config than this run's ({'; '.join(problems)}): train them "
+          "here, or reuse a run of this config."])
     return [name for name in stages
             if checkpoints.copy_stage(source_workdir, self.workdir, name)]
 

@@ -17,7 +17,7 @@ data are read from) may change between runs; the changes are logged.
 from __future__ import annotations
 
 import json
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from absl import logging
 from etils import epath
@@ -129,6 +129,28 @@ def differences(recorded: ml_collections.ConfigDict,
     else:
       (refused if _defines_the_run(path) else allowed).append(line)
   return refused, allowed
+
+
+def reuse_problems(recorded: ml_collections.ConfigDict,
+                   config: ml_collections.ConfigDict, stages: Sequence[str],
+                   same_settings: bool = True) -> list[str]:
+  """Why a run of `config` may not take over the finished `stages` of the
+  recorded run, as "path: old -> new" lines (none: it may): another model
+  or data set, another seed or batch size, and with same_settings any
+  change to those stages' own settings (config.stages.<name>)."""
+  refused, _ = differences(recorded, config)
+  problems = [line for line in refused if not line.startswith("run_stages")]
+  old, new = _flat(_plain(recorded)), _flat(_plain(config))
+  compared = {"seed", "batch_size"}
+  if same_settings:
+    compared |= {path for path in set(old) | set(new)
+                 if any(path.startswith(f"stages.{name}.")
+                        for name in stages)}
+  for path in sorted(compared):
+    before, after = old.get(path, "(absent)"), new.get(path, "(absent)")
+    if before != after:
+      problems.append(f"{path}: {_show(before)} -> {_show(after)}")
+  return problems
 
 
 def check_rerun(workdir: epath.Path, config: ml_collections.ConfigDict

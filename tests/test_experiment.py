@@ -108,6 +108,33 @@ def test_run_reuses_a_finished_stage_and_trains_the_next(
 
 
 @pytest.mark.slow
+def test_run_refuses_stages_another_config_trained(
+    finished_tiny_workdir, tiny_data_dir, tmp_path):
+  workdir, _ = finished_tiny_workdir
+  config = tiny_train_config(tiny_data_dir)
+  config.eval_at_stage_end = False
+  other_seed = config.copy_and_resolve_references()
+  other_seed.seed += 1
+  other_rate = config.copy_and_resolve_references()
+  other_rate.stages.representation.learning_rate *= 2
+  for other, changed in ((other_seed, "seed: 0 -> 1"),
+                         (other_rate, "stages.representation.learning_rate")):
+    with Run(other, tmp_path / changed.split(":")[0]) as run:
+      with pytest.raises(errors.ConfigError, match=changed):
+        run.reuse(workdir, ["representation"])
+      assert not (run.workdir / "checkpoints" / "representation").exists()
+  # Settings of other stages may differ (a longer stage 2 than the
+  # config's), and the reused stage's own where the caller says so.
+  other_policy = config.copy_and_resolve_references()
+  other_policy.stages.policy.num_steps += 5
+  with Run(other_policy, tmp_path / "policy") as run:
+    assert run.reuse(workdir, ["representation"]) == ["representation"]
+  with Run(other_rate, tmp_path / "rate") as run:
+    assert run.reuse(workdir, ["representation"], same_settings=False) == [
+        "representation"]
+
+
+@pytest.mark.slow
 def test_read_only_run_refuses_to_train_and_writes_nothing(
     finished_tiny_workdir, tiny_data_dir, tmp_path):
   workdir, _ = finished_tiny_workdir
