@@ -101,6 +101,40 @@ def markdown(rows: Sequence[dict],
   return "\n".join(lines).strip("\n")
 
 
+def plot(rows: Sequence[dict], path,
+         pairs: Iterable[tuple[str, str]] = PAIRS) -> None:
+  """One panel per pair: each seed's top-1 difference against glimpses
+  (thin), their mean and 95 % interval (band), zero dashed."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  from saccader_jax import evaluation  # pylint: disable=g-import-not-at-top
+  shown = available_pairs(rows, pairs)
+  if not shown:
+    return
+  max_glimpses = max(r["glimpses"] for r in rows)
+  fig, axes = plt.subplots(1, len(shown), figsize=(5 * len(shown), 3.8),
+                           squeeze=False)
+  for ax, (policy, reference) in zip(axes[0], shown):
+    glimpses = np.arange(1, max_glimpses + 1)
+    each = [paired(rows, policy, reference, "top1", t) for t in glimpses]
+    for i, seed in enumerate(each[0]["seeds"]):
+      ax.plot(glimpses, [p["differences"][i] for p in each], lw=0.8,
+              alpha=0.6, label=f"seed {seed}")
+    ax.plot(glimpses, [p["mean"] for p in each], color="k", lw=2,
+            label="mean")
+    ax.fill_between(glimpses, [p["ci95_low"] for p in each],
+                    [p["ci95_high"] for p in each], color="k", alpha=0.15,
+                    label="95 % interval")
+    ax.axhline(0, color="grey", ls="--", lw=1)
+    ax.set(xlabel="glimpses", ylabel="top-1 difference (points)",
+           title=f"{policy} - {reference}")
+    ax.grid(alpha=0.3)
+  axes[0][0].legend(fontsize=7)
+  fig.tight_layout()
+  path.write_bytes(evaluation.figure_png(fig))
+
+
 def main(argv):
   del argv
   from absl import flags  # pylint: disable=g-import-not-at-top

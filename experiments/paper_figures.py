@@ -23,6 +23,7 @@ occluded. Writes into DIR:
                              (experiments.paired_differences)
   paired_differences.csv     per pair, measure and t: each seed's
                              difference, mean, SD, 95 % interval
+  paired_differences.png     the top-1 differences against glimpses
   figure3.png                (a) accuracy vs glimpses, (b) coverage
   figure5.png                (a) accuracy vs coverage, (b) occluded accuracy
   figure6.png                Saccader + classifier at S_hr = S and 2 S
@@ -485,6 +486,7 @@ def write_summary(workdir: epath.Path, rows: list[dict],
   paired = paired_differences.table_rows(rows)
   if paired:
     write_csv(workdir / "paired_differences.csv", paired)
+    paired_differences.plot(rows, workdir / "paired_differences.png")
     table += "\n\n" + paired_differences.markdown(rows)
   (workdir / "summary.md").write_text(table + "\n")
   plot_figures(stats, references, trained_glimpses, workdir,

@@ -84,6 +84,7 @@ def test_paper_figures_smoke(tmp_path):
   assert replot.returncode == 0, replot.stderr[-3000:]
   assert (workdir / "summary.md").read_text() == summary
   for name in ("figure3.png", "figure5.png", "figure6.png", "summary.md",
+               "paired_differences.png",
                "references.csv", "glimpses_saccader.png",
                "glimpses_random.png", "glimpses_dram.png",
                "glimpses_saccader_classnet_2x.png"):
