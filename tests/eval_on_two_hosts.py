@@ -13,6 +13,8 @@ import os
 from absl import app
 from absl import flags
 
+from tests import process_flags
+
 
 import jax  # pylint: disable=g-import-not-at-top
 import numpy as np
@@ -20,17 +22,12 @@ import numpy as np
 flags.DEFINE_string("data_dir", None, "The tiny config's data directory.")
 flags.DEFINE_string("out", None, "Where process 0 writes its .npz.")
 flags.DEFINE_string("split", "test[:1]", "The split to evaluate.")
-flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
-flags.DEFINE_integer("num_processes", 1, "Processes in the job.")
-flags.DEFINE_integer("process_id", 0, "This process's index.")
 FLAGS = flags.FLAGS
 
 
 def main(argv):
   del argv
-  if FLAGS.num_processes > 1:
-    jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
-                               FLAGS.process_id)
+  process_flags.initialize()
   from tests.helpers import tiny_train_config  # pylint: disable=g-import-not-at-top
   from saccader_jax import train  # pylint: disable=g-import-not-at-top
   config = tiny_train_config(FLAGS.data_dir)

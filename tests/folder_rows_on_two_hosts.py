@@ -16,20 +16,18 @@ import json
 from absl import app
 from absl import flags
 
+from tests import process_flags
+
 import jax  # pylint: disable=g-import-not-at-top
 
 flags.DEFINE_string("path", None, "The folder of class folders.")
 flags.DEFINE_string("out", None, "Prefix of the files written.")
-flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
-flags.DEFINE_integer("num_processes", 1, "Processes in the job.")
-flags.DEFINE_integer("process_id", 0, "This process's index.")
 FLAGS = flags.FLAGS
 
 
 def main(argv):
   del argv
-  jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
-                             FLAGS.process_id)
+  process_flags.initialize()
   from saccader_jax import job  # pylint: disable=g-import-not-at-top
   from saccader_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
   from tests.tiny_folder_config import get_config  # pylint: disable=g-import-not-at-top

@@ -14,15 +14,14 @@ its devices and processes, trains on identical data.
 from absl import app
 from absl import flags
 
+from tests import process_flags
+
 
 import jax  # pylint: disable=g-import-not-at-top
 import jax.numpy as jnp
 import numpy as np
 
 flags.DEFINE_string("out", None, "Where process 0 writes its .npz.")
-flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
-flags.DEFINE_integer("num_processes", 1, "Processes in the job.")
-flags.DEFINE_integer("process_id", 0, "This process's index.")
 flags.DEFINE_string("cpu_ynn_fusions", "",
                     "YNNPACK fusions (saccader_jax.cpu_kernels), applied first.")
 FLAGS = flags.FLAGS
@@ -34,9 +33,7 @@ def main(argv):
   del argv
   from saccader_jax import cpu_kernels  # pylint: disable=g-import-not-at-top
   fusions = cpu_kernels.use_cpu_ynn_fusions(FLAGS.cpu_ynn_fusions)
-  if FLAGS.num_processes > 1:
-    jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
-                               FLAGS.process_id)
+  process_flags.initialize()
   from tests.helpers import tiny_train_config, with_unit_bn_scales  # pylint: disable=g-import-not-at-top,g-multiple-import
   from saccader_jax import job, models, stages, steps  # pylint: disable=g-import-not-at-top,g-multiple-import
 
