@@ -21,8 +21,9 @@ with
     (config.cache_frozen_representation): 8.8 GB of host memory for the
     55,000 training canvases, a 3.5x cheaper step, the same results.
 
-About 40 minutes per seed on 2 CPU cores (AMD EPYC, AVX2): stage 1 ~15,
-stage 2 ~11, stage 3 ~10 (caches included).
+About 30 minutes per seed on 2 CPU cores (AMD EPYC, AVX2; seeds 3 and 4 of
+experiments/README.md's verdict): stage 1 ~9, stages 2 and 3 ~20 with their
+cache, the test evaluation of the Saccader and the baselines ~2.
 
     python -m saccader_jax.main \
         --config=configs/fashion_mnist_parts_long_saccader.py \

@@ -81,12 +81,14 @@ def markdown(rows: Sequence[dict],
              pairs: Iterable[tuple[str, str]] = PAIRS) -> str:
   """Tables of `table_rows`: per seed, then mean +- SD [95 % interval]."""
   lines = []
+  table = table_rows(rows, pairs)
+  seeds = sorted(int(k[5:]) for k in (table[0] if table else {})
+                 if k.startswith("seed_"))
   for policy, reference in available_pairs(rows, pairs):
     for measure in MEASURES:
-      mine = [r for r in table_rows(rows, [(policy, reference)])
-              if r["measure"] == measure]
-      seeds = sorted({int(k[5:]) for r in mine for k in r
-                      if k.startswith("seed_")})
+      mine = [r for r in table if (r["policy"], r["reference"],
+                                   r["measure"]) == (policy, reference,
+                                                     measure)]
       lines += ["", f"{policy} - {reference}, {measure} (points), paired by "
                 f"seed over {len(seeds)} seed(s)", "",
                 "| t | " + " | ".join(f"seed {s}" for s in seeds)

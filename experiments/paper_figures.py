@@ -508,6 +508,12 @@ def run_seeds(base, workdir: epath.Path, seeds: list[int]) -> str:
                 if rows and (workdir / "references.csv").exists() else [])
   evaluated = {r["seed"] for r in rows}
   progress = Progress(max(1, len(set(seeds) - evaluated)))
+
+  def summarise(config) -> str:
+    return write_summary(workdir, rows, references, config.eval_glimpses,
+                         config.stages.policy.num_glimpses,
+                         config.dataset.name)
+
   table = ""
   for seed in seeds:
     config = experiment_config(base, seed, FLAGS.smoke)
@@ -527,13 +533,9 @@ def run_seeds(base, workdir: epath.Path, seeds: list[int]) -> str:
           evaluation.picture_png(picture))
     write_csv(workdir / "accuracy_vs_glimpses.csv", rows)
     write_csv(workdir / "references.csv", references)
-    table = write_summary(workdir, rows, references, config.eval_glimpses,
-                          config.stages.policy.num_glimpses,
-                          config.dataset.name)
+    table = summarise(config)
   if not table and rows:     # every seed evaluated before
-    table = write_summary(workdir, rows, references, config.eval_glimpses,
-                          config.stages.policy.num_glimpses,
-                          config.dataset.name)
+    table = summarise(config)
   return table
 
 
