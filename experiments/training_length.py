@@ -286,34 +286,41 @@ def curve_tables(accuracy: list[dict]) -> str:
 
 def plot_curves(accuracy: list[dict], training: dict[str, list[dict]],
                 references: list[dict], path: epath.Path) -> None:
-  """Stage 2's dev top-1 against its length, stage 3's against its epoch
-  (with its reward and first-step entropy), the greedy rules as lines."""
+  """Four panels: stage 2's dev top-1 against its length; stage 3's against
+  its epoch with the BagNet frozen, and with everything trained (its ordered
+  logits and swap beside it); stage 3's reward and first-step entropy. The
+  greedy rules of the lowest seed shown are horizontal lines."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   from saccader_jax import evaluation  # pylint: disable=g-import-not-at-top
-  fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
+  fig, axes = plt.subplots(2, 2, figsize=(15, 10))
+  (stage2_ax, frozen_ax), (full_ax, training_ax) = axes
   styles = dict(zip(SHOWN, ("-", "--", ":")))
   by = top1_by(accuracy)
   seeds = sorted({r["seed"] for r in accuracy})
-  for ax in axes[:2]:
+  top1_axes = (stage2_ax, frozen_ax, full_ax)
+  for ax in top1_axes:
     for rule, label in REFERENCE_RULES.items():
       for t in SHOWN:
         values = [r["top1"] for r in references if r["policy"] == rule
-                  and r["glimpses"] == t and r["seed"] in seeds]
+                  and r["glimpses"] == t and seeds and r["seed"] == seeds[0]]
         if values:
-          ax.axhline(100 * np.mean(values), color="grey" if rule ==
+          ax.axhline(100 * values[0], color="grey" if rule ==
                      "ordered_logits" else "tab:green", ls=styles[t], lw=0.8,
-                     label=f"{label}, t={t}" if ax is axes[0] else None)
+                     label=(f"seed {seeds[0]}, greedy {label}, t={t}"
+                            if ax is stage2_ax else None))
   # Green and grey are the reference lines'.
-  colours = iter(["tab:blue", "tab:orange", "tab:red", "tab:purple",
-                  "tab:brown", "tab:pink", "tab:olive", "tab:cyan"] * 4)
-  for ax, arms in ((axes[0], ("stage2",)),
-                   (axes[1], ("stage3_frozen", "stage3_full"))):
-    curves = sorted({(r["seed"], r["arm"], r["setting"], r["policy"])
-                     for r in accuracy if r["arm"] in arms})
-    for seed, arm, setting, policy in curves:
-      colour = next(colours)
+  palette = ["tab:blue", "tab:orange", "tab:red", "tab:purple",
+             "tab:brown", "tab:pink", "tab:olive", "tab:cyan"]
+  colour_of = {}   # (seed, arm, setting, policy): its colour in every panel
+  for ax, arm in ((stage2_ax, "stage2"), (frozen_ax, "stage3_frozen"),
+                  (full_ax, "stage3_full")):
+    colours = iter(palette * 4)
+    curves = sorted({(r["seed"], r["setting"], r["policy"])
+                     for r in accuracy if r["arm"] == arm})
+    for seed, setting, policy in curves:
+      colour = colour_of[(seed, arm, setting, policy)] = next(colours)
       keys = sorted({key_of(r) for r in accuracy if (
           r["seed"], r["arm"], r["setting"], r["policy"]) == (
               seed, arm, setting, policy)}, key=lambda k: (k[3], k[4]))
@@ -323,34 +330,45 @@ def plot_curves(accuracy: list[dict], training: dict[str, list[dict]],
                   if k + (policy, t) in by]
         if points:
           ax.plot(*zip(*points), color=colour, ls=styles[t], marker=".",
-                  label=(f"seed {seed} {arm} {setting} {policy}" if t == 1
+                  label=(f"seed {seed} {setting} {policy}" if t == SHOWN[0]
                          else None))
   lengths = sorted({r["stage_epochs"] for r in accuracy
                     if r["arm"] == "stage2"})
-  axes[0].set_xscale("log", base=2)
-  axes[0].set_xticks(lengths, [f"{x:g}" for x in lengths])
-  axes[0].set(xlabel="stage-2 length (epochs)",
+  if lengths:
+    stage2_ax.set_xscale("log", base=2)
+    stage2_ax.set_xticks(lengths, [f"{x:g}" for x in lengths])
+  shown = " / ".join(f"t = {t} {name}" for t, name in zip(
+      SHOWN, ("solid", "dashed", "dotted")))
+  stage2_ax.set(xlabel="stage-2 length (epochs)", ylabel="dev top-1 (%)",
+                title=f"Stage 2 ({shown})")
+  frozen_ax.set(xlabel="stage-3 epoch (0: the stage-2 policy)",
+                ylabel="dev top-1 (%)", title="Stage 3, BagNet frozen")
+  full_ax.set(xlabel="stage-3 epoch (0: the stage-2 policy)",
               ylabel="dev top-1 (%)",
-              title="Stage 2 (t = 1 solid, 6 dashed, 12 dotted)")
-  axes[1].set(xlabel="stage-3 epoch (0: the stage-2 policy)",
-              ylabel="dev top-1 (%)", title="Stage 3")
+              title="Stage 3, everything trained: ordered logits and swap "
+                    "read that epoch's BagNet")
   for (seed, arm, setting) in sorted({(r["seed"], r["arm"], r["setting"])
                                       for r in training.get("stage3", [])}):
     rows = sorted((r for r in training["stage3"] if (
         r["seed"], r["arm"], r["setting"]) == (seed, arm, setting)
                    and r["epoch"] > 0), key=lambda r: r["epoch"])
-    colour = next(colours)
-    axes[2].plot([r["epoch"] for r in rows], [r["reward"] for r in rows],
-                 color=colour, marker=".",
-                 label=f"seed {seed} {arm} {setting}: reward")
-    axes[2].plot([r["epoch"] for r in rows],
-                 [r["entropy_first"] for r in rows], color=colour, ls="--",
-                 marker=".", label="first-step entropy (nats)")
-  axes[2].set(xlabel="stage-3 epoch", title="Stage 3: sampled reward (solid), "
-              "first-step entropy (dashed)")
-  for ax in axes:
+    # The full arm's colours in its own panel are per policy: black here.
+    colour = (colour_of.get((seed, arm, setting, "saccader"), "black")
+              if arm == "stage3_frozen" else "black")
+    training_ax.plot([r["epoch"] for r in rows], [r["reward"] for r in rows],
+                     color=colour, marker=".",
+                     label=f"seed {seed} {arm} {setting}")
+    training_ax.plot([r["epoch"] for r in rows],
+                     [r["entropy_first"] for r in rows], color=colour,
+                     ls="--", marker=".")
+  training_ax.set(xlabel="stage-3 epoch",
+                  title="Stage 3: sampled reward (solid), first-step "
+                        "entropy in nats (dashed)")
+  for ax in axes.flat:
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=6)
+    if ax.has_data():
+      ax.legend(fontsize=6)
+  fig.tight_layout()
   path.write_bytes(evaluation.figure_png(fig))
 
 
