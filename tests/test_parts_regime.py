@@ -4,12 +4,15 @@ Fashion-MNIST items through the data set's own builder."""
 
 import os
 
+import jax
 import numpy as np
 import pytest
 
+from configs import fashion_mnist_parts_long_saccader as parts_long
 from configs import fashion_mnist_parts_saccader as parts
 from configs import fashion_mnist_saccader
 from experiments import regime
+from saccader_jax import config_checks
 from saccader_jax import models
 from saccader_jax.data import cluttered_fashion_mnist as cfm
 
@@ -125,3 +128,26 @@ def test_the_model_reads_the_canvas_on_an_11x11_grid():
   model = models.create_model(config.model)
   grid = model.grid_geometry(64, 64)
   assert (grid.grid_height, grid.grid_width, grid.stride) == (11, 11, 4)
+
+
+@pytest.mark.parametrize("variant", [None, *parts_long.VARIANTS])
+def test_the_long_config_and_its_ablations_are_valid(variant):
+  assert config_checks.config_problems(parts_long.get_config(variant)) == []
+
+
+def test_the_ablations_change_only_what_they_ablate():
+  full = parts_long.get_config()
+  no_pretraining = parts_long.get_config("no_location_pretraining")
+  assert "location" in full.run_stages
+  assert no_pretraining.run_stages == tuple(
+      s for s in full.run_stages if s != "location")
+  shapes = {name: jax.tree_util.tree_map(
+      lambda x: x.shape, models.abstract_variables(
+          parts_long.get_config(name))["params"])
+            for name in (None, "no_attention_network")}
+  without = shapes["no_attention_network"]
+  # The same BagNet; no dilated convolutions, so the what-where mixing reads
+  # the BagNet's own features in their place.
+  assert without["representation"] == shapes[None]["representation"]
+  assert "attention" in shapes[None] and "attention" not in without
+  assert set(shapes[None]) - set(without) == {"attention"}
