@@ -189,13 +189,26 @@ class Run:
         max_examples=max_examples, field=field)
 
   def evaluate_references(self, split: str,
-                          max_examples: Optional[int] = None
+                          max_examples: Optional[int] = None,
+                          variables: Optional[Mapping[str, Any]] = None
                           ) -> dict[str, dict]:
     """Each trained reference classifier on whole images, by stage name:
-    {"label", "top1", "top5", "count"}."""
+    {"label", "top1", "top5", "count"}.
+
+    variables: {stage name: variables} read out in place of what that stage
+      trained, e.g. a later stage's model, whose BagNet trained on after
+      stage 1 (a stage's readout reads only its own part of the model).
+    """
     evaluation = self._trainer.evaluation
+    variables = dict(variables or {})
+    unknown = sorted(set(variables) - {
+        name for name, stage in self._trained.items() if stage.reference})
+    if unknown:
+      raise KeyError(f"evaluate_references: {unknown} name no trained "
+                     "reference stage of this run.")
     return {name: evaluation.evaluate_reference(
-        name, stage.variables, self._split(split), max_examples)
+        name, variables.get(name, stage.variables), self._split(split),
+        max_examples)
             for name, stage in self._trained.items() if stage.reference}
 
   def pictures(self, policy: policy_lib.Policy, split: str,

@@ -14,6 +14,7 @@ import pytest
 
 from saccader_jax import checkpoints
 from saccader_jax import errors
+from saccader_jax import models
 from saccader_jax.experiment import Run
 from tests.helpers import tiny_train_config
 
@@ -69,6 +70,22 @@ def test_readme_run_snippet_reads_a_finished_workdir_and_writes_nothing(
     again = run.evaluate(run.learned_policy(), "test",
                          run.final("model").variables)
     references = run.evaluate_references("test")
+    # The stage-1 readout of the final model's BagNet, against one computed
+    # here from the model's whole-image logits.
+    final = run.final("model").variables
+    later = run.evaluate_references(
+        "test", variables={"representation": final})["representation"]
+    whole_image = models.classify_fn(models.create_model(config.model))
+    correct = count = 0
+    for batch in run.eval_batches("test"):
+      predicted = np.argmax(whole_image(final, batch["image"]), -1)
+      mask = np.asarray(batch["mask"]) > 0
+      correct += int(np.sum((predicted == np.asarray(batch["label"]))[mask]))
+      count += int(np.sum(mask))
+    assert later["count"] == count
+    np.testing.assert_allclose(later["top1"], correct / count)
+    with pytest.raises(KeyError, match="no trained reference stage"):
+      run.evaluate_references("test", variables={"policy": final})
   np.testing.assert_array_equal(again["top1"], result["test"]["top1"])
   np.testing.assert_array_equal(again["coverage"],
                                 result["test"]["coverage"])
