@@ -20,10 +20,10 @@ evaluated at every epoch (epoch 0: the stage-2 policy it starts from):
   stage3_frozen  the BagNet as stages 1-2 left it, REINFORCE trains the
                  location network (stages.policy.train_representation False);
   stage3_full    everything trained, as eq. 6 says; each epoch also
-                 evaluates ordered logits read from that epoch's BagNet and
-                 the swap (that BagNet with the stage-2 location network), so
-                 that a gain of the representation is not read as one of the
-                 policy.
+                 evaluates ordered logits read from that epoch's BagNet, the
+                 swap (that BagNet with the stage-2 location network) and
+                 that BagNet on every location, so that a gain of the
+                 representation is not read as one of the policy.
 
 The paper's ablations (Figure Supp.3) are variants of the long parts config
 (configs/fashion_mnist_parts_long_saccader.py:no_location_pretraining and
@@ -39,7 +39,8 @@ OUT_stage3_training.csv (the stage's logged loss and diagnostics over the
 epoch's logging intervals, its steps, minutes and the CPU), each
 written as soon as its run is evaluated. A row already in OUT is not
 measured again: after a stop, the same command resumes (the stage from its
-last checkpoint).
+last checkpoint), and a readout added to an arm later is measured for the
+epochs already done.
 """
 
 from __future__ import annotations
@@ -104,6 +105,12 @@ SHOWN = (1, 6, 12)
 REFERENCE_RULES = {"ordered_logits": "ordered logits",
                    "predicted_probability": "predicted class's probability"}
 
+BAGNET_ALL_LOCATIONS = "bagnet_all_locations"
+# Beside the Saccader, for stage 3 with everything trained: its BagNet read
+# by ordered logits, by the stage-2 location network (the swap) and on every
+# location.
+FULL_ARM_READOUTS = {"ordered_logits", "swap", BAGNET_ALL_LOCATIONS}
+
 DIAGNOSTICS = {
     "location": ("loss", "location_nll", "first_target_accuracy"),
     "policy": ("loss", "reward", "entropy_first", "entropy",
@@ -128,9 +135,17 @@ class Results:
   def done(self, key: tuple) -> bool:
     return any(key_of(row) == key for row in self.rows["training"])
 
+  def policies(self, key: tuple) -> set[str]:
+    """The policies with accuracy rows at key."""
+    return {row["policy"] for row in self.rows["accuracy"]
+            if key_of(row) == key}
+
   def add(self, accuracy: list[dict], training: dict) -> None:
+    """training: the key's row, kept as first written if it is there (a
+    policy measured later for an epoch already done adds only its rows)."""
     self.rows["accuracy"] += accuracy
-    self.rows["training"].append(training)
+    if not self.done(key_of(training)):
+      self.rows["training"].append(training)
     for name, path in self.paths.items():
       path.parent.mkdir(parents=True, exist_ok=True)
       write_csv(path, self.rows[name])
@@ -236,7 +251,9 @@ def stage3_curve(config, results: Results, machine: str) -> None:
       base = {"seed": int(config.seed), "arm": FLAGS.arm,
               "setting": FLAGS.setting, "stage_epochs": float(FLAGS.epochs),
               "epoch": epoch}
-      if results.done(key_of(base)):
+      wanted = {"saccader"} | (FULL_ARM_READOUTS if full else set())
+      if results.done(key_of(base)) and wanted <= results.policies(
+          key_of(base)):
         continue
       step = epoch * steps_per_epoch
       variables = (stage2 if epoch == 0 else saccader_jax.load_variables(
@@ -247,11 +264,21 @@ def stage3_curve(config, results: Results, machine: str) -> None:
             "ordered_logits", run_config, variables), None)
         candidates["swap"] = (policy, objectives.with_location_network(
             variables, stage2))
+      missing = wanted - results.policies(key_of(base))
+      max_examples = FLAGS.eval_max_examples or None
       measured = {name: run.evaluate(
-          candidate, "dev", candidate_variables,
-          max_examples=FLAGS.eval_max_examples or None)
+          candidate, "dev", candidate_variables, max_examples=max_examples)
                   for name, (candidate, candidate_variables)
-                  in candidates.items()}
+                  in candidates.items() if name in missing}
+      if BAGNET_ALL_LOCATIONS in missing:
+        # What stage 3 made of the representation for any policy: that
+        # epoch's BagNet on every location (stage 1's whole-image readout).
+        whole = run.evaluate_references(
+            "dev", max_examples, variables={"representation": variables}
+        )["representation"]
+        measured[BAGNET_ALL_LOCATIONS] = {
+            "top1": np.full(run_config.eval_glimpses, whole["top1"]),
+            "coverage": np.ones(run_config.eval_glimpses)}
       report(base, measured)
       rows = [row for name, out in measured.items()
               for row in accuracy_rows(base, name, out)]

@@ -10,8 +10,18 @@ import numpy as np
 import pytest
 
 from experiments.results_csv import read_csv
+from experiments.results_csv import write_csv
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def stage1_dev_top1(workdir):
+  """The stage-1 BagNet of a finished run on the dev split, whole images."""
+  import saccader_jax  # pylint: disable=g-import-not-at-top
+  with saccader_jax.Run(saccader_jax.load_config(workdir), workdir,
+                        read_only=True) as run:
+    run.train()
+    return run.evaluate_references("dev")["representation"]["top1"]
 
 
 def run_lengths(data_dir, *args):
@@ -53,11 +63,16 @@ def test_stage2_lengths_and_stage3_epochs_give_their_rows_once(
   assert 0 <= training[1]["reward"] <= 1
   accuracy = [r for r in read_csv(f"{out}_accuracy.csv")
               if r["arm"] == "stage3_full"]
-  assert len(accuracy) == 2 * 3 * 5   # epochs 0-1, three policies
+  assert len(accuracy) == 2 * 4 * 5   # epochs 0-1, four readouts
   by = {(r["epoch"], r["policy"], r["glimpses"]): r["top1"] for r in accuracy}
-  # At epoch 0 the stage-3 model is the stage-2 one: the swap is the same.
+  # At epoch 0 the stage-3 model is the stage-2 one: the swap is the same,
+  # and its BagNet is stage 1's (stage 2 trains only the location network).
+  stage1 = stage1_dev_top1(base)
   for t in range(1, 6):
     assert by[(0, "swap", t)] == by[(0, "saccader", t)]
+    assert by[(0, "bagnet_all_locations", t)] == pytest.approx(stage1)
+  assert all(r["coverage"] == 1 for r in accuracy
+             if r["policy"] == "bagnet_all_locations")
 
   before = {name: open(f"{out}_{name}.csv").read()
             for name in ("accuracy", "stage2_training", "stage3_training")}
@@ -65,6 +80,17 @@ def test_stage2_lengths_and_stage3_epochs_give_their_rows_once(
   run_lengths(tiny_data_dir, *stage3)
   for name, text in before.items():
     assert open(f"{out}_{name}.csv").read() == text, name
+
+  # A readout missing from epochs already done (as when one is added to the
+  # arm) is measured again for them alone; the training rows stay as written.
+  rows = read_csv(f"{out}_accuracy.csv")
+  write_csv(f"{out}_accuracy.csv",
+            [r for r in rows if r["policy"] != "bagnet_all_locations"])
+  run_lengths(tiny_data_dir, *stage3)
+  assert sorted(map(str, read_csv(f"{out}_accuracy.csv"))) == sorted(
+      map(str, rows))
+  assert open(f"{out}_stage3_training.csv").read() == (
+      before["stage3_training"])
 
   table = run_lengths(tiny_data_dir, "--plot", f"--out={out}",
                       "--references=")
