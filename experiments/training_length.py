@@ -391,9 +391,16 @@ def plot_curves(accuracy: list[dict], training: dict[str, list[dict]],
   training_ax.set(xlabel="stage-3 epoch",
                   title="Stage 3: sampled reward (solid), first-step "
                         "entropy in nats (dashed)")
+  for ax, arm in ((stage2_ax, "stage2"), (frozen_ax, "stage3_frozen"),
+                  (full_ax, "stage3_full")):
+    if not any(r["arm"] == arm for r in accuracy):
+      ax.clear()
+      ax.set_axis_off()
+      ax.text(0.5, 0.5, f"no {arm} runs in these CSVs", ha="center",
+              va="center", transform=ax.transAxes)
   for ax in axes.flat:
-    ax.grid(alpha=0.3)
-    if ax.has_data():
+    if ax.axison:
+      ax.grid(alpha=0.3)
       ax.legend(fontsize=6)
   fig.tight_layout()
   path.write_bytes(evaluation.figure_png(fig))
