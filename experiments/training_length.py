@@ -372,8 +372,8 @@ def plot_curves(accuracy: list[dict], training: dict[str, list[dict]],
                 ylabel="dev top-1 (%)", title="Stage 3, BagNet frozen")
   full_ax.set(xlabel="stage-3 epoch (0: the stage-2 policy)",
               ylabel="dev top-1 (%)",
-              title="Stage 3, everything trained: ordered logits and swap "
-                    "read that epoch's BagNet")
+              title="Stage 3, everything trained: ordered logits, swap and "
+                    "all locations read that epoch's BagNet")
   for (seed, arm, setting) in sorted({(r["seed"], r["arm"], r["setting"])
                                       for r in training.get("stage3", [])}):
     rows = sorted((r for r in training["stage3"] if (
