@@ -251,9 +251,11 @@ def stage3_curve(config, results: Results, machine: str) -> None:
       base = {"seed": int(config.seed), "arm": FLAGS.arm,
               "setting": FLAGS.setting, "stage_epochs": float(FLAGS.epochs),
               "epoch": epoch}
-      wanted = {"saccader"} | (FULL_ARM_READOUTS if full else set())
-      if results.done(key_of(base)) and wanted <= results.policies(
-          key_of(base)):
+      # Rows of an epoch are written together: one with every readout is
+      # done.
+      missing = ({"saccader"} | (FULL_ARM_READOUTS if full else set())
+                 ) - results.policies(key_of(base))
+      if not missing:
         continue
       step = epoch * steps_per_epoch
       variables = (stage2 if epoch == 0 else saccader_jax.load_variables(
@@ -264,7 +266,6 @@ def stage3_curve(config, results: Results, machine: str) -> None:
             "ordered_logits", run_config, variables), None)
         candidates["swap"] = (policy, objectives.with_location_network(
             variables, stage2))
-      missing = wanted - results.policies(key_of(base))
       max_examples = FLAGS.eval_max_examples or None
       measured = {name: run.evaluate(
           candidate, "dev", candidate_variables, max_examples=max_examples)
@@ -314,8 +315,9 @@ def curve_tables(accuracy: list[dict]) -> str:
 def plot_curves(accuracy: list[dict], training: dict[str, list[dict]],
                 references: list[dict], path: epath.Path) -> None:
   """Four panels: stage 2's dev top-1 against its length; stage 3's against
-  its epoch with the BagNet frozen, and with everything trained (its ordered
-  logits and swap beside it); stage 3's reward and first-step entropy. The
+  its epoch with the BagNet frozen, and with everything trained (its BagNet
+  read by ordered logits, the swap and on all locations beside it); stage 3's
+  reward and first-step entropy. The
   greedy rules of the lowest seed shown are horizontal lines."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
@@ -326,8 +328,9 @@ def plot_curves(accuracy: list[dict], training: dict[str, list[dict]],
   styles = dict(zip(SHOWN, ("-", "--", ":")))
   by = top1_by(accuracy)
   seeds = sorted({r["seed"] for r in accuracy})
-  top1_axes = (stage2_ax, frozen_ax, full_ax)
-  for ax in top1_axes:
+  arm_axes = ((stage2_ax, "stage2"), (frozen_ax, "stage3_frozen"),
+              (full_ax, "stage3_full"))
+  for ax, _ in arm_axes:
     for rule, label in REFERENCE_RULES.items():
       for t in SHOWN:
         values = [r["top1"] for r in references if r["policy"] == rule
@@ -341,8 +344,7 @@ def plot_curves(accuracy: list[dict], training: dict[str, list[dict]],
   palette = ["tab:blue", "tab:orange", "tab:red", "tab:purple",
              "tab:brown", "tab:pink", "tab:olive", "tab:cyan"]
   colour_of = {}   # (seed, arm, setting, policy): its colour in every panel
-  for ax, arm in ((stage2_ax, "stage2"), (frozen_ax, "stage3_frozen"),
-                  (full_ax, "stage3_full")):
+  for ax, arm in arm_axes:
     colours = iter(palette * 4)
     curves = sorted({(r["seed"], r["setting"], r["policy"])
                      for r in accuracy if r["arm"] == arm})
@@ -391,8 +393,7 @@ def plot_curves(accuracy: list[dict], training: dict[str, list[dict]],
   training_ax.set(xlabel="stage-3 epoch",
                   title="Stage 3: sampled reward (solid), first-step "
                         "entropy in nats (dashed)")
-  for ax, arm in ((stage2_ax, "stage2"), (frozen_ax, "stage3_frozen"),
-                  (full_ax, "stage3_full")):
+  for ax, arm in arm_axes:
     if not any(r["arm"] == arm for r in accuracy):
       ax.clear()
       ax.set_axis_off()

@@ -200,16 +200,17 @@ class Run:
       stage 1 (a stage's readout reads only its own part of the model).
     """
     evaluation = self._trainer.evaluation
+    references = {name: stage for name, stage in self._trained.items()
+                  if stage.reference}
     variables = dict(variables or {})
-    unknown = sorted(set(variables) - {
-        name for name, stage in self._trained.items() if stage.reference})
+    unknown = sorted(set(variables) - set(references))
     if unknown:
       raise KeyError(f"evaluate_references: {unknown} name no trained "
                      "reference stage of this run.")
     return {name: evaluation.evaluate_reference(
         name, variables.get(name, stage.variables), self._split(split),
         max_examples)
-            for name, stage in self._trained.items() if stage.reference}
+            for name, stage in references.items()}
 
   def pictures(self, policy: policy_lib.Policy, split: str,
                variables: Any = None, key: Optional[jax.Array] = None,
