@@ -83,5 +83,11 @@ def write_failure(error: BaseException) -> str:
   return f"{type(error).__name__}: {lines[0][:300] if lines else ''}"
 
 
+def read_failure(error: BaseException) -> str:
+  """One line saying why a read failed, found as `write_failure` finds it
+  (an OS error and its file in the chain, else the first line)."""
+  return write_failure(error)
+
+
 class DataError(JobError):
   """A data file is damaged; the message names it and how to rebuild."""

@@ -38,8 +38,8 @@ CONFIG_FILE = "config.json"
 # Keys of config.dataset that say where and how the data are read, not what
 # they are.
 _DATASET_READING_KEYS = ("data_dir", "source_dir", "cache", "prefetch",
-                         "num_threads", "train_split", "dev_split",
-                         "test_split")
+                         "num_threads", "read_threads", "read_latency_ms",
+                         "train_split", "dev_split", "test_split")
 
 
 def _plain(config: ml_collections.ConfigDict) -> dict:

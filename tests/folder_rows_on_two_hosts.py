@@ -7,7 +7,7 @@ rows this host read. Run by tests/test_image_folder.py as two processes:
 Process 0 prepares the folder, the others read its copy (`job.prepare_data`);
 each writes PREFIX_<process>.json: a digest of every image of its share of
 the train split as evaluation reads it, and of one epoch of its training
-batches.
+batches, read by 1 thread (the serial reader) and by 8 threads.
 """
 
 import hashlib
@@ -41,13 +41,17 @@ def main(argv):
     evaluated += [digest(image) for image, keep
                   in zip(batch["image"], batch["mask"]) if keep]
   share = input_pipeline.host_split_size(config, builder, config.train_split)
-  trained = []
-  batches = input_pipeline.train_batches(config, builder, 8, seed=0)
-  while len(trained) < share // 4 * 4:
-    trained += [digest(image) for image in next(batches)["image"]]
+  trained = {}
+  for threads in (1, 8):
+    config.read_threads = threads
+    rows = []
+    batches = input_pipeline.train_batches(config, builder, 8, seed=0)
+    while len(rows) < share // 4 * 4:
+      rows += [digest(image) for image in next(batches)["image"]]
+    trained[threads] = rows[:share // 4 * 4]
   with open(f"{FLAGS.out}_{jax.process_index()}.json", "w") as f:
     json.dump({"share": share, "evaluated": evaluated,
-               "trained": trained[:share // 4 * 4]}, f)
+               "trained": trained[1], "trained_by_8_threads": trained[8]}, f)
 
 
 if __name__ == "__main__":

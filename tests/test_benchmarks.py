@@ -81,8 +81,12 @@ def test_profile_stages_prints_each_stage_beside_the_frozen_bagnet():
 @pytest.mark.slow
 def test_benchmark_input_writes_photographs_and_prints_rates(tmp_path):
   out = run("experiments.benchmark_input", f"--workdir={tmp_path}",
-            "--num_images=30", "--batch=4", "--batches=2", "--image_size=64")
+            "--num_images=30", "--batch=4", "--seconds=0", "--image_size=64",
+            "--read_threads=1,8", "--latency_ms=5")
   assert len(os.listdir(tmp_path / "photos" / "class_0")) == 10
-  assert "24 training images; 64 px, batch 4, 1 tf.data thread(s)" in out
+  assert "24 training images; 64 px, batch 4, 0 s per row" in out
+  for row in ("| 0 ms | 1 | ", "| 0 ms | 8 | ", "| 5 ms | 1 | ",
+              "| 5 ms | 8 | ", "| 1 | ", "| 2 | "):
+    assert row in out, row
   for preprocessing in ("inception_crop", "resize"):
     assert f"| {preprocessing} | " in out

@@ -293,3 +293,5 @@ def test_two_hosts_read_disjoint_shares_of_a_folder(tmp_path):
   # A training epoch on a host visits its own share and nothing else.
   for host, mine in zip(hosts, evaluated):
     assert sorted(host["trained"]) == sorted(mine)
+    # Read by 8 threads, each host's stream is the serial reader's.
+    assert host["trained_by_8_threads"] == host["trained"]

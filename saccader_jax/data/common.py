@@ -16,7 +16,8 @@ from saccader_jax import paths
 # The keys of config.dataset every data set has.
 DATASET_KEYS = ("name", "data_dir", "source_dir", "image_size",
                 "num_channels", "mean", "std", "train_split", "dev_split",
-                "test_split", "cache", "prefetch", "num_threads")
+                "test_split", "cache", "prefetch", "num_threads",
+                "read_threads", "read_latency_ms")
 
 
 @dataclasses.dataclass(frozen=True)

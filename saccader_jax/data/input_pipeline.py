@@ -10,6 +10,7 @@ next to the data set: `cluttered_fashion_mnist.py`, `imagenet.py`). Batches are 
 
 from __future__ import annotations
 
+import collections
 import itertools
 import math
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
@@ -21,11 +22,13 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from saccader_jax import errors
 from saccader_jax.data import cluttered_fashion_mnist
 from saccader_jax.data import common
 from saccader_jax.data import image_folder
 from saccader_jax.data import imagenet
 from saccader_jax.data import integrity
+from saccader_jax.data import reading
 from saccader_jax.data import tfds_dataset
 
 Batch = dict[str, np.ndarray]
@@ -108,10 +111,17 @@ def data_source(builder: tfds.core.DatasetBuilder, split: str,
                for name, feature in builder.info.features.items()
                if isinstance(feature, tfds.features.Image)}
               if spec.skip_decoding else None)
+  latency_ms = float(config.get("read_latency_ms") or 0) if config else 0
+
+  def open_source():
+    source = builder.as_data_source(split=split, decoders=decoders or None)
+    # A stand-in for remote storage (tests, benchmarks): every request
+    # waits first.
+    return (reading.DelayedSource(source, latency_ms / 1000) if latency_ms
+            else source)
+
   # A damaged file is reported by name, with how to rebuild the data set.
-  source = integrity.checked_source(
-      lambda: builder.as_data_source(split=split, decoders=decoders or None),
-      builder, split)
+  source = integrity.checked_source(open_source, builder, split)
   if config is not None and spec.read_keys is not None:
     return _Features(source, spec.read_keys(config))
   return source
@@ -161,28 +171,15 @@ def _stack(examples: Sequence[dict]) -> dict[str, np.ndarray]:
 _IN_MEMORY: dict[tuple, dict[str, np.ndarray]] = {}
 
 
-def _reader(source: Sequence[dict], in_memory: Optional[tuple]
-            ) -> Callable[[list[int]], dict[str, np.ndarray]]:
-  """read(keys) -> the examples source[keys], stacked.
-
-  in_memory, a `_memory_key`, holds the whole source in memory
-  after its first read (small data sets: later reads are array indexing);
-  otherwise each read goes to the source one record at a time
-  (array_record's batched read, 3x faster, hung once in testing when called
-  from tf.data's generator thread).
-  """
-  if not in_memory:
-    return lambda keys: _stack([source[key] for key in keys])
-  if not len(source):
-    return lambda keys: {}
-  if in_memory not in _IN_MEMORY:
+def _in_memory(source: Sequence[dict], key: tuple) -> dict[str, np.ndarray]:
+  """The whole source as stacked arrays, read once per `_memory_key`."""
+  if key not in _IN_MEMORY:
     chunks = [_stack(source.__getitems__(list(range(i, min(i + 4096,
                                                            len(source))))))
               for i in range(0, len(source), 4096)]
-    _IN_MEMORY[in_memory] = {k: np.concatenate([c[k] for c in chunks])
-                             for k in chunks[0]}
-  arrays = _IN_MEMORY[in_memory]
-  return lambda keys: {k: v[keys] for k, v in arrays.items()}
+    _IN_MEMORY[key] = {k: np.concatenate([c[k] for c in chunks])
+                       for k in chunks[0]}
+  return _IN_MEMORY[key]
 
 
 def _memory_key(config: ml_collections.ConfigDict,
@@ -197,23 +194,87 @@ def _memory_key(config: ml_collections.ConfigDict,
   return (str(builder.data_dir), str(split), config.name, keys)
 
 
-def _examples(read: Callable[[list[int]], dict[str, np.ndarray]],
+def read_threads(config: ml_collections.ConfigDict) -> int:
+  """Threads reading records (config.dataset.read_threads; 0 or unset: the
+  default, `reading.DEFAULT_READ_THREADS`)."""
+  return int(config.get("read_threads") or reading.DEFAULT_READ_THREADS)
+
+
+class _ReadFailure:
+  """The first read error of a stream, kept where tf.data cannot reach it:
+  tf.data hands a generator's exception on as an `OpError` whose message
+  holds a traceback, and `_surfacing` raises this one in its place."""
+
+  def __init__(self):
+    self.error: Optional[BaseException] = None
+
+
+def _surfacing(batches: Iterator[Batch], failure: _ReadFailure
+               ) -> Iterator[Batch]:
+  """batches, with the read error that broke them raised as itself."""
+  try:
+    yield from batches
+  except tf.errors.OpError as e:
+    if failure.error is not None:
+      raise failure.error from None
+    raise
+
+
+def _examples(source: Sequence[dict], config: ml_collections.ConfigDict,
+              memory_key: Optional[tuple],
               indices: Iterable[tuple[int, int]],
-              signature: dict) -> tf.data.Dataset:
-  """{"position", "index", "example"} for each (position, index), read by
-  one Python
-  thread in chunks (tf.data's per-element cost of a Python generator is paid
-  per chunk); decoding belongs in the parallel map that follows."""
+              signature: dict, failure: _ReadFailure) -> tf.data.Dataset:
+  """{"position", "index", "example"} for each (position, index).
+
+  A split held in memory (memory_key) is indexed in chunks; otherwise its
+  records are read by `read_threads(config)` threads, in order, many in
+  flight (`reading.ordered_reads`). Either way the generator yields chunks
+  (tf.data's per-element cost of a Python generator is paid per chunk);
+  decoding belongs in the parallel map that follows. A read that fails
+  raises a one-line `DataError` (kept in `failure` for `_surfacing`).
+  """
+  threads = read_threads(config)
+
+  def chunked(pairs: Iterator[tuple[int, int]]):
+    while chunk := list(itertools.islice(pairs, _READ_CHUNK)):
+      yield chunk
+
+  def from_memory():
+    arrays = _in_memory(source, memory_key) if len(source) else {}
+    for chunk in chunked(iter(indices)):
+      positions, keys = zip(*chunk)
+      yield positions, keys, {k: v[list(keys)] for k, v in arrays.items()}
+
+  def from_source():
+    pairs, positions = iter(indices), collections.deque()
+
+    def keys():
+      for position, key in pairs:
+        positions.append((position, key))
+        yield key
+
+    records = reading.ordered_reads(source.__getitem__, keys(), threads)
+    while chunk := list(itertools.islice(records, _READ_CHUNK)):
+      done = [positions.popleft() for _ in chunk]
+      yield [p for p, _ in done], [k for _, k in done], _stack(chunk)
 
   def generate():
-    indices_iter = iter(indices)
-    while chunk := list(itertools.islice(indices_iter, _READ_CHUNK)):
-      positions, keys = zip(*chunk)
-      yield {"position": np.asarray(positions, np.int64),
-             "index": np.asarray(keys, np.int64),
-             "example": read(list(keys))}
+    try:
+      for positions, keys, example in (from_memory() if memory_key
+                                       else from_source()):
+        yield {"position": np.asarray(positions, np.int64),
+               "index": np.asarray(keys, np.int64), "example": example}
+    except Exception as e:  # pylint: disable=broad-except
+      failure.error = (e if isinstance(e, errors.JobError) else
+                       errors.DataError(
+                           f"Reading {config.name} failed: "
+                           f"{errors.read_failure(e)}. Run the same command "
+                           "again to resume; if it fails again, check the "
+                           "data files' storage."))
+      raise failure.error from e
 
-  chunks = tf.data.Dataset.from_generator(generate, output_signature=signature)
+  chunks = tf.data.Dataset.from_generator(reading.stopping_at_exit(generate),
+                                          output_signature=signature)
   return chunks.unbatch()
 
 
@@ -246,9 +307,10 @@ def train_batches(config: ml_collections.ConfigDict,
   local_batch = local_batch_size(global_batch_size)
   if start_position is None:
     start_position = start_step * local_batch
-  ds = _examples(_reader(source, _memory_key(config, builder, split)),
+  failure = _ReadFailure()
+  ds = _examples(source, config, _memory_key(config, builder, split),
                  train_indices(seed, len(source), start_position),
-                 _signature(source[0]))
+                 _signature(source[0]), failure)
 
   # Plain functions, not lambdas: AutoGraph cannot read the source of a
   # lambda that spans lines and warns on every trace.
@@ -263,7 +325,8 @@ def train_batches(config: ml_collections.ConfigDict,
   ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
   ds = ds.batch(local_batch, drop_remainder=True)
   ds = ds.prefetch(config.get("prefetch", 2))
-  return iter(tfds.as_numpy(ds.with_options(_thread_options(config))))
+  return _surfacing(iter(tfds.as_numpy(ds.with_options(
+      _thread_options(config)))), failure)
 
 
 def host_split_size(config: ml_collections.ConfigDict,
@@ -288,8 +351,10 @@ def train_examples_in_order(config: ml_collections.ConfigDict,
                      "epoch; its images have no fixed order to read.")
   split = tfds.split_for_jax_process(config.train_split)
   source = data_source(builder, split, spec, config)
-  ds = _examples(_reader(source, _memory_key(config, builder, split)),
-                 ((i, i) for i in range(len(source))), _signature(source[0]))
+  failure = _ReadFailure()
+  ds = _examples(source, config, _memory_key(config, builder, split),
+                 ((i, i) for i in range(len(source))), _signature(source[0]),
+                 failure)
 
   @tf.autograph.experimental.do_not_convert
   def preprocess(item):
@@ -300,7 +365,8 @@ def train_examples_in_order(config: ml_collections.ConfigDict,
 
   ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
   ds = ds.batch(local_batch).prefetch(config.get("prefetch", 2))
-  return iter(tfds.as_numpy(ds.with_options(_thread_options(config))))
+  return _surfacing(iter(tfds.as_numpy(ds.with_options(
+      _thread_options(config)))), failure)
 
 
 def num_examples(builder: tfds.core.DatasetBuilder, split: str) -> int:
@@ -393,8 +459,9 @@ def eval_batches(config: ml_collections.ConfigDict,
   # An empty share still needs the element signature: from the whole split.
   first = (source[0] if len(source)
            else data_source(builder, split, spec, config)[0])
-  ds = _examples(_reader(source, _memory_key(config, builder, host_split)),
-                 ((i, i) for i in range(count)), _signature(first))
+  failure = _ReadFailure()
+  ds = _examples(source, config, _memory_key(config, builder, host_split),
+                 ((i, i) for i in range(count)), _signature(first), failure)
 
   @tf.autograph.experimental.do_not_convert
   def preprocess(item):
@@ -403,7 +470,7 @@ def eval_batches(config: ml_collections.ConfigDict,
   ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
   ds = ds.batch(local).prefetch(config.get("prefetch", 2))
   ds = ds.with_options(_thread_options(config))
-  batches = iter(tfds.as_numpy(ds))
+  batches = _surfacing(iter(tfds.as_numpy(ds)), failure)
   empty = {k: np.zeros((0,) + tuple(v.shape[1:]), v.dtype.as_numpy_dtype)
            for k, v in ds.element_spec.items()}
   for _ in range(math.ceil(largest / local)):
