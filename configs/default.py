@@ -113,6 +113,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.keep_checkpoints = 3
   config.async_checkpoints = True   # write checkpoints in the background
   config.profile_steps = 0           # >0: profile that many steps, once
+  # Global batches staged on the devices ahead of the step
+  # (saccader_jax/device_prefetch.py).
+  config.device_prefetch = 2
+  # Compiled steps kept across restarts (saccader_jax/compilation_cache.py):
+  # "" = <workdir>/compilation_cache, a path or gs:// URL, or "none".
+  config.compilation_cache_dir = ""
   # A stage that runs the BagNet frozen in inference mode reads its outputs
   # from host memory, computed once per training example
   # (saccader_jax/representation_cache.py): data sets without training

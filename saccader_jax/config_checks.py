@@ -373,6 +373,21 @@ def config_problems(config: ml_collections.ConfigDict, num_devices: int = 1,
     problems.integer(field, config.get(field), 1)
   for field in ("eval_every_steps", "eval_max_examples", "profile_steps"):
     problems.integer(field, config.get(field, 0), 0)
+  problems.integer("device_prefetch", config.get("device_prefetch", 2), 1)
+  cache_dir = config.get("compilation_cache_dir", "")
+  if not isinstance(cache_dir, str):
+    problems.add("compilation_cache_dir", cache_dir,
+                 "must be a path, or '' for <workdir>/compilation_cache, or "
+                 "'none' for no cache")
+  problems.integer("dataset.read_threads",
+                   config.dataset.get("read_threads", 0), 0)
+  problems.number("dataset.read_latency_ms",
+                  config.dataset.get("read_latency_ms", 0.0))
+  on_device = config.dataset.get("normalize_on_device", True)
+  if not isinstance(on_device, bool):
+    problems.add("dataset.normalize_on_device", on_device,
+                 "must be True (uint8 pixels cross to the devices and are "
+                 "normalised there) or False (normalised float32 on the host)")
   problems.choice("on_nonfinite", config.get("on_nonfinite", "stop"),
                   NONFINITE_POLICIES)
   fusions = config.get("cpu_ynn_fusions", "")

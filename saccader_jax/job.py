@@ -17,6 +17,7 @@ no training state, only what stages read:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any, Callable, Iterator, Optional
 
@@ -33,6 +34,7 @@ from saccader_jax import errors
 from saccader_jax import models
 from saccader_jax import paths
 from saccader_jax import run_record
+from saccader_jax.data import common
 from saccader_jax.data import input_pipeline
 
 
@@ -79,6 +81,8 @@ class Job:
   builder: Any
   writer: metric_writers.MetricWriter
   _models: dict[str, Any] = dataclasses.field(default_factory=dict)
+  _normalizers: dict[tuple, Callable] = dataclasses.field(
+      default_factory=dict)
 
   @classmethod
   def create(cls, config: ml_collections.ConfigDict,
@@ -125,12 +129,34 @@ class Job:
       self._models[field] = models.create_model(self.config[field])
     return self._models[field]
 
-  def global_batch(self, local_batch: dict) -> dict:
+  def global_batch(self, local_batch: dict,
+                   dataset: Optional[ml_collections.ConfigDict] = None
+                   ) -> dict:
     """This host's rows [local_batch, ...] -> global arrays split along
-    `data`."""
-    return jax.tree_util.tree_map(
+    `data`. uint8 "image" pixels are normalised on the devices with
+    dataset's (default config.dataset's) mean and std."""
+    batch = jax.tree_util.tree_map(
         lambda x: jax.make_array_from_process_local_data(self.data_sharding,
                                                          x), local_batch)
+    if "image" in batch and batch["image"].dtype == np.uint8:
+      batch["image"] = self._normalizer(dataset or self.config.dataset)(
+          batch["image"])
+    return batch
+
+  def _normalizer(self, dataset: ml_collections.ConfigDict):
+    """The jitted `common.normalize_on_device` of dataset's mean and std."""
+    key = (tuple(dataset.mean), tuple(dataset.std))
+    if key not in self._normalizers:
+      self._normalizers[key] = jax.jit(
+          functools.partial(common.normalize_on_device, mean=key[0],
+                            std=key[1]),
+          out_shardings=self.data_sharding)
+    return self._normalizers[key]
+
+  def pixels_on_the_wire(self, dataset: ml_collections.ConfigDict) -> bool:
+    """Whether batches cross to the devices as uint8 pixels (normalised
+    there: config.dataset.normalize_on_device, default True)."""
+    return bool(dataset.get("normalize_on_device", True))
 
   def stage_steps(self, stage_config: ml_collections.ConfigDict) -> int:
     """num_steps, or num_epochs over the train split at the global batch."""
@@ -160,17 +186,20 @@ class Job:
     ("index", see `input_pipeline.train_batches`), becomes by_index(batch)
     before it is made global (e.g. `RepresentationCache.lookup`).
     """
+    dataset = models.dataset_for(self.config, field)
     batches = input_pipeline.train_batches(
-        models.dataset_for(self.config, field), self.builder,
-        self.config.batch_size, seed=seed, start_position=start_position,
-        with_index=by_index is not None)
-    return map(self.global_batch, map(by_index, batches) if by_index
-               else batches)
+        dataset, self.builder, self.config.batch_size, seed=seed,
+        start_position=start_position, with_index=by_index is not None,
+        pixels=self.pixels_on_the_wire(dataset))
+    to_global = functools.partial(self.global_batch, dataset=dataset)
+    return map(to_global, map(by_index, batches) if by_index else batches)
 
   def eval_batches(self, split: str, max_examples: Optional[int] = None,
                    field: str = "model") -> Iterator[dict]:
     """The split's global batches (padding masked out), as the model of
     config.<field> reads them (`models.dataset_for`)."""
-    return map(self.global_batch, input_pipeline.eval_batches(
-        models.dataset_for(self.config, field), self.builder, split,
-        self.config.eval_batch_size, max_examples))
+    dataset = models.dataset_for(self.config, field)
+    return map(functools.partial(self.global_batch, dataset=dataset),
+               input_pipeline.eval_batches(
+                   dataset, self.builder, split, self.config.eval_batch_size,
+                   max_examples, pixels=self.pixels_on_the_wire(dataset)))

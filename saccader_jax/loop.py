@@ -15,6 +15,7 @@ stage with `DivergenceError` unless config.on_nonfinite == "skip".
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Callable, Optional
 
 from absl import logging
@@ -26,6 +27,7 @@ import ml_collections
 import numpy as np
 
 from saccader_jax import checkpoints
+from saccader_jax import device_prefetch
 from saccader_jax import errors
 from saccader_jax import preemption
 from saccader_jax import steps
@@ -152,11 +154,27 @@ def train(stage: StageRun, state: steps.TrainState, position: int,
   Checkpoints every config.checkpoint_every_steps and at the last step,
   with the input position; waits for the last write before returning. On a
   preemption notice (`saccader_jax.preemption`) it saves the step just
-  done, waits for the write and raises `preemption.Preempted`.
+  done, waits for the write and raises `preemption.Preempted`. Batches are
+  staged on the devices config.device_prefetch (default 2) steps ahead
+  (`saccader_jax.device_prefetch`); each logging interval writes the share
+  of its wall time spent waiting for one (`train/input_wait_fraction`).
   """
+  batches = device_prefetch.DevicePrefetch(
+      stage.batches(position), size=config.get("device_prefetch", 2))
+  try:
+    return _train(stage, state, position, config, writer, evaluate,
+                  profile_dir, batches)
+  finally:
+    batches.close()
+
+
+def _train(stage: StageRun, state: steps.TrainState, position: int,
+           config: ml_collections.ConfigDict,
+           writer: metric_writers.MetricWriter,
+           evaluate: Optional[EvaluateFn], profile_dir: Optional[epath.Path],
+           batches: device_prefetch.DevicePrefetch) -> steps.TrainState:
   name, total_steps = stage.name, stage.total_steps
   start_step = int(state.step)
-  batches = stage.batches(position)
   local_batch = input_pipeline.local_batch_size(config.batch_size)
   hooks = _progress_hooks(config, total_steps, start_step, writer,
                           profile_dir)
@@ -166,6 +184,7 @@ def train(stage: StageRun, state: steps.TrainState, position: int,
                "step 0", config.batch_size, jax.device_count(),
                describe_optimizer(stage, config, start_step))
   pending = []
+  interval_started, waited_before = time.perf_counter(), 0.0
   for step in range(start_step + 1, total_steps + 1):
     with jax.profiler.StepTraceAnnotation("train", step_num=step):
       state, metrics = stage.train_step(state, next(batches), stage.key)
@@ -182,7 +201,13 @@ def train(stage: StageRun, state: steps.TrainState, position: int,
         check_finite(name, step - len(fetched) + 1, fetched,
                      lambda: checkpoints.describe_latest(stage.manager))
       pending = []
-      writer.write_scalars(step, interval_scalars(f"{name}/train", fetched))
+      scalars = interval_scalars(f"{name}/train", fetched)
+      now = time.perf_counter()
+      scalars[f"{name}/train/input_wait_fraction"] = (
+          (batches.wait_seconds - waited_before) /
+          max(now - interval_started, 1e-9))
+      interval_started, waited_before = now, batches.wait_seconds
+      writer.write_scalars(step, scalars)
     for hook in hooks:
       hook(step)
     if save:

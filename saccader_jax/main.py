@@ -158,6 +158,7 @@ def run(config, workdir: str) -> None:
                  "allocator %s%s.", fusions, config.get("cpu_ynn_fusions"),
                  loaded, "" if loaded == "tcmalloc" else
                  " (install libtcmalloc-minimal4: the train steps run faster)")
+  from saccader_jax import compilation_cache  # pylint: disable=g-import-not-at-top
   from saccader_jax import job as job_lib  # pylint: disable=g-import-not-at-top
   from saccader_jax import train  # pylint: disable=g-import-not-at-top
   # The data prepared (and a folder's files checked) before the workdir is
@@ -165,6 +166,8 @@ def run(config, workdir: str) -> None:
   job_lib.prepare_data(config.dataset)
   # One job per workdir: held from before the first write to the end.
   with workdir_lease.hold(workdir, FLAGS.lease_timeout):
+    # Before the first compilation: a restarted job reads its steps back.
+    compilation_cache.enable(config, workdir)
     train.train_and_evaluate(config, workdir, config_checked=True)
 
 

@@ -19,6 +19,7 @@ config: 11 * 11 * (256 + 64 + 10) * 4 B = 160 KB; its 55,000 canvases
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 import time
@@ -26,8 +27,10 @@ from typing import Any
 
 from absl import logging
 import jax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
 
+from saccader_jax.data import common
 from saccader_jax.data import input_pipeline
 from saccader_jax.objectives.saccader import CACHED_REPRESENTATION
 from saccader_jax.objectives.saccader import REPRESENTATION
@@ -76,12 +79,25 @@ def _fingerprint(variables: Any) -> str:
   return digest.hexdigest()
 
 
+def _padded(images: np.ndarray, rows: int) -> np.ndarray:
+  """images [n, ...] with zero rows appended up to `rows`."""
+  return np.concatenate([images, np.zeros((rows - len(images),) +
+                                          images.shape[1:], images.dtype)])
+
+
 def compute(model: Any, variables: Any, dataset_config: Any, builder: Any,
-            batch_size: int) -> RepresentationCache:
+            batch_size: int, devices=None) -> RepresentationCache:
   """Runs `model.represent` (inference mode) on this host's share of the
-  train split, on this host's first device; or returns the cache this
-  process last computed if it came from the same model, variables and data
-  (the process holds that one until the next is computed, or `clear`).
+  train split, each batch split over this host's devices; or returns the
+  cache this process last computed if it came from the same model,
+  variables and data (the process holds that one until the next is
+  computed, or `clear`).
+
+  The build is pipelined as evaluation is: the next batch is read and sent
+  while the devices compute, and two batches' outputs are in flight to the
+  host at a time, so that a host with N devices builds N times faster than
+  with one. Images cross as uint8 pixels and are normalised on the devices
+  where the pipeline does so (config.dataset.normalize_on_device).
 
   Args:
     model: a model with a `represent(images)` method returning the
@@ -89,7 +105,9 @@ def compute(model: Any, variables: Any, dataset_config: Any, builder: Any,
     variables: its {"params", "batch_stats"} (global or host arrays).
     dataset_config: config.dataset of the model's input.
     builder: its prepared TFDS builder.
-    batch_size: images per forward pass.
+    batch_size: images per forward pass of the whole job (this host's share
+      of them per pass, rounded up to a multiple of its devices).
+    devices: the devices to run on (default: this host's).
   """
   # Host copies: the forward runs on local data, whatever the mesh.
   variables = jax.device_get(variables)
@@ -104,25 +122,55 @@ def compute(model: Any, variables: Any, dataset_config: Any, builder: Any,
                  "network and data).")
     return _LAST[key]
   clear()   # one cache at a time
-  represent = jax.jit(lambda v, x: model.apply(v, x, method="represent"))
+  devices = list(devices or jax.local_devices())
+  mesh = Mesh(np.asarray(devices), ("data",))
+  rows, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
+  pixels = bool(dataset_config.get("normalize_on_device", True))
+  mean, std = tuple(dataset_config.mean), tuple(dataset_config.std)
+
+  def represent(v, images):
+    if pixels:
+      images = common.normalize_on_device(images, mean, std)
+    return model.apply(v, images, method="represent")
+
+  represent = jax.jit(represent, out_shardings=rows)
+  on_devices = jax.device_put(variables, replicated)
+  local = input_pipeline.local_batch_size(batch_size)
+  per_pass = -(-local // len(devices)) * len(devices)
   size = input_pipeline.host_split_size(dataset_config, builder,
                                         dataset_config.train_split)
   arrays, done, started = {}, 0, time.time()
-  for batch in input_pipeline.train_examples_in_order(dataset_config,
-                                                      builder, batch_size):
-    rep = jax.device_get(represent(variables, batch["image"]))
+  in_flight = collections.deque()
+
+  def store(index, rep):
+    nonlocal arrays, done
+    rep = {name: np.asarray(getattr(rep, name))[:len(index)]
+           for name in OUTPUTS}
     if not arrays:
-      arrays = {name: np.empty((size,) + getattr(rep, name).shape[1:],
-                               np.float32) for name in OUTPUTS}
+      arrays = {name: np.empty((size,) + rep[name].shape[1:], np.float32)
+                for name in OUTPUTS}
       logging.info("Caching the frozen representation's outputs: %d "
-                   "examples, %.2f GB.", size,
-                   sum(a.nbytes for a in arrays.values()) / 1e9)
+                   "examples, %.2f GB, on %d device(s).", size,
+                   sum(a.nbytes for a in arrays.values()) / 1e9,
+                   len(devices))
     for name in OUTPUTS:
-      arrays[name][batch["index"]] = getattr(rep, name)
-    done += len(batch["index"])
-    if done // batch_size % 20 == 0:
+      arrays[name][index] = rep[name]
+    done += len(index)
+    if done // per_pass % 20 == 0:
       logging.info("Cached %d / %d examples (%.0f s).", done, size,
                    time.time() - started)
+
+  for batch in input_pipeline.train_examples_in_order(
+      dataset_config, builder, per_pass, pixels=pixels):
+    images = jax.device_put(_padded(batch["image"], per_pass), rows)
+    rep = represent(on_devices, images)
+    for name in OUTPUTS:
+      getattr(rep, name).copy_to_host_async()
+    in_flight.append((batch["index"], rep))
+    if len(in_flight) > 2:
+      store(*in_flight.popleft())
+  while in_flight:
+    store(*in_flight.popleft())
   logging.info("Cached the frozen representation of %d examples in %.0f s.",
                done, time.time() - started)
   _LAST[key] = RepresentationCache(arrays)

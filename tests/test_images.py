@@ -8,6 +8,7 @@ import tensorflow as tf
 
 import saccader_jax
 from configs import imagenet_saccader
+from saccader_jax.data import common
 from saccader_jax.data import imagenet
 from saccader_jax.data import input_pipeline
 
@@ -38,8 +39,8 @@ def test_imagenet_preprocessing_matches_the_pipeline_crop():
   image = np.stack([128 + 100 * np.sin(xx / 17.0),
                     128 + 100 * np.cos(yy / 23.0), (xx + yy) % 256], -1)
   jpeg = tf.io.encode_jpeg(image.astype(np.uint8)).numpy()
-  pipeline = imagenet.preprocess({"image": jpeg, "label": 0}, dataset,
-                                 False)["image"].numpy()
+  pipeline = common.normalize(imagenet.preprocess(
+      {"image": jpeg, "label": 0}, dataset, False)["image"], dataset).numpy()
   from_bytes = saccader_jax.preprocess_images([jpeg], dataset)[0]
   np.testing.assert_array_equal(from_bytes, pipeline)
   decoded = tf.io.decode_jpeg(jpeg).numpy()

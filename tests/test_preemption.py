@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import jax
@@ -45,6 +46,11 @@ class SigtermDuring:
     preemption.clear()
 
 
+def prefetch_threads():
+  return [t for t in threading.enumerate()
+          if t.name == "device-prefetch" and t.is_alive()]
+
+
 def sigterm_self():
   os.kill(os.getpid(), signal.SIGTERM)
 
@@ -78,6 +84,7 @@ def test_sigterm_during_a_write_or_an_evaluation_saves_the_next_step(
     train.Trainer(config, workdir).run()
   monkeypatch.setattr(checkpoints, "save", real_save)
   assert checkpoint_steps(workdir, "representation")[-1] == 3
+  assert not prefetch_threads()   # the stopped stage's input thread ended
   run_record.load_variables(workdir, config, stage="representation")
 
   trainer = train.Trainer(config, workdir)
@@ -91,10 +98,12 @@ def test_sigterm_during_a_write_or_an_evaluation_saves_the_next_step(
                                       match="at step 4 of stage 'policy'"):
     trainer.run()
   assert checkpoint_steps(workdir, "policy")[-1] == 4
+  assert not prefetch_threads()
   run_record.load_variables(workdir, config, stage="policy")
 
   resumed = train.Trainer(config, workdir).run()
   assert_trees_equal(straight["stages"], resumed["stages"])
+  assert not prefetch_threads()
 
 
 def start_main(data_dir, workdir, log, *overrides):

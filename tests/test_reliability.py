@@ -23,7 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_main(data_dir, workdir, *overrides, devices=1, timeout=600,
-             max_file_bytes=None):
+             max_file_bytes=None, env_extra=()):
   """The tiny config's job in a fresh process; returns the CompletedProcess.
 
   max_file_bytes: the process may write no file beyond this size (a write
@@ -31,7 +31,8 @@ def run_main(data_dir, workdir, *overrides, devices=1, timeout=600,
   a read-only directory, this holds for root too)."""
   env = dict(os.environ, JAX_PLATFORMS="cpu",
              XLA_FLAGS=xla_flags_with(
-                 f"--xla_force_host_platform_device_count={devices}"))
+                 f"--xla_force_host_platform_device_count={devices}"),
+             **dict(env_extra))
 
   def limit_file_size():
     if max_file_bytes is not None:
@@ -54,6 +55,10 @@ def finite(tree):
   return all(np.isfinite(x).all() for x in jax.tree_util.tree_leaves(tree))
 
 
+# The tiny steps compile in under JAX's 1 s threshold for the persistent
+# cache; here every compilation is cached.
+CACHE_EVERY_COMPILATION = {"JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+
 ONE_STAGE = ("--config.run_stages=('representation',)",
              "--config.checkpoint_every_steps=2")
 
@@ -64,7 +69,8 @@ def four_step_job(tiny_data_dir, tmp_path_factory):
   for the module; tests change copies of it (`four_step_workdir`)."""
   workdir = str(tmp_path_factory.mktemp("four_step_job") / "workdir")
   first = run_main(tiny_data_dir, workdir, *ONE_STAGE,
-                   "--config.stages.representation.num_steps=4")
+                   "--config.stages.representation.num_steps=4",
+                   env_extra=CACHE_EVERY_COMPILATION)
   assert first.returncode == 0, first.stderr[-3000:]
   assert checkpoint_steps(workdir, "representation") == [2, 4]
   return workdir
@@ -113,6 +119,32 @@ def test_divergence_stops_the_stage_and_keeps_the_last_finite_checkpoint(
   variables = run_record.load_variables(workdir, config,
                                          stage="representation")
   assert finite(variables)
+
+
+@pytest.mark.slow
+def test_a_restarted_job_reads_its_compiled_steps_back_and_ends_the_same(
+    tiny_data_dir, four_step_job, four_step_workdir):
+  """The job's compilation cache (default: <workdir>/compilation_cache)
+  holds its train step; restarted from step 2, the job reads the step back
+  rather than compiling it, and its step 4 equals the first run's."""
+  workdir = four_step_workdir
+  cache = os.path.join(workdir, "compilation_cache")
+  before = set(os.listdir(cache))
+  assert any(name.startswith("jit_train_step-") for name in before)
+  shutil.rmtree(os.path.join(workdir, "checkpoints", "representation", "4"))
+  second = run_main(tiny_data_dir, workdir, *ONE_STAGE,
+                    "--config.stages.representation.num_steps=4",
+                    env_extra=CACHE_EVERY_COMPILATION)
+  assert second.returncode == 0, second.stderr[-3000:]
+  assert "resuming from step 2" in second.stderr
+  assert f"Compilation cache: {cache}." in second.stderr
+  added = set(os.listdir(cache)) - before
+  assert not any(name.startswith("jit_train_step-") for name in added)
+  config = tiny_train_config(tiny_data_dir)
+  jax.tree_util.tree_map(
+      np.testing.assert_array_equal,
+      run_record.load_variables(four_step_job, config, stage="representation"),
+      run_record.load_variables(workdir, config, stage="representation"))
 
 
 @pytest.mark.slow

@@ -1,6 +1,10 @@
 """The frozen representation's outputs computed once
 (config.cache_frozen_representation): the same training, a cheaper step."""
 
+import os
+import subprocess
+import sys
+
 import jax
 import numpy as np
 import pytest
@@ -10,6 +14,9 @@ from saccader_jax import models
 from saccader_jax import representation_cache
 from saccader_jax import train
 from saccader_jax.data import input_pipeline
+from tests.helpers import xla_flags_with
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def cached_and_plain_runs(config, tmp_path, monkeypatch):
@@ -116,3 +123,30 @@ def test_cache_needs_fixed_training_images():
   config.cache_frozen_representation = "yes"
   assert ("config.cache_frozen_representation='yes': must be True or False."
           in config_checks.config_problems(config, num_devices=8))
+
+
+@pytest.mark.slow
+def test_the_cache_built_over_four_devices_is_the_one_device_cache(
+    tiny_data_dir, tmp_path):
+  """Each pass's images are split over the host's devices (padded to a
+  multiple of them: 10 rows over 4 devices): every device computes, and the
+  rows are those one device computes."""
+  arrays, logs = {}, {}
+  for devices in (1, 4):
+    out = tmp_path / f"{devices}.npz"
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.representation_cache_on_devices",
+         f"--data_dir={tiny_data_dir}", f"--out={out}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        env=dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=xla_flags_with(
+            f"--xla_force_host_platform_device_count={devices}")))
+    assert result.returncode == 0, result.stderr[-3000:]
+    with np.load(out) as f:
+      arrays[devices] = {k: f[k] for k in f.files}
+    logs[devices] = result.stderr
+  assert int(arrays[4]["devices"]) == 4
+  assert "on 4 device(s)" in logs[4] and "on 1 device(s)" in logs[1]
+  for name in representation_cache.OUTPUTS:
+    assert arrays[4][name].shape == arrays[1][name].shape
+    np.testing.assert_allclose(arrays[4][name], arrays[1][name], rtol=1e-5,
+                               atol=1e-5)

@@ -289,13 +289,13 @@ def preprocess(example, config, train):
 
 
 def eval_image(image, config):
-  """A decoded [H, W, C] uint8 canvas -> [image_size, image_size, C]
-  normalised (resized bilinearly if its side is not image_size)."""
+  """A decoded [H, W, C] uint8 canvas -> [image_size, image_size, C] pixels
+  (resized bilinearly if its side is not image_size)."""
   if image.shape[0] != config.image_size or image.shape[1] != config.image_size:
     image = tf.image.resize(tf.cast(image, tf.float32),
                             [config.image_size, config.image_size],
                             method="bilinear")
-  return common.normalize(image, config)
+  return image
 
 
 SPEC = common.DatasetSpec(

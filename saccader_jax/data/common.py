@@ -17,7 +17,7 @@ from saccader_jax import paths
 DATASET_KEYS = ("name", "data_dir", "source_dir", "image_size",
                 "num_channels", "mean", "std", "train_split", "dev_split",
                 "test_split", "cache", "prefetch", "num_threads",
-                "read_threads", "read_latency_ms")
+                "read_threads", "read_latency_ms", "normalize_on_device")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,15 +26,16 @@ class DatasetSpec:
 
   Attributes:
     build: config.dataset -> the prepared TFDS builder.
-    preprocess: (example, config.dataset, train) -> {"image" float32
-      [H, W, C] normalised, "label" int32}; a train example carries "seed"
-      ([2] int64) for its augmentation.
+    preprocess: (example, config.dataset, train) -> {"image" [H, W, C]
+      pixels in [0, 255] (uint8, or float32 where resizing made them),
+      "label" int32}; a train example carries "seed" ([2] int64) for its
+      augmentation. The pipeline normalises the pixels (`finish`).
     skip_decoding: images arrive encoded and `preprocess` decodes them
       (so that it can crop first).
     config_keys: the keys of config.dataset this data set reads beyond
       DATASET_KEYS, which every data set has.
     eval_image: (decoded [H, W, C] uint8 image, config.dataset) -> what
-      evaluation's `preprocess` makes of it ([S, S, C] float32), for images
+      evaluation's `preprocess` makes of it ([S, S, C] pixels), for images
       from elsewhere (`input_pipeline.preprocess_images`).
     class_names: config.dataset -> the name of each label as `preprocess`
       gives it; None: the data set's labels have no names.
@@ -70,6 +71,33 @@ def normalize(image: tf.Tensor, config: ml_collections.ConfigDict):
   mean = tf.constant(config.mean, tf.float32)
   std = tf.constant(config.std, tf.float32)
   return (tf.cast(image, tf.float32) / 255.0 - mean) / std
+
+
+def to_uint8(image: tf.Tensor) -> tf.Tensor:
+  """Pixels in [0, 255] -> uint8, rounded to the nearest level (a quarter of
+  the bytes of float32; what crosses to the devices)."""
+  if image.dtype == tf.uint8:
+    return image
+  return tf.cast(tf.round(tf.clip_by_value(image, 0.0, 255.0)), tf.uint8)
+
+
+def finish(example: dict, config: ml_collections.ConfigDict,
+           pixels: bool) -> dict:
+  """A preprocessed example as the pipeline yields it: its "image" uint8
+  pixels (pixels=True, normalised on the devices by `normalize_on_device`)
+  or normalised float32."""
+  image = to_uint8(example["image"]) if pixels else normalize(
+      example["image"], config)
+  return dict(example, image=image)
+
+
+def normalize_on_device(pixels, mean: Sequence[float], std: Sequence[float]):
+  """uint8 pixels [..., C] (a jax.Array) -> float32 normalised as
+  `normalize` does on the host: (x / 255 - mean) / std."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  mean = jnp.asarray(mean, jnp.float32)
+  std = jnp.asarray(std, jnp.float32)
+  return (pixels.astype(jnp.float32) / 255.0 - mean) / std
 
 
 def data_dir(config: ml_collections.ConfigDict) -> Optional[epath.Path]:

@@ -254,13 +254,12 @@ def _decode(example, config):
 
 
 def eval_image(image, config):
-  """A decoded [H, W, C] uint8 image -> [image_size, image_size, C]
-  normalised, as evaluation preprocesses it."""
+  """A decoded [H, W, C] uint8 image -> [image_size, image_size, C] pixels,
+  as evaluation preprocesses it."""
   if config.get("preprocessing", "inception_crop") == "inception_crop":
     return imagenet.eval_image(image, config)
-  image = tf.image.resize(tf.cast(image, tf.float32),
-                          [config.image_size] * 2, method="bilinear")
-  return common.normalize(image, config)
+  return tf.image.resize(tf.cast(image, tf.float32),
+                         [config.image_size] * 2, method="bilinear")
 
 
 def preprocess(example, config, train):
@@ -271,8 +270,7 @@ def preprocess(example, config, train):
     seed = example["seed"]
     image = imagenet.inception_crop_image(image, config.image_size, seed)
     image = tf.image.stateless_random_flip_left_right(image, seed=seed + 1)
-    image = common.normalize(tf.clip_by_value(image, 0.0, 255.0), config)
-    return {"image": image, "label": label}
+    return {"image": tf.clip_by_value(image, 0.0, 255.0), "label": label}
   return {"image": eval_image(image, config), "label": label}
 
 

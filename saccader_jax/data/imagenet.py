@@ -72,13 +72,13 @@ def central_crop(image_bytes, size):
 
 def eval_image(image, config):
   """A decoded [H, W, 3] uint8 image -> the evaluation's central crop,
-  resized and normalised (what `preprocess` computes from the JPEG)."""
+  resized (what `preprocess` computes from the JPEG), as pixels."""
   window = central_crop_window(tf.shape(image)[0], tf.shape(image)[1],
                                config.image_size)
   crop = image[window[0]:window[0] + window[2],
                window[1]:window[1] + window[3]]
   crop = tf.image.resize(crop, [config.image_size] * 2, method="bicubic")
-  return common.normalize(tf.clip_by_value(crop, 0.0, 255.0), config)
+  return tf.clip_by_value(crop, 0.0, 255.0)
 
 
 def preprocess(example, config, train):
@@ -91,7 +91,7 @@ def preprocess(example, config, train):
   image = tf.clip_by_value(image, 0.0, 255.0)
   # The TF-slim label set puts a background class at 0.
   label = tf.cast(example["label"], tf.int32) + config.get("label_offset", 0)
-  return {"image": common.normalize(image, config), "label": label}
+  return {"image": image, "label": label}
 
 
 def class_names(config: ml_collections.ConfigDict) -> tuple[str, ...]:

@@ -285,14 +285,17 @@ def train_batches(config: ml_collections.ConfigDict,
                   builder: tfds.core.DatasetBuilder, global_batch_size: int,
                   seed: int, start_step: int = 0,
                   start_position: Optional[int] = None,
-                  with_index: bool = False) -> Iterator[Batch]:
+                  with_index: bool = False,
+                  pixels: bool = False) -> Iterator[Batch]:
   """An endless iterator over this host's share of the training batches.
 
   It starts at stream position start_position, by default start_step x the
   local batch (the position a job that ran start_step steps has reached).
   with_index: each batch also carries "index" [local_batch] int64, each
   row's example index in this host's share of the split (what
-  `train_examples_in_order` calls it).
+  `train_examples_in_order` calls it). pixels: "image" uint8 [0, 255], to be
+  normalised on the devices (`common.normalize_on_device`), rather than
+  normalised float32.
 
   The examples of stream position p are a pure function of (seed, process
   index, p): each epoch is a seeded permutation of this host's examples and
@@ -318,8 +321,9 @@ def train_batches(config: ml_collections.ConfigDict,
   def preprocess(item):
     seed_of_example = tf.stack([tf.constant(seed, tf.int64),
                                 item["position"]])
-    out = spec.preprocess(dict(item["example"], seed=seed_of_example),
-                          config, train=True)
+    out = common.finish(spec.preprocess(
+        dict(item["example"], seed=seed_of_example), config, train=True),
+                        config, pixels)
     return dict(out, index=item["index"]) if with_index else out
 
   ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
@@ -339,12 +343,14 @@ def host_split_size(config: ml_collections.ConfigDict,
 
 def train_examples_in_order(config: ml_collections.ConfigDict,
                             builder: tfds.core.DatasetBuilder,
-                            local_batch: int) -> Iterator[Batch]:
+                            local_batch: int,
+                            pixels: bool = False) -> Iterator[Batch]:
   """This host's share of the train split once, in index order, as training
   preprocesses it: {"image", "label", "index"} batches of local_batch rows
-  (the last one shorter). Only for data sets whose training preprocessing
-  is deterministic (`DatasetSpec.deterministic_train`): an image is then
-  the one any epoch's batch carries for that index."""
+  (the last one shorter; pixels: images as in `train_batches`). Only for
+  data sets whose training preprocessing is deterministic
+  (`DatasetSpec.deterministic_train`): an image is then the one any epoch's
+  batch carries for that index."""
   spec = _spec(config)
   if not spec.deterministic_train:
     raise ValueError(f"{config.name}'s training preprocessing is random per "
@@ -359,8 +365,9 @@ def train_examples_in_order(config: ml_collections.ConfigDict,
   @tf.autograph.experimental.do_not_convert
   def preprocess(item):
     seed_of_example = tf.stack([tf.constant(0, tf.int64), item["position"]])
-    out = spec.preprocess(dict(item["example"], seed=seed_of_example),
-                          config, train=True)
+    out = common.finish(spec.preprocess(
+        dict(item["example"], seed=seed_of_example), config, train=True),
+                        config, pixels)
     return dict(out, index=item["index"])
 
   ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
@@ -403,7 +410,8 @@ def preprocess_images(images: Any, config: ml_collections.ConfigDict
   for image in images:
     if isinstance(image, bytes) and spec.skip_decoding:
       example = {"image": tf.constant(image), "label": tf.constant(0)}
-      out.append(spec.preprocess(example, config, False)["image"].numpy())
+      out.append(common.normalize(
+          spec.preprocess(example, config, False)["image"], config).numpy())
       continue
     image = np.asarray(image)
     if image.ndim != 3 or image.dtype != np.uint8:
@@ -412,7 +420,8 @@ def preprocess_images(images: Any, config: ml_collections.ConfigDict
     if image.shape[-1] != config.num_channels:
       raise ValueError(f"{config.name} images have {config.num_channels} "
                        f"channel(s); got shape {image.shape}.")
-    out.append(spec.eval_image(tf.constant(image), config).numpy())
+    out.append(common.normalize(spec.eval_image(tf.constant(image), config),
+                                config).numpy())
   return np.stack(out).astype(np.float32)
 
 
@@ -433,8 +442,10 @@ def read_examples(config: ml_collections.ConfigDict, split: str, count: int,
 def eval_batches(config: ml_collections.ConfigDict,
                  builder: tfds.core.DatasetBuilder, split: str,
                  global_batch_size: int,
-                 max_examples: Optional[int] = None) -> Iterator[Batch]:
-  """This host's share of a split, once, in fixed-size padded batches.
+                 max_examples: Optional[int] = None,
+                 pixels: bool = False) -> Iterator[Batch]:
+  """This host's share of a split, once, in fixed-size padded batches
+  (pixels: images as in `train_batches`).
 
   Every host yields the same number of batches, so that the collective eval
   step runs in lockstep: the hosts agree on the largest share, and a host
@@ -465,7 +476,8 @@ def eval_batches(config: ml_collections.ConfigDict,
 
   @tf.autograph.experimental.do_not_convert
   def preprocess(item):
-    return spec.preprocess(item["example"], config, train=False)
+    return common.finish(spec.preprocess(item["example"], config,
+                                         train=False), config, pixels)
 
   ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
   ds = ds.batch(local).prefetch(config.get("prefetch", 2))
