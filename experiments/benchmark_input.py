@@ -9,7 +9,7 @@ configs/image_folder_saccader.py (ImageNet's preprocessing: inception crop
 at --image_size) and prints three Markdown tables (the first batches, the
 warm-up, not counted; each row timed for --seconds):
 
-  1. storage: records/s read alone (`reading.ordered_reads`, as the
+  1. storage: records/s read alone (`input_pipeline.ordered_records`, as the
      pipeline reads) and images/s of the whole pipeline on both cores, at 0
      and --latency_ms per read request (`reading.DelayedSource`, a stand-in
      for a bucket), for each of --read_threads;
@@ -81,8 +81,10 @@ def _timed_rate(next_item, items_per_call: int) -> float:
 
 def images_per_second(config, builder) -> float:
   from saccader_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
-  batches = input_pipeline.train_batches(config.dataset, builder,
-                                         FLAGS.batch, seed=0)
+  # As a job reads them: uint8 pixels, normalised later on the devices.
+  batches = input_pipeline.train_batches(
+      config.dataset, builder, FLAGS.batch, seed=0,
+      pixels=config.dataset.get("normalize_on_device", True))
   return _timed_rate(lambda: next(batches), FLAGS.batch)
 
 
@@ -90,13 +92,11 @@ def records_per_second(config, builder) -> float:
   """Records/s of the pipeline's reader alone (no decoding), in the
   training stream's order."""
   from saccader_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
-  from saccader_jax.data import reading  # pylint: disable=g-import-not-at-top
   source = input_pipeline.data_source(
       builder, "train", input_pipeline.DATASETS[config.dataset.name],
       config.dataset)
   keys = (key for _, key in input_pipeline.train_indices(0, len(source)))
-  records = reading.ordered_reads(source.__getitem__, keys,
-                                  input_pipeline.read_threads(config.dataset))
+  records = input_pipeline.ordered_records(source, keys, config.dataset)
   chunk = 128
   rate = _timed_rate(lambda: list(itertools.islice(records, chunk)), chunk)
   records.close()
@@ -164,4 +164,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  from saccader_jax import allocator  # pylint: disable=g-import-not-at-top
+  allocator.reexec_with_tcmalloc()   # as a job runs
   app.run(main)

@@ -11,10 +11,10 @@ restarts; the table gives the restarted process's seconds from its start to
 the log line of its first step, and whether the two jobs' last checkpoints
 are bit for bit equal.
 
+The jobs (`experiments.stage1_jobs`), at batch --batch:
   main: configs/fashion_mnist_saccader.py on the embedded data (built on
-    first use under --data_dir), batch --batch.
-  imagenet: configs/imagenet_saccader.py on TFDS's mock ImageNet (random
-    224 px JPEGs; nothing is downloaded), batch --batch.
+    first use under --data_dir).
+  imagenet: configs/imagenet_saccader.py on TFDS's mock ImageNet.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ import time
 
 from absl import app
 from absl import flags
+
+from experiments import stage1_jobs
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("configs", ["main", "imagenet"], "Which jobs to time.")
@@ -48,41 +50,13 @@ flags.DEFINE_string("child_cache", "", "(internal)")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def job_config(name: str, steps: int, cache: str):
-  """The timed job: stage 1 alone for `steps` steps, nothing evaluated but
-  a few test images."""
-  if name == "main":
-    from configs import fashion_mnist_saccader  # pylint: disable=g-import-not-at-top
-    config = fashion_mnist_saccader.get_config()
-    config.dataset.data_dir = FLAGS.data_dir
-  else:
-    from configs import imagenet_saccader  # pylint: disable=g-import-not-at-top
-    config = imagenet_saccader.get_config()
-    config.dataset.train_split = "train[8:]"
-    config.dataset.dev_split = "train[:8]"
-  config.run_stages = ("representation",)
-  config.stages.representation.num_steps = steps
-  config.batch_size = config.eval_batch_size = FLAGS.batch
-  config.log_every_steps = 1
-  config.eval_at_stage_end = False
-  config.evals = {"accuracy": {}}
-  config.compilation_cache_dir = cache
-  return config
-
-
 def child() -> None:
-  from saccader_jax import main as main_lib  # pylint: disable=g-import-not-at-top
   from saccader_jax import preemption  # pylint: disable=g-import-not-at-top
-  config = job_config(FLAGS.child_config, FLAGS.child_steps,
-                      FLAGS.child_cache)
+  config = stage1_jobs.job_config(FLAGS.child_config, FLAGS.child_steps,
+                                  FLAGS.batch, FLAGS.data_dir)
+  config.compilation_cache_dir = FLAGS.child_cache
   try:
-    if FLAGS.child_config == "imagenet":
-      import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-      with tfds.testing.mock_data(num_examples=24,
-                                  policy=tfds.testing.MockPolicy.USE_CODE):
-        main_lib.run(config, FLAGS.child_workdir)
-    else:
-      main_lib.run(config, FLAGS.child_workdir)
+    stage1_jobs.run(FLAGS.child_config, config, FLAGS.child_workdir)
   except preemption.Preempted:
     sys.exit(preemption.EXIT_CODE)
 
@@ -114,8 +88,8 @@ def run_job(name: str, workdir: str, steps: int, cache: str,
 
 def last_params(workdir: str, name: str):
   from saccader_jax import run_record  # pylint: disable=g-import-not-at-top
-  return run_record.load_variables(workdir, job_config(name, FLAGS.steps,
-                                                       "none"),
+  return run_record.load_variables(workdir, stage1_jobs.job_config(
+      name, FLAGS.steps, FLAGS.batch, FLAGS.data_dir),
                                    stage="representation")
 
 

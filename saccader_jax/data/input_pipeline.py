@@ -200,6 +200,17 @@ def read_threads(config: ml_collections.ConfigDict) -> int:
   return int(config.get("read_threads") or reading.DEFAULT_READ_THREADS)
 
 
+def ordered_records(source: Sequence[dict], keys: Iterable[int],
+                    config: ml_collections.ConfigDict) -> Iterator[dict]:
+  """source[key] for each key, in order, read by `read_threads(config)`
+  threads as the pipeline reads them."""
+  threads = read_threads(config)
+  # The next chunk's reads under way while the generator takes this one:
+  # tf.data waits on the generator at each chunk's end.
+  return reading.ordered_reads(source.__getitem__, keys, threads,
+                               ahead=_READ_CHUNK + 2 * threads)
+
+
 class _ReadFailure:
   """The first read error of a stream, kept where tf.data cannot reach it:
   tf.data hands a generator's exception on as an `OpError` whose message
@@ -228,12 +239,11 @@ def _examples(source: Sequence[dict], config: ml_collections.ConfigDict,
 
   A split held in memory (memory_key) is indexed in chunks; otherwise its
   records are read by `read_threads(config)` threads, in order, many in
-  flight (`reading.ordered_reads`). Either way the generator yields chunks
+  flight (`ordered_records`). Either way the generator yields chunks
   (tf.data's per-element cost of a Python generator is paid per chunk);
   decoding belongs in the parallel map that follows. A read that fails
   raises a one-line `DataError` (kept in `failure` for `_surfacing`).
   """
-  threads = read_threads(config)
 
   def chunked(pairs: Iterator[tuple[int, int]]):
     while chunk := list(itertools.islice(pairs, _READ_CHUNK)):
@@ -253,7 +263,7 @@ def _examples(source: Sequence[dict], config: ml_collections.ConfigDict,
         positions.append((position, key))
         yield key
 
-    records = reading.ordered_reads(source.__getitem__, keys(), threads)
+    records = ordered_records(source, keys(), config)
     while chunk := list(itertools.islice(records, _READ_CHUNK)):
       done = [positions.popleft() for _ in chunk]
       yield [p for p, _ in done], [k for _, k in done], _stack(chunk)

@@ -67,10 +67,14 @@ class DelayedSource(Sequence):
 
 
 def ordered_reads(read_one: Callable[[int], Any], keys: Iterable[int],
-                  threads: int) -> Iterator[Any]:
-  """read_one(key) for each key, in the keys' order, up to 2 x threads
-  reads in flight on `threads` threads (1: read in this thread, one at a
-  time).
+                  threads: int, ahead: int = 0) -> Iterator[Any]:
+  """read_one(key) for each key, in the keys' order, `ahead` reads (default
+  2 x threads) submitted ahead of the one delivered, on `threads` threads
+  (1: read in this thread, one at a time).
+
+  A consumer that takes n records at a time without waiting (a chunk) needs
+  ahead >= n + 2 x threads: the reads of the next chunk are then under way
+  while it takes this one, and it never waits a request's latency.
 
   A read that raises re-raises here, at its key's place in the order: the
   records before it are delivered first. Closing the iterator (or dropping
@@ -84,13 +88,14 @@ def ordered_reads(read_one: Callable[[int], Any], keys: Iterable[int],
       yield read_one(key)
     return
   pool = futures.ThreadPoolExecutor(threads, thread_name_prefix="read")
+  ahead = ahead or 2 * threads
   window = collections.deque()
   try:
     for key in keys:
       if _EXITING.is_set():
         return
       window.append(pool.submit(read_one, key))
-      if len(window) >= 2 * threads:
+      if len(window) >= ahead:
         yield window.popleft().result()
     while window and not _EXITING.is_set():
       yield window.popleft().result()
