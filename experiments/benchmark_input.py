@@ -81,10 +81,11 @@ def _timed_rate(next_item, items_per_call: int) -> float:
 
 def images_per_second(config, builder) -> float:
   from saccader_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
+  from saccader_jax.data import common  # pylint: disable=g-import-not-at-top
   # As a job reads them: uint8 pixels, normalised later on the devices.
   batches = input_pipeline.train_batches(
       config.dataset, builder, FLAGS.batch, seed=0,
-      pixels=config.dataset.get("normalize_on_device", True))
+      pixels=common.normalizes_on_device(config.dataset))
   return _timed_rate(lambda: next(batches), FLAGS.batch)
 
 

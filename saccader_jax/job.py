@@ -153,10 +153,6 @@ class Job:
           out_shardings=self.data_sharding)
     return self._normalizers[key]
 
-  def pixels_on_the_wire(self, dataset: ml_collections.ConfigDict) -> bool:
-    """Whether batches cross to the devices as uint8 pixels (normalised
-    there: config.dataset.normalize_on_device, default True)."""
-    return bool(dataset.get("normalize_on_device", True))
 
   def stage_steps(self, stage_config: ml_collections.ConfigDict) -> int:
     """num_steps, or num_epochs over the train split at the global batch."""
@@ -190,7 +186,7 @@ class Job:
     batches = input_pipeline.train_batches(
         dataset, self.builder, self.config.batch_size, seed=seed,
         start_position=start_position, with_index=by_index is not None,
-        pixels=self.pixels_on_the_wire(dataset))
+        pixels=common.normalizes_on_device(dataset))
     to_global = functools.partial(self.global_batch, dataset=dataset)
     return map(to_global, map(by_index, batches) if by_index else batches)
 
@@ -202,4 +198,4 @@ class Job:
     return map(functools.partial(self.global_batch, dataset=dataset),
                input_pipeline.eval_batches(
                    dataset, self.builder, split, self.config.eval_batch_size,
-                   max_examples, pixels=self.pixels_on_the_wire(dataset)))
+                   max_examples, pixels=common.normalizes_on_device(dataset)))

@@ -125,7 +125,7 @@ def compute(model: Any, variables: Any, dataset_config: Any, builder: Any,
   devices = list(devices or jax.local_devices())
   mesh = Mesh(np.asarray(devices), ("data",))
   rows, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
-  pixels = bool(dataset_config.get("normalize_on_device", True))
+  pixels = common.normalizes_on_device(dataset_config)
   mean, std = tuple(dataset_config.mean), tuple(dataset_config.std)
 
   def represent(v, images):

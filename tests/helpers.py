@@ -1,6 +1,7 @@
 """Small configs and fake data shared by the tests and their subprocess
 scripts (`python -m tests.<script>` from the repository root)."""
 
+import contextlib
 import os
 import socket
 
@@ -185,3 +186,18 @@ def write_image_folder(root: str, per_class: int = 30,
         with open(os.path.join(folder, f"{kind}_{i}.{ext}"), "wb") as f:
           f.write(data)
   return root
+
+
+@contextlib.contextmanager
+def mock_imagenet(image_size: int):
+  """(config.dataset of configs/imagenet_saccader.py at image_size, its
+  builder) on TFDS's mock ImageNet (24 random JPEGs per split; nothing is
+  downloaded), for the duration of the context."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  dataset = imagenet_saccader.get_config().dataset
+  dataset.image_size = image_size
+  dataset.train_split = "train[8:]"
+  dataset.dev_split = "train[:8]"
+  with tfds.testing.mock_data(num_examples=24,
+                              policy=tfds.testing.MockPolicy.USE_CODE):
+    yield dataset, tfds.builder("imagenet2012", file_format="array_record")

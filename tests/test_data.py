@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from tests.helpers import mock_imagenet
 from tests.helpers import tiny_train_config
 from tests.helpers import write_fake_fashion_mnist
 from saccader_jax.data import cluttered_fashion_mnist as cfm
@@ -136,14 +137,7 @@ def test_unknown_dataset_lists_the_valid_ones(tiny_data):
 
 
 def test_imagenet_pipeline_on_mock_data():
-  from configs import imagenet_saccader  # pylint: disable=g-import-not-at-top
-  config = imagenet_saccader.get_config().dataset
-  config.image_size = 64
-  config.train_split = "train[8:]"
-  config.dev_split = "train[:8]"
-  with tfds.testing.mock_data(num_examples=24,
-                              policy=tfds.testing.MockPolicy.USE_CODE):
-    builder = tfds.builder("imagenet2012", file_format="array_record")
+  with mock_imagenet(64) as (config, builder):
     batch = next(input_pipeline.train_batches(config, builder, 6, seed=0))
     assert batch["image"].shape == (6, 64, 64, 3)
     assert batch["image"].dtype == np.float32

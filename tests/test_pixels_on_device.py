@@ -5,12 +5,12 @@ host-normalised ones to float tolerance."""
 import jax
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 
 from saccader_jax import config_checks
 from saccader_jax import job as job_lib
 from saccader_jax.data import common
 from saccader_jax.data import input_pipeline
+from tests.helpers import mock_imagenet
 
 # float32 division on the devices may round differently from TensorFlow's
 # on the host: normalised pixels then differ in their last bits.
@@ -57,14 +57,7 @@ def test_train_and_eval_pixels_normalise_to_the_host_images(tiny_data):
 def test_resized_imagenet_pixels_round_to_the_nearest_level():
   """ImageNet's crops are resized: their float pixels round to uint8, half
   a gray level at most, and not every pixel is already a whole level."""
-  from configs import imagenet_saccader  # pylint: disable=g-import-not-at-top
-  dataset = imagenet_saccader.get_config().dataset
-  dataset.image_size = 64
-  dataset.train_split = "train[8:]"
-  dataset.dev_split = "train[:8]"
-  with tfds.testing.mock_data(num_examples=24,
-                              policy=tfds.testing.MockPolicy.USE_CODE):
-    builder = tfds.builder("imagenet2012", file_format="array_record")
+  with mock_imagenet(64) as (dataset, builder):
     wire = next(input_pipeline.train_batches(dataset, builder, 6, seed=0,
                                              pixels=True))
     host = next(input_pipeline.train_batches(dataset, builder, 6, seed=0))

@@ -81,6 +81,12 @@ def to_uint8(image: tf.Tensor) -> tf.Tensor:
   return tf.cast(tf.round(tf.clip_by_value(image, 0.0, 255.0)), tf.uint8)
 
 
+def normalizes_on_device(config: ml_collections.ConfigDict) -> bool:
+  """Whether config.dataset's images cross to the devices as uint8 pixels
+  and are normalised there (normalize_on_device, default True)."""
+  return bool(config.get("normalize_on_device", True))
+
+
 def finish(example: dict, config: ml_collections.ConfigDict,
            pixels: bool) -> dict:
   """A preprocessed example as the pipeline yields it: its "image" uint8
