@@ -16,9 +16,12 @@ the batches it would see without the thread, and a checkpoint's input
 position counts steps taken, not batches staged, so a batch staged but not
 used is read again by the job that resumes.
 
-`wait_seconds` is the time `next` spent waiting for a staged batch: the
+`wait_seconds` is the time the devices sat idle for want of a batch: the
 loop reports its share of each logging interval's wall time
-(`train/input_wait_fraction`).
+(`train/input_wait_fraction`). Steps are dispatched asynchronously, so the
+loop may wait for a batch while the devices still run the steps before it;
+`next_after(busy)` counts only the wait after `busy` (an array the last
+dispatched step computes) is ready, when the devices have nothing left.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ from typing import Any, Iterator
 
 # How often a thread blocked on a full queue checks whether it was closed.
 _POLL_S = 0.05
+# How often a consumer waiting for a batch checks whether the devices went
+# idle: the resolution of `wait_seconds`.
+_IDLE_POLL_S = 0.001
 _END = object()
 
 
@@ -73,15 +79,37 @@ class DevicePrefetch(Iterator[Any]):
       self._put(_Failure(e))
 
   def __next__(self) -> Any:
-    started = time.perf_counter()
-    item = self._queue.get()
-    self.wait_seconds += time.perf_counter() - started
+    return self.next_after(None)
+
+  def next_after(self, busy: Any) -> Any:
+    """The next batch. busy: None, or an array (`jax.Array.is_ready`) that
+    the devices' last queued work computes; the wait counted in
+    `wait_seconds` starts when it is ready (None: at once)."""
+    try:
+      item = self._queue.get_nowait()
+    except queue.Empty:
+      item = self._wait(busy)
     if item is _END:
       self._queue.put(_END)   # every later call ends too
       raise StopIteration
     if isinstance(item, _Failure):
       self._queue.put(item)
       raise item.error
+    return item
+
+  def _wait(self, busy: Any) -> Any:
+    """The next item, once there is one; adds the time waited after busy
+    was ready to wait_seconds."""
+    idle_since = time.perf_counter() if busy is None or busy.is_ready() else (
+        None)
+    while idle_since is None:
+      try:
+        return self._queue.get(timeout=_IDLE_POLL_S)
+      except queue.Empty:
+        if busy.is_ready():
+          idle_since = time.perf_counter()
+    item = self._queue.get()
+    self.wait_seconds += time.perf_counter() - idle_since
     return item
 
   def close(self, timeout: float = 10.0) -> None:

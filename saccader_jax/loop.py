@@ -186,8 +186,10 @@ def _train(stage: StageRun, state: steps.TrainState, position: int,
   pending = []
   interval_started, waited_before = time.perf_counter(), 0.0
   for step in range(start_step + 1, total_steps + 1):
+    # The wait for a batch counts once the last step's work is done.
+    batch = batches.next_after(state.step if pending else None)
     with jax.profiler.StepTraceAnnotation("train", step_num=step):
-      state, metrics = stage.train_step(state, next(batches), stage.key)
+      state, metrics = stage.train_step(state, batch, stage.key)
     pending.append(metrics)
     last = step == total_steps
     preempted = preemption.reached(step, stage.manager)

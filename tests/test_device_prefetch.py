@@ -71,6 +71,35 @@ def test_waiting_for_a_slow_stream_is_counted():
   batches.close()
 
 
+class _BusyUntil:
+  """Stands in for an array the devices are still computing: ready
+  `seconds` after it is made."""
+
+  def __init__(self, seconds: float):
+    self._ready_at = time.perf_counter() + seconds
+
+  def is_ready(self) -> bool:
+    return time.perf_counter() >= self._ready_at
+
+
+def test_only_the_wait_after_the_devices_finish_is_counted():
+  """Dispatch is asynchronous: a loop waiting 0.6 s for a batch while the
+  devices still run 0.4 s of queued steps left them idle 0.2 s, not 0.6."""
+  def late():
+    time.sleep(0.6)
+    yield 0
+    time.sleep(0.3)
+    yield 1
+
+  with device_prefetch.DevicePrefetch(late(), size=2) as batches:
+    assert batches.next_after(_BusyUntil(0.4)) == 0
+    assert 0.15 <= batches.wait_seconds <= 0.35, batches.wait_seconds
+    # Devices busy for longer than the batch takes: nothing was waited.
+    before = batches.wait_seconds
+    assert batches.next_after(_BusyUntil(1.0)) == 1
+    assert batches.wait_seconds == before
+
+
 def test_a_stage_reports_its_input_wait_and_leaves_no_thread(tiny_config,
                                                              tmp_path):
   """A stage whose input turns slow (batches 5-8 each 1 s late, the step

@@ -89,6 +89,42 @@ def test_threaded_reads_give_the_serial_stream_and_resume_inside_it(
     np.testing.assert_array_equal(batch["image"], expected["image"])
 
 
+def test_a_split_held_in_memory_is_read_by_batched_reads_in_flight_together(
+    tiny_data, monkeypatch):
+  """From a bucket, batched reads one after another would cost the split's
+  record count times a request's latency: several are in flight at once,
+  and the arrays are the records in index order."""
+  config, builder = tiny_data
+  source = input_pipeline.data_source(
+      builder, config.dataset.train_split,
+      input_pipeline.DATASETS[config.dataset.name], config.dataset)
+  lock, in_flight, most, sizes = threading.Lock(), [0], [0], []
+
+  class Tracked:
+    def __len__(self):
+      return len(source)
+
+    def __getitems__(self, keys):
+      with lock:
+        in_flight[0] += 1
+        most[0] = max(most[0], in_flight[0])
+        sizes.append(len(keys))
+      time.sleep(0.02)
+      with lock:
+        in_flight[0] -= 1
+      return source.__getitems__(keys)
+
+  monkeypatch.setattr(input_pipeline, "_MEMORY_CHUNK", 16)
+  monkeypatch.setattr(input_pipeline, "_IN_MEMORY", {})
+  arrays = input_pipeline._in_memory(Tracked(), ("tracked",), config.dataset)
+  expected = input_pipeline._stack([source[i] for i in range(len(source))])
+  assert arrays.keys() == expected.keys()
+  for key, value in expected.items():
+    np.testing.assert_array_equal(arrays[key], value, err_msg=key)
+  assert sum(sizes) == len(source) and max(sizes) == 16
+  assert most[0] > 1
+
+
 class _FailingSource:
   """A split's source whose reads of one key fail, as a lost connection's
   would."""

@@ -171,15 +171,28 @@ def _stack(examples: Sequence[dict]) -> dict[str, np.ndarray]:
 _IN_MEMORY: dict[tuple, dict[str, np.ndarray]] = {}
 
 
-def _in_memory(source: Sequence[dict], key: tuple) -> dict[str, np.ndarray]:
-  """The whole source as stacked arrays, read once per `_memory_key`."""
+def _in_memory(source: Sequence[dict], key: tuple,
+               config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
+  """The whole source as stacked arrays, read once per `_memory_key`: in
+  batched reads of _MEMORY_CHUNK records, `read_threads(config)` of them in
+  flight (from a bucket, one batch after another would take the split's
+  record count times a request's latency)."""
   if key not in _IN_MEMORY:
-    chunks = [_stack(source.__getitems__(list(range(i, min(i + 4096,
-                                                           len(source))))))
-              for i in range(0, len(source), 4096)]
+    starts = range(0, len(source), _MEMORY_CHUNK)
+
+    def read_chunk(start: int) -> dict[str, np.ndarray]:
+      return _stack(source.__getitems__(
+          list(range(start, min(start + _MEMORY_CHUNK, len(source))))))
+
+    chunks = list(reading.ordered_reads(
+        read_chunk, starts, min(read_threads(config), len(starts))))
     _IN_MEMORY[key] = {k: np.concatenate([c[k] for c in chunks])
                        for k in chunks[0]}
   return _IN_MEMORY[key]
+
+
+# Records per batched read of a split read into memory.
+_MEMORY_CHUNK = 512
 
 
 def _memory_key(config: ml_collections.ConfigDict,
@@ -250,7 +263,8 @@ def _examples(source: Sequence[dict], config: ml_collections.ConfigDict,
       yield chunk
 
   def from_memory():
-    arrays = _in_memory(source, memory_key) if len(source) else {}
+    arrays = (_in_memory(source, memory_key, config) if len(source)
+              else {})
     for chunk in chunked(iter(indices)):
       positions, keys = zip(*chunk)
       yield positions, keys, {k: v[list(keys)] for k, v in arrays.items()}
