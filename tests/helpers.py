@@ -28,6 +28,29 @@ def xla_flags_with(flag: str) -> str:
   return f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
 
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Where the documented snippets live: README.md first, then docs/.
+DOC_FILES = ("README.md",) + tuple(sorted(
+    os.path.join("docs", name) for name in os.listdir(os.path.join(ROOT, "docs"))
+    if name.endswith(".md")))
+
+
+def doc_snippet(name: str) -> str:
+  """The code of the ```python block after `<!-- name -->` in README.md or
+  a docs/ page (a block indented in a list loses its indentation)."""
+  import re  # pylint: disable=g-import-not-at-top
+  for path in DOC_FILES:
+    with open(os.path.join(ROOT, path)) as f:
+      match = re.search(rf"<!-- {name} -->\s*```python\n(.*?)```", f.read(),
+                        re.S)
+    if match:
+      code = match.group(1)
+      indent = min((len(line) - len(line.lstrip()) for line in
+                    code.splitlines() if line.strip()), default=0)
+      return "\n".join(line[indent:] for line in code.splitlines()) + "\n"
+  raise AssertionError(f"No documentation page holds the {name} snippet.")
+
+
 def checkpoint_steps(workdir, stage: str) -> list[int]:
   """The steps of stage's checkpoints in workdir, ascending."""
   directory = os.path.join(workdir, "checkpoints", stage)

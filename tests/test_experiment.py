@@ -4,7 +4,6 @@ tiny workdir are slow: the fixture trains it first."""
 
 import json
 import os
-import re
 import subprocess
 import sys
 
@@ -38,11 +37,8 @@ def snapshot(directory):
 
 
 def run_snippet():
-  with open(os.path.join(ROOT, "README.md")) as f:
-    match = re.search(r"<!-- run-snippet -->\s*```python\n(.*?)```", f.read(),
-                      re.S)
-  assert match, "README lost its run-snippet"
-  return match.group(1)
+  from tests import helpers  # pylint: disable=g-import-not-at-top
+  return helpers.doc_snippet("run-snippet")
 
 
 @pytest.mark.slow

@@ -1,21 +1,18 @@
-"""The README's policy snippet runs as printed."""
+"""The snippets of README.md and docs/ run as printed."""
 
 import os
-import re
 import subprocess
 import sys
 
 import pytest
 
+from tests import helpers
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def snippet(name):
-  with open(os.path.join(ROOT, "README.md")) as f:
-    readme = f.read()
-  match = re.search(rf"<!-- {name} -->\s*```python\n(.*?)```", readme, re.S)
-  assert match, f"README lost its {name}"
-  return match.group(1)
+  return helpers.doc_snippet(name)
 
 
 def run_snippet(code):

@@ -228,19 +228,15 @@ def test_killed_job_resumes_to_the_same_parameters(tiny_config, tmp_path,
 @pytest.mark.slow
 def test_readme_stage_snippet_trains_a_stage_as_the_trainer_does(
     tiny_config, tmp_path):
-  """The free functions alone (README's layout snippet: Job, resolve_stage,
+  """The free functions alone (docs/layout.md's snippet: Job, resolve_stage,
   initial_state, loop.train) give the trainer's parameters bit for bit, and
   run again in the same workdir they resume at the stage's end."""
-  import re  # pylint: disable=g-import-not-at-top
   config = tiny_config.copy_and_resolve_references()
   config.run_stages = ("representation",)
   config.stages.representation.num_steps = 3
   straight = run_job(config, tmp_path / "straight")
-  with open(os.path.join(os.path.dirname(os.path.dirname(__file__)),
-                         "README.md")) as f:
-    code = re.search(r"<!-- stage-snippet -->\s*```python\n(.*?)```",
-                     f.read(), re.S).group(1)
-  code = "\n".join(line[2:] for line in code.splitlines())
+  from tests import helpers  # pylint: disable=g-import-not-at-top
+  code = helpers.doc_snippet("stage-snippet")
   for run in range(2):
     namespace = {"config": config, "workdir": str(tmp_path / "snippet")}
     exec(code, namespace)  # pylint: disable=exec-used
