@@ -153,7 +153,6 @@ class Job:
           out_shardings=self.data_sharding)
     return self._normalizers[key]
 
-
   def stage_steps(self, stage_config: ml_collections.ConfigDict) -> int:
     """num_steps, or num_epochs over the train split at the global batch."""
     if stage_config.get("num_steps"):

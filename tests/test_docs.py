@@ -1,6 +1,7 @@
 """README.md and docs/: every relative link resolves, the README fits a
 first look."""
 
+import functools
 import os
 import re
 
@@ -12,13 +13,14 @@ from tests import helpers
 _LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 
 
-def _anchors(path: str) -> set[str]:
+@functools.lru_cache(maxsize=None)
+def _anchors(path: str) -> frozenset[str]:
   """GitHub's anchors of a Markdown file's headings."""
   with open(path) as f:
     headings = [line.lstrip("#").strip() for line in f
                 if line.startswith("#") and not line.startswith("#!")]
-  return {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-")
-          for h in headings}
+  return frozenset(re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-")
+                   for h in headings)
 
 
 def _markdown_files() -> list[str]:

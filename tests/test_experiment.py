@@ -15,6 +15,7 @@ from saccader_jax import checkpoints
 from saccader_jax import errors
 from saccader_jax import models
 from saccader_jax.experiment import Run
+from tests import helpers
 from tests.helpers import tiny_train_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -36,17 +37,12 @@ def snapshot(directory):
   return found
 
 
-def run_snippet():
-  from tests import helpers  # pylint: disable=g-import-not-at-top
-  return helpers.doc_snippet("run-snippet")
-
-
 @pytest.mark.slow
 def test_readme_run_snippet_reads_a_finished_workdir_and_writes_nothing(
     finished_tiny_workdir, capsys):
   workdir, result = finished_tiny_workdir
   before = snapshot(workdir)
-  code = run_snippet()
+  code = helpers.doc_snippet("run-snippet")
   assert '"/tmp/saccader_fmnist"' in code
   namespace = {}
   exec(code.replace("/tmp/saccader_fmnist", str(workdir)), namespace)  # pylint: disable=exec-used

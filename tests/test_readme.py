@@ -1,6 +1,5 @@
 """The snippets of README.md and docs/ run as printed."""
 
-import os
 import subprocess
 import sys
 
@@ -8,15 +7,9 @@ import pytest
 
 from tests import helpers
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def snippet(name):
-  return helpers.doc_snippet(name)
-
 
 def run_snippet(code):
-  result = subprocess.run([sys.executable, "-c", code], cwd=ROOT,
+  result = subprocess.run([sys.executable, "-c", code], cwd=helpers.ROOT,
                           capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr
   return result.stdout
@@ -24,7 +17,7 @@ def run_snippet(code):
 
 @pytest.mark.slow
 def test_readme_policy_snippet_runs():
-  lines = run_snippet(snippet("policy-snippet")).splitlines()
+  lines = run_snippet(helpers.doc_snippet("policy-snippet")).splitlines()
   assert lines[0] == "(2, 6, 2)"
   assert lines[2:] == ["(2, 6, 19, 19)", "(2, 6, 1001)", "(2, 1001)"]
 
@@ -54,16 +47,16 @@ def test_readme_load_and_baselines_snippets_run_on_a_workdir(tmp_path,
   recorded = config.copy_and_resolve_references()
   recorded.dataset.data_dir = embedded_data[0].dataset.data_dir
   run_record.record(tmp_path, recorded)
-  code = snippet("load-snippet")
+  code = helpers.doc_snippet("load-snippet")
   assert '"/tmp/saccader_fmnist"' in code
   out = run_snippet(code.replace("/tmp/saccader_fmnist", str(tmp_path)))
   assert out.splitlines() == ["(1, 6, 4)"]
-  out = run_snippet(snippet("baselines-snippet").replace(
+  out = run_snippet(helpers.doc_snippet("baselines-snippet").replace(
       "/tmp/saccader_fmnist", str(tmp_path)))
   assert out.splitlines() == [
       f"{name} (2, 6, 4)" for name in ("ordered_logits", "sobel_mean",
                                        "sobel_variance", "random")]
-  code = snippet("picture-snippet").replace("/tmp/saccader_fmnist",
+  code = helpers.doc_snippet("picture-snippet").replace("/tmp/saccader_fmnist",
                                             str(tmp_path))
   code = code.replace("/tmp/glimpses.png", str(tmp_path / "glimpses.png"))
   assert run_snippet(code).splitlines() == ["uint8 3"]
