@@ -105,6 +105,11 @@ def get_config() -> ml_collections.ConfigDict:
       "coverage": {},
       "glimpses": {"num_images": 8},
   })
+  # Baseline policies (saccader_jax/policies: ordered_logits, random, ...)
+  # scored on the test split beside the learned policy, over the BagNet of
+  # stage "representation"; the table adds the learned policy minus the
+  # first of them.
+  config.test_baselines = ()
   config.log_every_steps = 100
   config.eval_every_steps = 0        # 0: only at the end of each stage
   config.eval_at_stage_end = True    # evaluate on dev when a stage ends

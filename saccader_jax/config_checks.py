@@ -240,6 +240,30 @@ def _evals(problems: Problems, config: ml_collections.ConfigDict,
       problems.add(f"evals.{name}.{key}", value, requirement)
 
 
+def _test_baselines(problems: Problems, config: ml_collections.ConfigDict,
+                    run_stages: Sequence[str]) -> None:
+  from saccader_jax import policies  # pylint: disable=g-import-not-at-top
+  names = config.get("test_baselines", ())
+  if isinstance(names, str) or not isinstance(names, Sequence):
+    problems.add("test_baselines", names,
+                 f"must be a tuple of baseline names from "
+                 f"{sorted(policies.BASELINES)}")
+    return
+  for name in names:
+    if name not in policies.BASELINES:
+      problems.add("test_baselines", tuple(names),
+                   f"{name!r} is not a baseline; valid: "
+                   f"{sorted(policies.BASELINES)}")
+  if len(set(names)) != len(names):
+    problems.add("test_baselines", tuple(names), "names a baseline twice")
+  if names and (config.model.get("name") != "saccader"
+                or "representation" not in run_stages):
+    problems.add("test_baselines", tuple(names),
+                 "the baselines read the BagNet that stage 'representation' "
+                 "trains: needs model.name='saccader' and 'representation' "
+                 "in config.run_stages")
+
+
 # The model configs that classify the data set's classes.
 _CLASSIFYING_FIELDS = ("model", "classifier", "dram")
 
@@ -367,6 +391,7 @@ def config_problems(config: ml_collections.ConfigDict, num_devices: int = 1,
     problems.add("run_stages", tuple(run_stages), "names a stage twice")
   _stage_models(problems, config, run_stages)
   _evals(problems, config, run_stages)
+  _test_baselines(problems, config, run_stages)
 
   for field in ("log_every_steps", "checkpoint_every_steps",
                 "keep_checkpoints"):

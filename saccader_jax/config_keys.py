@@ -29,7 +29,7 @@ TOP_LEVEL_KEYS = (
     "eval_every_steps", "eval_at_stage_end", "eval_max_examples",
     "checkpoint_every_steps", "keep_checkpoints", "async_checkpoints",
     "profile_steps", "cache_frozen_representation", "device_prefetch",
-    "compilation_cache_dir")
+    "compilation_cache_dir", "test_baselines")
 
 # A section whose keys are not checked here: its name is unknown (reported
 # by config_checks with the valid names).

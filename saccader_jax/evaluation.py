@@ -238,6 +238,51 @@ def format_table(results: dict, title: str,
   return "\n".join(lines)
 
 
+def baseline_label(name: str) -> str:
+  """"ordered_logits" -> "ordered logits"."""
+  return name.replace("_", " ")
+
+
+def format_comparison(results: dict, title: str,
+                      policy_label: str = "Saccader") -> str:
+  """A Markdown table of the learned policy beside the baselines, one row
+  per number of glimpses: each policy's top-1, the learned policy minus the
+  first baseline (points; the same test images, so the difference is
+  paired), and each policy's coverage where measured; the whole-image
+  reference classifiers below.
+
+  results: the learned policy's results with "baselines" (name -> that
+  policy's results, in the order to show) and "references".
+  """
+  policies = {policy_label: results}
+  policies.update({baseline_label(name): r
+                   for name, r in results["baselines"].items()})
+  first = next(iter(results["baselines"]))
+  headers = [f"{label} top-1" for label in policies]
+  headers.append(f"{policy_label} - {baseline_label(first)}")
+  covered = [label for label, r in policies.items() if "coverage" in r]
+  headers += [f"{label} coverage" for label in covered]
+  lines = [f"{title} ({results['count']} images; top-1 and coverage in %)",
+           "", "| glimpses | " + " | ".join(headers) + " |",
+           "|---:|" + "---:|" * len(headers)]
+  difference = 100 * (np.asarray(results["top1"]) -
+                      np.asarray(results["baselines"][first]["top1"]))
+  for t in range(len(results["top1"])):
+    cells = [f"{100 * r['top1'][t]:.2f}" for r in policies.values()]
+    cells.append(f"{difference[t]:+.2f}")
+    cells += [f"{100 * policies[label]['coverage'][t]:.2f}"
+              for label in covered]
+    lines.append(f"| {t + 1} | " + " | ".join(cells) + " |")
+  references = results.get("references", {})
+  if references:
+    lines += ["", "| reference, whole images | top-1 | top-5 |",
+              "|---|---:|---:|"]
+    for name, ref in references.items():
+      lines.append(f"| {ref['label']} (stage {name}) | "
+                   f"{100 * ref['top1']:.2f} | {100 * ref['top5']:.2f} |")
+  return "\n".join(lines)
+
+
 def _to_json(value):
   if isinstance(value, dict):
     return {k: _to_json(v) for k, v in value.items()}
@@ -263,13 +308,39 @@ def picture_png(picture: np.ndarray) -> bytes:
   return png.getvalue()
 
 
+def _plot_policy(ax, glimpses, results: dict) -> None:
+  """One policy's top-1 and top-5, the references as horizontal lines."""
+  for key, label, color in (("top1", "top-1", "C0"), ("top5", "top-5", "C1")):
+    ax.plot(glimpses, 100 * np.asarray(results[key]), "o-", color=color,
+            label=f"policy {label}")
+    for i, ref in enumerate(results.get("references", {}).values()):
+      ax.axhline(100 * ref[key], color=color, ls=(":", "--", "-.")[i % 3],
+                 lw=1, label=f"{ref['label']}, {label}")
+
+
+def _plot_comparison(ax, glimpses, results: dict, policy_label: str) -> None:
+  """The paper's Figure 3a: top-1 of each policy against the number of
+  glimpses, the references' top-1 as horizontal lines."""
+  ax.plot(glimpses, 100 * np.asarray(results["top1"]), "o-", color="C3",
+          lw=2, label=policy_label)
+  for i, (name, baseline) in enumerate(results["baselines"].items()):
+    ax.plot(glimpses, 100 * np.asarray(baseline["top1"]), "s-",
+            color=f"C{i}", ms=3, label=baseline_label(name))
+  for i, ref in enumerate(results.get("references", {}).values()):
+    ax.axhline(100 * ref["top1"], color="k", ls=("--", ":", "-.")[i % 3],
+               lw=1, label=ref["label"])
+
+
 def save_results(results: dict, workdir: epath.PathLike, name: str,
                  title: str = "", table: str = "",
-                 pictures: Optional[Mapping[str, np.ndarray]] = None
-                 ) -> list[epath.Path]:
+                 pictures: Optional[Mapping[str, np.ndarray]] = None,
+                 policy_label: str = "Saccader") -> list[epath.Path]:
   """Writes <name>.json, <name>.md (the table, if given), an
   accuracy-vs-glimpses plot <name>.png and each picture as
-  <name>_<key>.png into workdir (local or a URL); returns the paths."""
+  <name>_<key>.png into workdir (local or a URL); returns the paths.
+
+  With results["baselines"] (name -> a baseline policy's results) the plot
+  is top-1 of every policy (policy_label: the learned one's name)."""
   workdir = epath.Path(workdir)
   paths = [workdir / f"{name}.json"]
   paths[0].write_text(json.dumps(_to_json(results), indent=1))
@@ -288,12 +359,10 @@ def save_results(results: dict, workdir: epath.PathLike, name: str,
   fig = Figure(figsize=(5, 3.5))
   backend_agg.FigureCanvasAgg(fig)
   ax = fig.subplots()
-  for key, label, color in (("top1", "top-1", "C0"), ("top5", "top-5", "C1")):
-    ax.plot(glimpses, 100 * np.asarray(results[key]), "o-", color=color,
-            label=f"policy {label}")
-    for i, ref in enumerate(results.get("references", {}).values()):
-      ax.axhline(100 * ref[key], color=color, ls=(":", "--", "-.")[i % 3],
-                 lw=1, label=f"{ref['label']}, {label}")
+  if results.get("baselines"):
+    _plot_comparison(ax, glimpses, results, policy_label)
+  else:
+    _plot_policy(ax, glimpses, results)
   ax.set_xlabel("glimpses")
   ax.set_ylabel("accuracy (%)")
   ax.set_title(f"{title or name} ({results['count']} images)", fontsize=9)

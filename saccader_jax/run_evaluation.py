@@ -158,6 +158,29 @@ class RunEvaluation:
       results["references"] = {stage.name: reference}
     return results
 
+  def evaluate_baselines(self, split: str, max_examples=None) -> dict:
+    """config.test_baselines (names in `saccader_jax.policies.BASELINES`)
+    over the BagNet that stage "representation" trained, in the configured
+    order: name -> results. Sampling baselines draw from
+    jax.random.key(config.seed)."""
+    from saccader_jax import policies  # pylint: disable=g-import-not-at-top
+    names = tuple(self.config.get("test_baselines", ()))
+    if names and "representation" not in self.reference_variables:
+      raise ValueError("config.test_baselines reads the BagNet of stage "
+                       "'representation', which this run has not trained.")
+    results = {}
+    for name in names:
+      key = ("baseline", name)
+      if key not in self._policies:
+        self._policies[key] = policies.make_baseline_policy(
+            name, self.config, self.reference_variables["representation"])
+      policy = self._policies[key]
+      results[name] = self.evaluate_policy(
+          policy, split, max_examples=max_examples,
+          key=jax.random.key(self.config.seed) if policy.requires_key
+          else None)
+    return results
+
   def write(self, step: int, prefix: str, results: dict,
             pictures: dict[str, np.ndarray]) -> None:
     """Results as scalars and pictures as images, under prefix."""
@@ -203,8 +226,14 @@ class RunEvaluation:
       results["references"][name] = self.evaluate_reference(name, variables,
                                                              split)
       results.setdefault("count", results["references"][name]["count"])
+    baselines = self.evaluate_baselines(split)
+    if baselines:
+      results["baselines"] = baselines
     self.write(step, "test", results, pictures)
     self._write_curves("test", results)
+    for name, baseline in baselines.items():
+      self.write(step, f"test/{name}", baseline, {})
+      self._write_curves(f"test/{name}", baseline)
     self.job.writer.flush()
     if jax.process_index() == 0:
       self._report_test(results, pictures, time.time() - started)
@@ -225,6 +254,13 @@ class RunEvaluation:
     table = evaluation.format_table(
         results, f"Test accuracy of the greedy policy ({name}, "
         f"{seconds:.0f} s)", self.evaluators)
+    shown = table
+    if results.get("baselines"):
+      # The comparison is what the job prints; the file keeps both.
+      shown = evaluation.format_comparison(
+          results, f"Test split, {name}: the greedy policy beside the "
+          f"baselines on the stage-1 BagNet ({seconds:.0f} s)")
+      table = f"{shown}\n\n{table}"
     try:
       paths = evaluation.save_results(
           results, workdir, "test_accuracy", f"Greedy policy, {name} test",
@@ -235,7 +271,7 @@ class RunEvaluation:
           f"{errors.write_failure(e)}. The checkpoints are complete; free "
           "space or fix the permissions, then run the same command again "
           "(it restores every stage and evaluates again).") from e
-    print(table)
+    print(shown)
     print(f"\nResults: {', '.join(map(str, paths))}")
     print(f"TensorBoard logs: {workdir / 'tensorboard'}"
           f"  (tensorboard --logdir {workdir})", flush=True)

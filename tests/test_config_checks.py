@@ -83,6 +83,12 @@ def test_the_test_and_embedded_configs_are_valid(config):
      "'auto' or a comma-separated subset of ['dot', 'eltwise', 'reduce']"),
     ("eval_chunk_size", -1, "config.eval_chunk_size=-1: must be 'auto' or an "
      "integer >= 0"),
+    ("test_baselines", ("ordered_logit",),
+     "config.test_baselines=('ordered_logit',): 'ordered_logit' is not a "
+     "baseline; valid: ['ordered_logits', "),
+    ("test_baselines", "random",
+     "config.test_baselines='random': must be a tuple of baseline names"),
+    ("test_baselines", ("random", "random"), "names a baseline twice"),
 ])
 def test_each_bad_field_is_one_line_naming_it(config, field, value, expected):
   *parents, name = field.split(".")
@@ -95,6 +101,15 @@ def test_each_bad_field_is_one_line_naming_it(config, field, value, expected):
   assert len(found) == 1, found
   assert expected in found[0], found[0]
   assert "\n" not in found[0]
+
+
+def test_baselines_on_test_need_the_stage_that_trains_their_bagnet(config):
+  config.test_baselines = ("ordered_logits",)
+  assert problems(config) == []
+  config.run_stages = ("location", "policy")
+  found = [line for line in problems(config) if "test_baselines" in line]
+  assert len(found) == 1 and "'representation' in config.run_stages" in (
+      found[0]), found
 
 
 def test_a_config_without_a_data_set_or_model_is_named_as_such():

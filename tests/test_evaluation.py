@@ -134,3 +134,21 @@ def test_occlusion_evaluator_uses_the_named_classifier():
            "mask": jnp.ones((1,))}
   results = run([batch], reference_variables={"whole": {}})
   np.testing.assert_array_equal(results["occluded_top1"], [1.0, 0.0])
+
+
+def test_the_comparison_table_shows_each_policy_and_the_paired_difference():
+  results = {"top1": np.array([0.75, 0.8]), "coverage": np.array([0.2, 0.3]),
+             "count": 4,
+             "baselines": {
+                 "ordered_logits": {"top1": np.array([0.5, 0.85]),
+                                    "coverage": np.array([0.2, 0.25])},
+                 "random": {"top1": np.array([0.25, 0.25])}},
+             "references": {"representation": {
+                 "label": "BagNet", "top1": 0.9, "top5": 1.0}}}
+  table = evaluation.format_comparison(results, "t").splitlines()
+  assert table[2] == ("| glimpses | Saccader top-1 | ordered logits top-1 | "
+                      "random top-1 | Saccader - ordered logits | "
+                      "Saccader coverage | ordered logits coverage |")
+  assert table[4] == "| 1 | 75.00 | 50.00 | 25.00 | +25.00 | 20.00 | 20.00 |"
+  assert table[5] == "| 2 | 80.00 | 85.00 | 25.00 | -5.00 | 30.00 | 25.00 |"
+  assert "| BagNet (stage representation) | 90.00 | 100.00 |" in table

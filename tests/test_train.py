@@ -112,6 +112,7 @@ def test_stages_end_to_end_with_the_classifier_and_every_evaluator(
   config = tiny_config.copy_and_resolve_references()
   config.run_stages = ("classifier",) + tuple(config.run_stages)
   config.evals.occlusion = {"classifier": "classifier"}
+  config.test_baselines = ("ordered_logits", "random")
   result = run_job(config, tmp_path)
   for stage in ("classifier", "representation", "location", "policy"):
     steps = os.listdir(tmp_path / "checkpoints" / stage)
@@ -121,11 +122,19 @@ def test_stages_end_to_end_with_the_classifier_and_every_evaluator(
   assert test["top1"].shape == (5,) and np.all(test["top5"] >= test["top1"])
   assert np.all(np.diff(test["coverage"]) >= 0) and test["coverage"][0] > 0
   assert test["occluded_top1"].shape == (5,)
+  # The job prints the comparison with the baselines; the file keeps it and
+  # the full table.
   out = capsys.readouterr().out
+  saved = (tmp_path / "test_accuracy.md").read_text()
+  assert ("| glimpses | Saccader top-1 | ordered logits top-1 | random top-1 "
+          "| Saccader - ordered logits | Saccader coverage |") in out
+  assert out.count("| glimpses |") == 1
   assert ("| glimpses | top-1 | top-5 | coverage | occluded top-1 | "
-          "occluded top-5 |") in out
-  assert "| BagNet, all locations (stage representation) |" in out
-  assert "| full-image classifier (stage classifier) |" in out
+          "occluded top-5 |") in saved and out.split("\nResults:")[0].split(
+              "Test split")[-1] in saved
+  for text in (out, saved):
+    assert "| BagNet, all locations (stage representation) |" in text
+    assert "| full-image classifier (stage classifier) |" in text
   for name in ("test_accuracy.png", "test_accuracy_glimpses.png",
                "test_accuracy.json"):
     assert os.path.exists(tmp_path / name), name
@@ -156,7 +165,35 @@ def test_stages_end_to_end_with_the_classifier_and_every_evaluator(
       test["references"]["representation"]["top1"],
       np.mean(bagnet == labels), rtol=1e-6)
 
+  # test_baselines: ordered logits over the stage-1 BagNet, counted here
+  # from the whole-image BagNet logits; random from key(seed), repeatably.
+  ordered = test["baselines"]["ordered_logits"]
+  out = policies.make_baseline_policy("ordered_logits", config, stage1)(
+      jnp.asarray(images), 5)
+  running = np.cumsum(np.asarray(out.glimpse_logits), 1) / np.arange(
+      1, 6)[None, :, None]
+  np.testing.assert_allclose(
+      ordered["top1"], np.mean(np.argmax(running, -1) == labels[:, None], 0),
+      rtol=1e-6)
+  assert np.all(np.diff(ordered["coverage"]) >= 0)
+  for t in (1, 5):
+    # The comparison is the file's first table.
+    row = next(line for line in saved.splitlines()
+               if line.startswith(f"| {t} | "))
+    cells = [float(c) for c in row.strip("|").split("|")]
+    np.testing.assert_allclose(
+        cells[1:5], 100 * np.array([
+            test["top1"][t - 1], ordered["top1"][t - 1],
+            test["baselines"]["random"]["top1"][t - 1],
+            test["top1"][t - 1] - ordered["top1"][t - 1]]), atol=0.006)
+  np.testing.assert_allclose(
+      [logged["test/random/top1_vs_glimpses"][t] for t in range(1, 6)],
+      test["baselines"]["random"]["top1"], rtol=1e-6)
   trainer.evaluation.reference_variables = dict(result["stages"])
+  again = trainer.evaluation.evaluate_baselines("test")
+  np.testing.assert_array_equal(again["random"]["top1"],
+                                test["baselines"]["random"]["top1"])
+
   sobel = policies.make_baseline_policy("sobel_mean", config, stage1)
   results = trainer.evaluation.evaluate_policy(sobel, "test")
   out = sobel(jnp.asarray(images), 5)
