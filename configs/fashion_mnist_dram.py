@@ -1,5 +1,5 @@
 """DRAM, the paper's recurrent baseline, on the embedded cluttered
-Fashion-MNIST (config.dram of configs/fashion_mnist_saccader.py):
+Fashion-MNIST (config.dram of configs/fashion_mnist_whole_items_saccader.py):
 
     python -m saccader_jax.main --config=configs/fashion_mnist_dram.py \
         --workdir=/tmp/dram
@@ -7,10 +7,10 @@ Fashion-MNIST (config.dram of configs/fashion_mnist_saccader.py):
 
 import ml_collections
 
-from configs import fashion_mnist_saccader
+from configs import fashion_mnist_whole_items_saccader
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = fashion_mnist_saccader.get_config()
+  config = fashion_mnist_whole_items_saccader.get_config()
   config.run_stages = ("dram",)
   return config

@@ -2,8 +2,9 @@
 cluttered Fashion-MNIST.
 
 On ImageNet a 77x77 glimpse of a 224x224 image sees a part of the object, not
-the whole; on the embedded default (configs/fashion_mnist_saccader.py) one
-29x29 glimpse covers a whole 28x28 item, so one good location is nearly as
+the whole; on the whole-items data
+(configs/fashion_mnist_whole_items_saccader.py) one 29x29 glimpse covers a
+whole 28x28 item, so one good location is nearly as
 good as all of them. Here the item is upscaled and the receptive field made
 smaller, to the paper's proportions:
 
@@ -33,7 +34,7 @@ field where it depends on it, except stages 2 and 3, set on the dev split
 
 import ml_collections
 
-from configs import fashion_mnist_saccader
+from configs import fashion_mnist_whole_items_saccader
 
 CANVAS_SIZE = 64
 ITEM_SIZE = 44
@@ -41,7 +42,7 @@ RECEPTIVE_FIELD = 21
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = fashion_mnist_saccader.get_config()
+  config = fashion_mnist_whole_items_saccader.get_config()
   config.dataset.image_size = CANVAS_SIZE
   config.dataset.item_size = ITEM_SIZE
   config.dataset.clutter_size = 14

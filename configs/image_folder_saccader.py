@@ -20,11 +20,11 @@ and set the printed mean and std.
 
 import ml_collections
 
-from configs import fashion_mnist_saccader
+from configs import fashion_mnist_whole_items_saccader
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = fashion_mnist_saccader.get_config()
+  config = fashion_mnist_whole_items_saccader.get_config()
   config.dataset = ml_collections.ConfigDict({
       "name": "image_folder",
       # The folder: class folders, or train/ and test/ (and dev/) of them.

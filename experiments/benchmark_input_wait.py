@@ -12,8 +12,8 @@ pipeline's start and the step's compilation; the steady state is the rest.
 
   imagenet: configs/imagenet_saccader.py on the mock ImageNet, batch
     --imagenet_batch, --imagenet_steps steps logged every --imagenet_every.
-  main: configs/fashion_mnist_saccader.py on the embedded data (built on
-    first use under --data_dir), its batch, --main_steps steps logged every
+  main: configs/fashion_mnist_whole_items_saccader.py on the embedded data
+    (built on first use under --data_dir), its batch, --main_steps steps logged every
     --main_every.
 """
 
@@ -52,8 +52,8 @@ def job(name: str):
                                     FLAGS.imagenet_batch, FLAGS.data_dir)
     config.log_every_steps = FLAGS.imagenet_every
   else:
-    from configs import fashion_mnist_saccader  # pylint: disable=g-import-not-at-top
-    batch = fashion_mnist_saccader.get_config().batch_size
+    from configs import fashion_mnist_whole_items_saccader  # pylint: disable=g-import-not-at-top
+    batch = fashion_mnist_whole_items_saccader.get_config().batch_size
     config = stage1_jobs.job_config(name, FLAGS.main_steps, batch,
                                     FLAGS.data_dir)
     config.log_every_steps = FLAGS.main_every

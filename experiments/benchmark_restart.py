@@ -12,8 +12,8 @@ the log line of its first step, and whether the two jobs' last checkpoints
 are bit for bit equal.
 
 The jobs (`experiments.stage1_jobs`), at batch --batch:
-  main: configs/fashion_mnist_saccader.py on the embedded data (built on
-    first use under --data_dir).
+  main: configs/fashion_mnist_whole_items_saccader.py on the embedded data
+    (built on first use under --data_dir).
   imagenet: configs/imagenet_saccader.py on TFDS's mock ImageNet.
 """
 

@@ -32,11 +32,11 @@ flags.DEFINE_integer("image_size", None, "Embedded canvas size override.")
 
 def main(argv):
   del argv
-  from configs import fashion_mnist_saccader
+  from configs import fashion_mnist_whole_items_saccader
   from saccader_jax import library_setup
   from saccader_jax.data import input_pipeline
   library_setup.hide_accelerators_from_tensorflow()
-  config = fashion_mnist_saccader.get_config()
+  config = fashion_mnist_whole_items_saccader.get_config()
   config.dataset.data_dir = FLAGS.data_dir
   for field in ("source_dir", "dev_size", "image_size"):
     if FLAGS[field].value is not None:

@@ -54,7 +54,8 @@ flags.DEFINE_string("source_dir", None,
                     "Fashion-MNIST IDX files; default: the config's.")
 flags.DEFINE_integer("dev_size", None, "Embedded dev split size override.")
 flags.DEFINE_list("embedded_configs",
-                  ["fashion_mnist_saccader", "fashion_mnist_parts_saccader"],
+                  ["fashion_mnist_whole_items_saccader",
+                   "fashion_mnist_parts_saccader"],
                   "configs/ modules of the embedded rows; the first one's "
                   "input pipeline is timed too.")
 

@@ -68,7 +68,8 @@ from saccader_jax import workdir_lease
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
-    "config", "configs/fashion_mnist_saccader.py", "Base training config.",
+    "config", "configs/fashion_mnist_whole_items_saccader.py",
+    "Base training config.",
     lock_config=False)
 flags.DEFINE_string("workdir", None, "Where seeds train and results go.")
 flags.DEFINE_list("seeds", ["0"], "Training seeds.")

@@ -17,8 +17,8 @@ def job_config(name: str, steps: int, batch: int,
   step, nothing evaluated at its end. data_dir: the embedded data's TFDS
   data_dir (main)."""
   if name == "main":
-    from configs import fashion_mnist_saccader  # pylint: disable=g-import-not-at-top
-    config = fashion_mnist_saccader.get_config()
+    from configs import fashion_mnist_whole_items_saccader  # pylint: disable=g-import-not-at-top
+    config = fashion_mnist_whole_items_saccader.get_config()
     config.dataset.data_dir = data_dir
   elif name == "imagenet":
     from configs import imagenet_saccader  # pylint: disable=g-import-not-at-top

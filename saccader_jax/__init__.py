@@ -18,6 +18,8 @@ Where things live:
   checkpoints.py, run_record.py      storage; a run's record and reading a
                                      finished run back;
   experiment.py                      `Run`: research code drives a run;
+  pretrained.py                      the models shipped with the package
+                                     (their workdirs: pretrained_workdirs/);
   config_checks.py, config_keys.py   the whole config checked before a run;
   cpu_kernels.py, allocator.py,      the process set up before the first
   library_setup.py                   computation;
@@ -44,6 +46,7 @@ _EXPORTS = {
     "PolicyOutput": "saccader_jax.policy",
     "RolloutPolicy": "saccader_jax.policy",
     "load_config": "saccader_jax.run_record",
+    "load_pretrained": "saccader_jax.pretrained",
     "Run": "saccader_jax.experiment",
     "TrainedStage": "saccader_jax.experiment",
 }
@@ -65,6 +68,7 @@ if TYPE_CHECKING:
   from saccader_jax.policy import PolicyOutput
   from saccader_jax.policy import RolloutPolicy
   from saccader_jax.run_record import load_config
+  from saccader_jax.pretrained import load_pretrained
   from saccader_jax.experiment import Run
   from saccader_jax.experiment import TrainedStage
 

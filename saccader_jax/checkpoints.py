@@ -2,7 +2,7 @@
 
 Each checkpoint holds three items:
   model:     {"step", "params", "batch_stats"}
-  opt_state: the optimizer state,
+  opt_state: the optimizer state (absent from an exported model),
   meta:      JSON: the optimizer config that produced opt_state, and where
              the input pipeline stands (data_position).
 Keeping the optimizer state apart lets a job resume with another optimizer:
@@ -176,8 +176,11 @@ def restore_optimizer(manager: ocp.CheckpointManager, step: int,
                       abstract_opt_state: Any, optimizer_config: dict,
                       meta: dict) -> Optional[Any]:
   """The saved optimizer state, or None if another optimizer wrote it
-  (`optimizer_changes` says what changed)."""
+  (`optimizer_changes` says what changed) or the checkpoint holds the model
+  alone (a shipped model, `export_models`)."""
   if meta.get("optimizer") != optimizer_config:
+    return None
+  if not (epath.Path(manager.directory) / str(step) / OPT_STATE).exists():
     return None
   restored = manager.restore(step, args=ocp.args.Composite(**{
       OPT_STATE: ocp.args.StandardRestore(abstract_opt_state)}))
@@ -281,3 +284,33 @@ def _copy_tree(source: epath.Path, target: epath.Path) -> None:
       _copy_tree(child, target / child.name)
     else:
       child.copy(target / child.name)
+
+
+# What an exported checkpoint keeps of each step: all but OPT_STATE.
+_MODEL_FILES = (MODEL, META, "_CHECKPOINT_METADATA", "commit_success.txt")
+
+
+def export_models(source_workdir: epath.PathLike,
+                  target_workdir: epath.PathLike,
+                  stages: tuple[str, ...]) -> list[epath.Path]:
+  """Copies each stage's newest checkpoint without its optimizer state (a
+  trained model to ship: a third of the bytes); returns the steps' paths.
+  The target reads like a finished workdir (`load_variables`, `Run` with
+  read_only=True)."""
+  copied = []
+  for stage in stages:
+    newest = epath.Path(newest_complete(
+        paths.absolute_path(source_workdir) / "checkpoints" / stage))
+    if not newest.exists():
+      raise errors.CheckpointError(f"No checkpoints of stage {stage!r} in "
+                                   f"{source_workdir}.")
+    target = (paths.absolute_path(target_workdir) / "checkpoints" / stage /
+              newest.name)
+    target.mkdir(parents=True, exist_ok=True)
+    for name in _MODEL_FILES:
+      if (newest / name).is_dir():
+        _copy_tree(newest / name, target / name)
+      elif (newest / name).exists():
+        (newest / name).copy(target / name)
+    copied.append(target)
+  return copied

@@ -348,7 +348,8 @@ def config_problems(config: ml_collections.ConfigDict, num_devices: int = 1,
   for name in missing:
     problems.lines.append(
         f"config.{name}: missing; a job's config needs this section (start "
-        f"from a data set config such as configs/fashion_mnist_saccader.py).")
+        "from a data set config such as "
+        "configs/fashion_mnist_whole_items_saccader.py).")
   if missing:
     return problems.lines
   _unknown_keys(problems, config)

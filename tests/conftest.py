@@ -145,9 +145,9 @@ def embedded_data(tmp_path_factory, fashion_mnist_files):
   """(config, builder) of the embedded default on the real Fashion-MNIST
   files, generated once per session."""
   del fashion_mnist_files   # skips (or fails in CI) without the files
-  from configs import fashion_mnist_saccader  # pylint: disable=g-import-not-at-top
+  from configs import fashion_mnist_whole_items_saccader  # pylint: disable=g-import-not-at-top
   from saccader_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
-  config = fashion_mnist_saccader.get_config()
+  config = fashion_mnist_whole_items_saccader.get_config()
   config.dataset.data_dir = str(tmp_path_factory.mktemp("embedded"))
   return config, input_pipeline.get_builder(config.dataset)
 

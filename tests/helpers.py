@@ -122,8 +122,8 @@ def write_fake_fashion_mnist(directory, num_train=240, num_test=60, seed=0):
 
 def tiny_train_config(tmp_dir, source_dir=None, canvas_size=36):
   """A full training config on small fake data; each stage a few steps."""
-  from configs import fashion_mnist_saccader  # pylint: disable=g-import-not-at-top
-  config = fashion_mnist_saccader.get_config()
+  from configs import fashion_mnist_whole_items_saccader  # pylint: disable=g-import-not-at-top
+  config = fashion_mnist_whole_items_saccader.get_config()
   config.dataset.data_dir = os.path.join(tmp_dir, "tfds")
   config.dataset.source_dir = source_dir or write_fake_fashion_mnist(
       os.path.join(tmp_dir, "idx"))

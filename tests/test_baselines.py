@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from configs import fashion_mnist_saccader
+from configs import fashion_mnist_whole_items_saccader
 from saccader_jax import models
 from saccader_jax import policies
 from saccader_jax.policies import ordered_logits
@@ -19,7 +19,7 @@ SIZE = 64   # the embedded model: receptive field 29, stride 4, 9x9 grid
 
 @pytest.fixture(scope="module")
 def setup():
-  config = fashion_mnist_saccader.get_config()
+  config = fashion_mnist_whole_items_saccader.get_config()
   # Narrow layers, the embedded geometry (receptive field 29, stride 4).
   rep = config.model.representation
   rep.planes, rep.stem_channels, rep.what_channels = (4, 8, 8), 8, 16

@@ -37,7 +37,7 @@ def test_benchmark_train_prints_its_tables(tmp_path):
             "--keras=false", "--repeats=1", "--embedded_batch=16",
             "--resnet_batch=1", f"--data_dir={tmp_path}/tfds",
             f"--source_dir={source}", "--dev_size=40",
-            "--embedded_configs=fashion_mnist_saccader")
+            "--embedded_configs=fashion_mnist_whole_items_saccader")
   for stage in ("representation", "location", "policy"):
     assert f"Fashion-MNIST 64px: stage {stage}" in out
   assert "Fashion-MNIST parts" not in out

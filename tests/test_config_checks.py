@@ -24,10 +24,10 @@ def problems(config, **kwargs):
 
 
 def test_the_test_and_embedded_configs_are_valid(config):
-  from configs import fashion_mnist_saccader  # pylint: disable=g-import-not-at-top
+  from configs import fashion_mnist_whole_items_saccader  # pylint: disable=g-import-not-at-top
   from configs import imagenet_saccader  # pylint: disable=g-import-not-at-top
   assert problems(config) == []
-  assert problems(fashion_mnist_saccader.get_config()) == []
+  assert problems(fashion_mnist_whole_items_saccader.get_config()) == []
   assert problems(imagenet_saccader.get_config(), num_devices=8,
                   num_processes=2) == []
 
@@ -116,7 +116,7 @@ def test_a_config_without_a_data_set_or_model_is_named_as_such():
   from configs import default  # pylint: disable=g-import-not-at-top
   assert problems(default.get_config()) == [
       f"config.{name}: missing; a job's config needs this section (start from "
-      "a data set config such as configs/fashion_mnist_saccader.py)."
+      "a data set config such as configs/fashion_mnist_whole_items_saccader.py)."
       for name in ("dataset", "model")]
 
 
@@ -156,7 +156,7 @@ def test_all_problems_are_reported_at_once(config):
 
 
 def run_main(workdir, *overrides, data_dir=None, timeout=300):
-  config = "configs/fashion_mnist_saccader.py"
+  config = "configs/fashion_mnist_whole_items_saccader.py"
   if data_dir is not None:
     config = f"tests/tiny_config.py:{data_dir}"
   return subprocess.run(

@@ -9,7 +9,7 @@ import jax
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG = "--config=configs/fashion_mnist_saccader.py"
+CONFIG = "--config=configs/fashion_mnist_whole_items_saccader.py"
 
 
 def run_main(*args):
@@ -74,9 +74,9 @@ def test_traceback_on_request(tmp_path):
 def test_a_misspelt_key_in_a_config_file_is_one_line(tmp_path):
   config_file = tmp_path / "my_config.py"
   config_file.write_text(
-      "from configs import fashion_mnist_saccader\n\n\n"
+      "from configs import fashion_mnist_whole_items_saccader\n\n\n"
       "def get_config():\n"
-      "  config = fashion_mnist_saccader.get_config()\n"
+      "  config = fashion_mnist_whole_items_saccader.get_config()\n"
       "  config.optimizer.nmae = 'adamw'\n"
       "  return config\n")
   workdir = tmp_path / "workdir"
@@ -90,9 +90,9 @@ def test_a_misspelt_key_in_a_config_file_is_one_line(tmp_path):
 
 @pytest.mark.slow
 def test_another_config_into_a_recorded_workdir_is_one_line(tmp_path):
-  from configs import fashion_mnist_saccader  # pylint: disable=g-import-not-at-top
+  from configs import fashion_mnist_whole_items_saccader  # pylint: disable=g-import-not-at-top
   from saccader_jax import run_record  # pylint: disable=g-import-not-at-top
-  run_record.record(tmp_path, fashion_mnist_saccader.get_config())
+  run_record.record(tmp_path, fashion_mnist_whole_items_saccader.get_config())
   result = run_main("--config=configs/fashion_mnist_dram.py",
                     f"--workdir={tmp_path}")
   assert result.returncode == 2

@@ -147,10 +147,10 @@ def test_a_part_with_a_rate_factor_moves_that_much_further(name):
 
 
 def test_stage_3_location_rate_factor_applies_to_the_location_network_only():
-  from configs import fashion_mnist_saccader  # pylint: disable=g-import-not-at-top
+  from configs import fashion_mnist_whole_items_saccader  # pylint: disable=g-import-not-at-top
   from saccader_jax import objectives  # pylint: disable=g-import-not-at-top
   from saccader_jax import stages  # pylint: disable=g-import-not-at-top
-  config = fashion_mnist_saccader.get_config()
+  config = fashion_mnist_whole_items_saccader.get_config()
   config.schedule.name = "constant"     # no warm-up: step 0 updates
   params = {"representation": {"kernel": jnp.ones(3)},
             "attention": {"kernel": jnp.ones(3)}, "cell": {"a": jnp.ones(3)}}

@@ -10,7 +10,7 @@ import pytest
 
 from configs import fashion_mnist_parts_long_saccader as parts_long
 from configs import fashion_mnist_parts_saccader as parts
-from configs import fashion_mnist_saccader
+from configs import fashion_mnist_whole_items_saccader
 from experiments import regime
 from saccader_jax import config_checks
 from saccader_jax import models
@@ -54,7 +54,8 @@ def test_the_geometry_is_the_papers():
   # crops follow the receptive field as well.
   assert config.dram.glimpse_size == rows["receptive field"]
   # The default keeps its geometry (and so its data and its numbers).
-  default = regime.geometry_rows(fashion_mnist_saccader.get_config())
+  default = regime.geometry_rows(
+      fashion_mnist_whole_items_saccader.get_config())
   assert (default["receptive field"], default["item side"]) == (29, 28)
 
 

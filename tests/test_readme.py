@@ -29,11 +29,11 @@ def test_readme_load_and_baselines_snippets_run_on_a_workdir(tmp_path,
   recorded with the session's copy of the embedded data."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from configs import fashion_mnist_saccader  # pylint: disable=g-import-not-at-top
+  from configs import fashion_mnist_whole_items_saccader  # pylint: disable=g-import-not-at-top
   from saccader_jax import checkpoints  # pylint: disable=g-import-not-at-top
   from saccader_jax import models  # pylint: disable=g-import-not-at-top
   from saccader_jax import run_record  # pylint: disable=g-import-not-at-top
-  config = fashion_mnist_saccader.get_config()
+  config = fashion_mnist_whole_items_saccader.get_config()
   abstract = models.abstract_variables(config)
   variables = jax.tree_util.tree_map(lambda x: jnp.ones(x.shape, x.dtype),
                                      abstract)

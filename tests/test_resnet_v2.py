@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import fashion_mnist_saccader
+from configs import fashion_mnist_whole_items_saccader
 from configs import imagenet_saccader
 from saccader_jax import models
 from saccader_jax import stages
@@ -50,7 +50,7 @@ def test_imagenet_config_classifier_is_resnet_v2_50_with_1001_classes():
 
 
 def test_classifier_stage_trains_the_classifier_alone():
-  config = fashion_mnist_saccader.get_config()
+  config = fashion_mnist_whole_items_saccader.get_config()
   config.classifier.units, config.classifier.widths = (1, 1), (4, 8)
   config.classifier.strides = (2, 1)
   model = stages.stage_model(config, "classifier")

@@ -53,9 +53,10 @@ def test_another_run_in_the_same_workdir_is_refused(tiny_config, tmp_path,
 
 def test_the_dram_config_into_a_saccader_workdir_is_refused():
   """The DRAM config differs from the Saccader default in run_stages only."""
-  from configs import fashion_mnist_saccader  # pylint: disable=g-import-not-at-top
-  refused, _ = run_record.differences(fashion_mnist_saccader.get_config(),
-                                      fashion_mnist_dram.get_config())
+  from configs import fashion_mnist_whole_items_saccader  # pylint: disable=g-import-not-at-top
+  refused, _ = run_record.differences(
+      fashion_mnist_whole_items_saccader.get_config(),
+      fashion_mnist_dram.get_config())
   assert refused == ["run_stages: ('representation', 'location', 'policy') "
                      "-> ('dram',)"]
 
@@ -72,8 +73,8 @@ def test_the_dram_config_into_a_saccader_workdir_is_refused():
      False),
 ])
 def test_run_stages_may_drop_or_add_stages_in_order(recorded, rerun, same):
-  from configs import fashion_mnist_saccader  # pylint: disable=g-import-not-at-top
-  old = fashion_mnist_saccader.get_config()
+  from configs import fashion_mnist_whole_items_saccader  # pylint: disable=g-import-not-at-top
+  old = fashion_mnist_whole_items_saccader.get_config()
   new = old.copy_and_resolve_references()
   old.run_stages, new.run_stages = recorded, rerun
   line = f"run_stages: {recorded!r} -> {rerun!r}"

@@ -118,7 +118,7 @@ def main_command(*args):
 def test_process_flags_without_distributed_are_an_error(tmp_path):
   workdir = tmp_path / "never"
   result = subprocess.run(
-      main_command("--config=configs/fashion_mnist_saccader.py",
+      main_command("--config=configs/fashion_mnist_whole_items_saccader.py",
                    f"--workdir={workdir}",
                    "--coordinator_address=localhost:1234",
                    "--num_processes=2", "--process_id=0"),
