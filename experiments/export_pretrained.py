@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import pathlib
 
 from absl import app
 from absl import flags
@@ -72,7 +73,8 @@ def main(argv) -> None:
                 split=f"{config.dataset.test_split}[:{len(labels)}]")
   (target / pretrained.SUBSET_ACCURACY_FILE).write_text(
       json.dumps(record, indent=1) + "\n")
-  size = sum(p.stat().length for p in target.rglob("*") if p.is_file())
+  size = sum(p.stat().st_size for p in pathlib.Path(target).rglob("*")
+             if p.is_file())
   print(f"Shipped {target} ({size / 2**20:.1f} MiB): top-1 on "
         f"{record['split']}, t = 1 / 6 / 12: " + "; ".join(
             f"{name} " + " / ".join(f"{100 * v['top1'][t]:.1f}"

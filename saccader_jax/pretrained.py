@@ -100,11 +100,12 @@ def score(config: ml_collections.ConfigDict, variables: dict,
   candidates = {"saccader": policy_lib.make_policy(config, variables)}
   for name in baselines:
     candidates[name] = policies.make_baseline_policy(name, config, variables)
-  scored = {name: evaluation.PolicyEvaluator(candidate, accuracy, glimpses)(
-      batches)["top1"].tolist() for name, candidate in candidates.items()}
+  scored = {name: [round(float(v), 6) for v in evaluation.PolicyEvaluator(
+      candidate, accuracy, glimpses)(batches)["top1"]]
+            for name, candidate in candidates.items()}
   classify = jax.jit(models.classify_fn(models.create_model(config.model)))
   whole = [np.argmax(classify(variables, b["image"]), -1) == b["label"]
            for b in batches]
   return {"policies": {name: {"top1": top1} for name, top1 in scored.items()},
-          "bagnet_top1": float(np.mean(np.concatenate(whole))),
+          "bagnet_top1": round(float(np.mean(np.concatenate(whole))), 6),
           "count": int(len(labels))}

@@ -24,10 +24,12 @@ def problems(config, **kwargs):
 
 
 def test_the_test_and_embedded_configs_are_valid(config):
+  from configs import fashion_mnist_parts_quick_saccader  # pylint: disable=g-import-not-at-top
   from configs import fashion_mnist_whole_items_saccader  # pylint: disable=g-import-not-at-top
   from configs import imagenet_saccader  # pylint: disable=g-import-not-at-top
   assert problems(config) == []
   assert problems(fashion_mnist_whole_items_saccader.get_config()) == []
+  assert problems(fashion_mnist_parts_quick_saccader.get_config()) == []
   assert problems(imagenet_saccader.get_config(), num_devices=8,
                   num_processes=2) == []
 

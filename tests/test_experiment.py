@@ -43,9 +43,9 @@ def test_readme_run_snippet_reads_a_finished_workdir_and_writes_nothing(
   workdir, result = finished_tiny_workdir
   before = snapshot(workdir)
   code = helpers.doc_snippet("run-snippet")
-  assert '"/tmp/saccader_fmnist"' in code
+  assert '"/tmp/saccader_parts_quick"' in code
   namespace = {}
-  exec(code.replace("/tmp/saccader_fmnist", str(workdir)), namespace)  # pylint: disable=exec-used
+  exec(code.replace("/tmp/saccader_parts_quick", str(workdir)), namespace)  # pylint: disable=exec-used
   config = namespace["config"]
   assert capsys.readouterr().out.splitlines()[-1] == (
       f"model ({config.eval_glimpses},) ({config.eval_glimpses},)")

@@ -23,6 +23,19 @@ def test_readme_policy_snippet_runs():
 
 
 @pytest.mark.slow
+def test_readme_pretrained_snippet_runs_on_the_shipped_model():
+  from saccader_jax import pretrained  # pylint: disable=g-import-not-at-top
+  shape, accuracy = run_snippet(helpers.doc_snippet(
+      "pretrained-snippet")).split(")")
+  assert shape == "(500, 6, 4"
+  config, variables = pretrained.load_pretrained()
+  images, labels = pretrained.test_subset()
+  scored = pretrained.score(config, variables, images[:500], labels[:500])
+  assert abs(float(accuracy) -
+             scored["policies"]["saccader"]["top1"][5]) <= 0.004
+
+
+@pytest.mark.slow
 def test_readme_load_and_baselines_snippets_run_on_a_workdir(tmp_path,
                                                              embedded_data):
   """A workdir holding final checkpoints of the embedded config's model,
@@ -48,16 +61,16 @@ def test_readme_load_and_baselines_snippets_run_on_a_workdir(tmp_path,
   recorded.dataset.data_dir = embedded_data[0].dataset.data_dir
   run_record.record(tmp_path, recorded)
   code = helpers.doc_snippet("load-snippet")
-  assert '"/tmp/saccader_fmnist"' in code
-  out = run_snippet(code.replace("/tmp/saccader_fmnist", str(tmp_path)))
+  assert '"/tmp/saccader_parts_quick"' in code
+  out = run_snippet(code.replace("/tmp/saccader_parts_quick", str(tmp_path)))
   assert out.splitlines() == ["(1, 6, 4)"]
   out = run_snippet(helpers.doc_snippet("baselines-snippet").replace(
-      "/tmp/saccader_fmnist", str(tmp_path)))
+      "/tmp/saccader_parts_quick", str(tmp_path)))
   assert out.splitlines() == [
       f"{name} (2, 6, 4)" for name in ("ordered_logits", "sobel_mean",
                                        "sobel_variance", "random")]
-  code = helpers.doc_snippet("picture-snippet").replace("/tmp/saccader_fmnist",
-                                            str(tmp_path))
+  code = helpers.doc_snippet("picture-snippet").replace(
+      "/tmp/saccader_parts_quick", str(tmp_path))
   code = code.replace("/tmp/glimpses.png", str(tmp_path / "glimpses.png"))
   assert run_snippet(code).splitlines() == ["uint8 3"]
   from PIL import Image  # pylint: disable=g-import-not-at-top
