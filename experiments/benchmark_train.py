@@ -256,9 +256,10 @@ def main(argv):
       config.dataset.source_dir = FLAGS.source_dir
     if FLAGS.dev_size:
       config.dataset.dev_size = FLAGS.dev_size
-    # The default reads "Fashion-MNIST 64px"; others add their name.
+    # e.g. "Fashion-MNIST whole items 64px", "Fashion-MNIST parts 64px".
     name = module.removeprefix("fashion_mnist").removesuffix("_saccader")
-    label = (f"Fashion-MNIST{' ' + name.strip('_') if name else ''} "
+    name = name.strip("_").replace("_", " ")
+    label = (f"Fashion-MNIST{' ' + name if name else ''} "
              f"{config.dataset.image_size}px")
     stage1 = saccader_rows(config, FLAGS.embedded_batch, label,
                            FLAGS.repeats, FLAGS.stages)

@@ -39,7 +39,7 @@ def test_benchmark_train_prints_its_tables(tmp_path):
             f"--source_dir={source}", "--dev_size=40",
             "--embedded_configs=fashion_mnist_whole_items_saccader")
   for stage in ("representation", "location", "policy"):
-    assert f"Fashion-MNIST 64px: stage {stage}" in out
+    assert f"Fashion-MNIST whole items 64px: stage {stage}" in out
   assert "Fashion-MNIST parts" not in out
   assert "Flax ResNet-50" in out and "headroom" in out
 
