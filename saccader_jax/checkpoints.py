@@ -111,9 +111,14 @@ def newest_complete(directory: epath.PathLike) -> str:
   file system alone (orbax renames a checkpoint to its step when the write
   is complete), for messages written while a write has failed."""
   directory = epath.Path(directory)
-  complete = [int(p.name) for p in directory.iterdir()
-              if p.name.isdigit()] if directory.exists() else []
+  complete = _complete_steps(directory)
   return str(directory / str(max(complete))) if complete else "none"
+
+
+def _complete_steps(directory: epath.Path) -> list[int]:
+  """The steps of the complete checkpoints in a stage's directory."""
+  return [int(p.name) for p in directory.iterdir()
+          if p.name.isdigit()] if directory.exists() else []
 
 
 def _path_name(path) -> str:
@@ -267,8 +272,7 @@ def copy_stage(source_workdir: epath.PathLike, target_workdir: epath.PathLike,
   """
   source = paths.absolute_path(source_workdir) / "checkpoints" / stage
   target = paths.absolute_path(target_workdir) / "checkpoints" / stage
-  if not source.exists() or not any(p.name.isdigit()
-                                    for p in source.iterdir()):
+  if not _complete_steps(source):
     raise errors.CheckpointError(f"No checkpoints of stage {stage!r} in "
                                  f"{source}: train it there first.")
   if target.exists():
@@ -280,10 +284,15 @@ def copy_stage(source_workdir: epath.PathLike, target_workdir: epath.PathLike,
 def _copy_tree(source: epath.Path, target: epath.Path) -> None:
   target.mkdir(parents=True, exist_ok=True)
   for child in source.iterdir():
-    if child.is_dir():
-      _copy_tree(child, target / child.name)
-    else:
-      child.copy(target / child.name)
+    _copy(child, target / child.name)
+
+
+def _copy(source: epath.Path, target: epath.Path) -> None:
+  """A file, or a directory with everything in it."""
+  if source.is_dir():
+    _copy_tree(source, target)
+  else:
+    source.copy(target)
 
 
 # What an exported checkpoint keeps of each step: all but OPT_STATE.
@@ -299,18 +308,17 @@ def export_models(source_workdir: epath.PathLike,
   read_only=True)."""
   copied = []
   for stage in stages:
-    newest = epath.Path(newest_complete(
-        paths.absolute_path(source_workdir) / "checkpoints" / stage))
-    if not newest.exists():
+    directory = paths.absolute_path(source_workdir) / "checkpoints" / stage
+    steps = _complete_steps(directory)
+    if not steps:
       raise errors.CheckpointError(f"No checkpoints of stage {stage!r} in "
                                    f"{source_workdir}.")
+    newest = directory / str(max(steps))
     target = (paths.absolute_path(target_workdir) / "checkpoints" / stage /
               newest.name)
     target.mkdir(parents=True, exist_ok=True)
     for name in _MODEL_FILES:
-      if (newest / name).is_dir():
-        _copy_tree(newest / name, target / name)
-      elif (newest / name).exists():
-        (newest / name).copy(target / name)
+      if (newest / name).exists():
+        _copy(newest / name, target / name)
     copied.append(target)
   return copied

@@ -210,6 +210,27 @@ def scalars(results: dict, evaluators: Sequence[base.Evaluator],
   return out
 
 
+def _reference_rows(results: dict) -> list[str]:
+  """The whole-image reference classifiers as a Markdown table ([] if
+  none)."""
+  references = results.get("references", {})
+  if not references:
+    return []
+  return ["| reference, whole images | top-1 | top-5 |", "|---|---:|---:|"] + [
+      f"| {ref['label']} (stage {name}) | {100 * ref['top1']:.2f} | "
+      f"{100 * ref['top5']:.2f} |" for name, ref in references.items()]
+
+
+def array_batches(images: np.ndarray, labels: np.ndarray,
+                  batch_size: int) -> list[dict]:
+  """In-memory images [n, H, W, C] and labels [n] as the evaluation's
+  batches (the last one shorter, every row real)."""
+  return [{"image": images[i:i + batch_size],
+           "label": np.asarray(labels[i:i + batch_size], np.int32),
+           "mask": np.ones(len(labels[i:i + batch_size]), np.float32)}
+          for i in range(0, len(labels), batch_size)]
+
+
 def format_table(results: dict, title: str,
                  evaluators: Sequence[base.Evaluator]) -> str:
   """A Markdown table: one row per number of glimpses, one column per
@@ -224,15 +245,10 @@ def format_table(results: dict, title: str,
     for t in range(len(columns[0][1])):
       lines.append(f"| {t + 1} | " + " | ".join(
           f"{100 * values[t]:.2f}" for _, values in columns) + " |")
-  references = results.get("references", {})
-  if references:
-    if columns:
-      lines.append("")
-    lines += ["| reference, whole images | top-1 | top-5 |",
-              "|---|---:|---:|"]
-    for name, ref in references.items():
-      lines.append(f"| {ref['label']} (stage {name}) | "
-                   f"{100 * ref['top1']:.2f} | {100 * ref['top5']:.2f} |")
+  references = _reference_rows(results)
+  if references and columns:
+    lines.append("")
+  lines += references
   if nonfinite_summary(results):
     lines += ["", nonfinite_summary(results)]
   return "\n".join(lines)
@@ -273,13 +289,9 @@ def format_comparison(results: dict, title: str,
     cells += [f"{100 * policies[label]['coverage'][t]:.2f}"
               for label in covered]
     lines.append(f"| {t + 1} | " + " | ".join(cells) + " |")
-  references = results.get("references", {})
+  references = _reference_rows(results)
   if references:
-    lines += ["", "| reference, whole images | top-1 | top-5 |",
-              "|---|---:|---:|"]
-    for name, ref in references.items():
-      lines.append(f"| {ref['label']} (stage {name}) | "
-                   f"{100 * ref['top1']:.2f} | {100 * ref['top5']:.2f} |")
+    lines += [""] + references
   return "\n".join(lines)
 
 

@@ -89,11 +89,9 @@ def score(config: ml_collections.ConfigDict, variables: dict,
   from saccader_jax import policies  # pylint: disable=g-import-not-at-top
   from saccader_jax import policy as policy_lib  # pylint: disable=g-import-not-at-top
   from saccader_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
-  pixels = input_pipeline.preprocess_images(images, config.dataset)
-  batches = [{"image": pixels[i:i + batch_size],
-              "label": np.asarray(labels[i:i + batch_size], np.int32),
-              "mask": np.ones(len(pixels[i:i + batch_size]), np.float32)}
-             for i in range(0, len(pixels), batch_size)]
+  batches = evaluation.array_batches(
+      input_pipeline.preprocess_images(images, config.dataset), labels,
+      batch_size)
   glimpses = config.eval_glimpses
   accuracy = evaluators.create_evaluators(
       ml_collections.ConfigDict({"accuracy": {}}), glimpses)
@@ -103,9 +101,9 @@ def score(config: ml_collections.ConfigDict, variables: dict,
   scored = {name: [round(float(v), 6) for v in evaluation.PolicyEvaluator(
       candidate, accuracy, glimpses)(batches)["top1"]]
             for name, candidate in candidates.items()}
-  classify = jax.jit(models.classify_fn(models.create_model(config.model)))
-  whole = [np.argmax(classify(variables, b["image"]), -1) == b["label"]
-           for b in batches]
+  bagnet = evaluation.evaluate(jax.jit(evaluation.make_classifier_eval_step(
+      models.classify_fn(models.create_model(config.model)), 0)), batches,
+                               variables)
   return {"policies": {name: {"top1": top1} for name, top1 in scored.items()},
-          "bagnet_top1": round(float(np.mean(np.concatenate(whole))), 6),
+          "bagnet_top1": round(float(bagnet["top1"]), 6),
           "count": int(len(labels))}

@@ -170,13 +170,14 @@ class RunEvaluation:
                        "'representation', which this run has not trained.")
     results = {}
     for name in names:
+      bagnet = self.reference_variables["representation"]
       key = ("baseline", name)
-      if key not in self._policies:
+      if key not in self._policies:   # compiled once, given the BagNet
         self._policies[key] = policies.make_baseline_policy(
-            name, self.config, self.reference_variables["representation"])
+            name, self.config, bagnet)
       policy = self._policies[key]
       results[name] = self.evaluate_policy(
-          policy, split, max_examples=max_examples,
+          policy, split, bagnet, max_examples=max_examples,
           key=jax.random.key(self.config.seed) if policy.requires_key
           else None)
     return results
