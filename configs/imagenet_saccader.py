@@ -15,8 +15,16 @@ def get_model_config() -> ml_collections.ConfigDict:
       "name": "saccader",
       # The TF-slim ImageNet label set: 1000 classes plus background at 0.
       "num_classes": 1001,
-      # Compute dtype; parameters and the cell always stay float32.
+      # Compute dtype; parameters, the cell and the per-location logits
+      # always stay float32.
       "dtype": "float32",
+      # Precision of the other convolutions: "default" (the backend's: one
+      # bf16 pass on TPU, TF32 on recent GPUs), "high" or "highest".
+      "matmul_precision": "default",
+      # Batch-norm statistics of a training step over the "global" batch,
+      # or each device's share ("per_device", as the original code on
+      # TPUs: no cross-device reduction in any batch norm).
+      "batch_norm_statistics": "global",
       "bn_momentum": 0.9,
       "bn_epsilon": 1e-5,
       "representation": {
@@ -40,6 +48,8 @@ def get_classifier_config() -> ml_collections.ConfigDict:
       "name": "resnet_v2",
       "num_classes": 1001,
       "dtype": "float32",
+      "matmul_precision": "default",
+      "batch_norm_statistics": "global",
       "units": (3, 4, 6, 3),
       "widths": (64, 128, 256, 512),
       "strides": (2, 2, 2, 1),
@@ -57,12 +67,15 @@ def get_dram_config() -> ml_collections.ConfigDict:
   (glimpse network 23,556,992 + 45,440 batch-norm statistics, LSTM0
   12,587,008, classifier 1,026,025, LSTM1 8,392,704, emission 2,050)."""
   glimpse_network = get_classifier_config()
-  for field in ("name", "num_classes", "dtype", "bn_momentum", "bn_epsilon"):
+  for field in ("name", "num_classes", "dtype", "matmul_precision",
+                "batch_norm_statistics", "bn_momentum", "bn_epsilon"):
     del glimpse_network[field]
   return ml_collections.ConfigDict({
       "name": "dram",
       "num_classes": 1001,
       "dtype": "float32",
+      "matmul_precision": "default",
+      "batch_norm_statistics": "global",
       "bn_momentum": 0.9,
       "bn_epsilon": 1.001e-5,
       # Fields of view 77, 150 and 224 px, each resized to 77x77; with two

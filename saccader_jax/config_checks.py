@@ -83,20 +83,38 @@ def _unknown_keys(problems: Problems,
                           f"it{hint}.")
 
 
+# A model config's numerics and their defaults, with the valid values.
+_DEFAULT_NUMERICS = {"dtype": "float32", "matmul_precision": "default",
+                     "batch_norm_statistics": "global"}
+_NUMERICS = {"dtype": models.COMPUTE_DTYPES,
+             "matmul_precision": models.MATMUL_PRECISIONS,
+             "batch_norm_statistics": models.BATCH_NORM_STATISTICS}
+
+
+def _numerics(problems: Problems, field: str,
+              model_config: ml_collections.ConfigDict) -> bool:
+  """Whether the dtype, matmul precision and batch-norm statistics of
+  config.<field> are valid (each invalid one recorded)."""
+  valid = [problems.choice(f"{field}.{name}",
+                           model_config.get(name, _DEFAULT_NUMERICS[name]),
+                           choices)
+           for name, choices in _NUMERICS.items()]
+  return all(valid)
+
+
 def _grid(config: ml_collections.ConfigDict, problems: Problems):
   """The model's grid on the configured images, or None (problem recorded)."""
   if not problems.choice("model.name", config.model.get("name"),
                          models.MODELS):
     return None
-  problems.choice("model.dtype", config.model.get("dtype", "float32"),
-                  models.COMPUTE_DTYPES)
+  _numerics(problems, "model", config.model)
   size = config.dataset.get("image_size")
   if not problems.integer("dataset.image_size", size, 1):
     return None
-  # The grid does not depend on the compute dtype, checked above.
+  # The grid does not depend on the numerics, checked above.
   model_config = config.model.copy_and_resolve_references()
   with model_config.unlocked():
-    model_config.dtype = "float32"
+    model_config.update(_DEFAULT_NUMERICS)
   model = models.create_model(model_config)
   if not hasattr(model, "grid_geometry"):
     return None   # a model that glimpses anywhere (DRAM): no location grid
@@ -178,11 +196,9 @@ def _stage_models(problems: Problems, config: ml_collections.ConfigDict,
       problems.add(field, None, f"must be a model config: stage(s) {users} "
                    "train it")
       continue
-    if problems.choice(f"{field}.name", config[field].get("name"),
-                       models.MODELS) and problems.choice(
-                           f"{field}.dtype",
-                           config[field].get("dtype", "float32"),
-                           models.COMPUTE_DTYPES):
+    if (problems.choice(f"{field}.name", config[field].get("name"),
+                        models.MODELS)
+        and _numerics(problems, field, config[field])):
       model = models.create_model(config[field])
       size = config.dataset.get("image_size")
       if (hasattr(model, "min_image_size") and isinstance(size, int)

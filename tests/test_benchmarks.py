@@ -54,6 +54,21 @@ def test_benchmark_train_times_the_keras_bagnet_beside_stage_1():
           "variables, oneDNN) | 1 |") in out
   assert "saccader_jax / TF-Keras = " in out
   assert "ImageNet 96px: stage location" not in out
+  # The accelerator benchmark counts the same step's FLOPs (cost analysis).
+  flops = out.split("| ImageNet 96px: stage representation | 1 |")[1].split(
+      "|")[2].strip()
+  table = run("experiments.benchmark_accelerator", "--image_size=96",
+              "--batch_per_device=1", "--stages=representation",
+              "--repeats=1")
+  assert "Peak float32: " in table and "measured 2048^2 matmul" in table
+  rows = {cells[2]: cells for cells in (
+      [c.strip() for c in line.split("|")] for line in table.splitlines()
+      if line.startswith("| representation |"))}
+  assert set(rows) == {"float32", "bfloat16"}
+  assert rows["float32"][7] == flops
+  for cells in rows.values():
+    assert float(cells[5]) > 0 and cells[9].endswith("%")
+    assert cells[10] == "0"   # one device: no cross-device reduction
 
 
 @pytest.mark.slow

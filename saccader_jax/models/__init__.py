@@ -12,6 +12,8 @@ from saccader_jax.models.attention import AttentionNetwork
 from saccader_jax.models.bagnet import BagNet
 from saccader_jax.models.dram import DRAM
 from saccader_jax.models.dram import DRAMOutput
+from saccader_jax.models.layers import BATCH_NORM_STATISTICS
+from saccader_jax.models.layers import MATMUL_PRECISIONS
 from saccader_jax.models.resnet_v2 import ResNetV2
 from saccader_jax.models.saccader import Saccader
 from saccader_jax.models.saccader import SaccaderOutput
@@ -27,6 +29,27 @@ def compute_dtype(name: str) -> Any:
   return COMPUTE_DTYPES[name]
 
 
+def matmul_precision(config: ml_collections.ConfigDict) -> Any:
+  """The jax.lax precision of config.matmul_precision (default "default")."""
+  name = config.get("matmul_precision", "default")
+  if name not in MATMUL_PRECISIONS:
+    raise ValueError(f"Unknown matmul precision {name!r}; valid: "
+                     f"{sorted(MATMUL_PRECISIONS)}.")
+  return MATMUL_PRECISIONS[name]
+
+
+def batch_norm_groups(config: ml_collections.ConfigDict) -> int:
+  """Slices of a training batch with their own batch-norm statistics:
+  config.batch_norm_statistics "global" (the default) 1, "per_device" the
+  number of devices the global batch is split over (`jax.device_count()`,
+  every host's)."""
+  name = config.get("batch_norm_statistics", "global")
+  if name not in BATCH_NORM_STATISTICS:
+    raise ValueError(f"Unknown batch_norm_statistics {name!r}; valid: "
+                     f"{list(BATCH_NORM_STATISTICS)}.")
+  return jax.device_count() if name == "per_device" else 1
+
+
 def _bagnet(config: ml_collections.ConfigDict) -> BagNet:
   rep = config.representation
   return BagNet(
@@ -35,7 +58,8 @@ def _bagnet(config: ml_collections.ConfigDict) -> BagNet:
       strides=tuple(rep.strides), kernel3=tuple(rep.kernel3),
       stem_channels=rep.stem_channels, expansion=rep.expansion,
       what_channels=rep.what_channels, bn_momentum=config.bn_momentum,
-      bn_epsilon=config.bn_epsilon, dtype=compute_dtype(config.dtype))
+      bn_epsilon=config.bn_epsilon, dtype=compute_dtype(config.dtype),
+      precision=matmul_precision(config), bn_groups=batch_norm_groups(config))
 
 
 def _saccader(config: ml_collections.ConfigDict) -> Saccader:
@@ -46,8 +70,10 @@ def _saccader(config: ml_collections.ConfigDict) -> Saccader:
           widths=tuple(config.attention.widths),
           dilation=config.attention.dilation,
           bn_momentum=config.bn_momentum, bn_epsilon=config.bn_epsilon,
-          dtype=dtype),
-      mixed_channels=config.mixed_channels, dtype=dtype)
+          dtype=dtype, precision=matmul_precision(config),
+          bn_groups=batch_norm_groups(config)),
+      mixed_channels=config.mixed_channels, dtype=dtype,
+      precision=matmul_precision(config))
 
 
 def _resnet_v2(config: ml_collections.ConfigDict, **overrides) -> ResNetV2:
@@ -59,7 +85,8 @@ def _resnet_v2(config: ml_collections.ConfigDict, **overrides) -> ResNetV2:
       root_channels=config.root_channels, root_kernel=config.root_kernel,
       root_stride=config.root_stride, root_pool=config.root_pool,
       expansion=config.get("expansion", 4),
-      dtype=compute_dtype(config.get("dtype", "float32")))
+      dtype=compute_dtype(config.get("dtype", "float32")),
+      precision=matmul_precision(config), bn_groups=batch_norm_groups(config))
   for name in ("bn_momentum", "bn_epsilon"):
     if name in config:
       fields[name] = config[name]
@@ -72,13 +99,15 @@ def _dram(config: ml_collections.ConfigDict) -> DRAM:
       glimpse_network=_resnet_v2(
           config.glimpse_network, num_classes=None,
           bn_momentum=config.bn_momentum, bn_epsilon=config.bn_epsilon,
-          dtype=compute_dtype(config.dtype)),
+          dtype=compute_dtype(config.dtype),
+          precision=matmul_precision(config),
+          bn_groups=batch_norm_groups(config)),
       num_classes=config.num_classes, glimpse_size=config.glimpse_size,
       num_resolutions=config.num_resolutions,
       classification_units=config.classification_units,
       location_units=config.location_units,
       location_stddev=config.location_stddev,
-      dtype=compute_dtype(config.dtype))
+      dtype=compute_dtype(config.dtype), precision=matmul_precision(config))
 
 
 def _saccader_classnet(config: ml_collections.ConfigDict) -> SaccaderClassnet:
@@ -103,8 +132,9 @@ MODELS: dict[str, Callable[[ml_collections.ConfigDict], Any]] = {
 # The keys each model's config may have. A dict is a section with keys of its
 # own; MODEL marks a section that is itself a model config (of any name).
 MODEL = "model"
-_COMMON_KEYS = dict.fromkeys(("name", "dtype", "num_classes", "bn_momentum",
-                              "bn_epsilon"))
+_COMMON_KEYS = dict.fromkeys(("name", "dtype", "matmul_precision",
+                              "batch_norm_statistics", "num_classes",
+                              "bn_momentum", "bn_epsilon"))
 _RESNET_V2_KEYS = dict.fromkeys(("units", "widths", "strides",
                                  "root_channels", "root_kernel",
                                  "root_stride", "root_pool", "expansion"))

@@ -24,19 +24,23 @@ class AttentionNetwork(nn.Module):
   Attributes:
     widths: output channels of each group (the paper: 1024, 512).
     dilation: dilation rate of the 3x3 convolutions.
+    bn_groups: batch-norm statistics over this many equal slices of a
+      training batch (`layers.GroupedBatchNorm`; 1: the whole batch).
   """
   widths: Sequence[int] = (1024, 512)
   dilation: int = 2
   bn_momentum: float = 0.9
   bn_epsilon: float = 1e-5
   dtype: Dtype = jnp.float32
+  precision: layers.Precision = None
+  bn_groups: int = 1
 
   @nn.compact
   def __call__(self, features2d: jnp.ndarray, train: bool) -> jnp.ndarray:
     """features2d: [batch, h, w, c] -> where features [batch, h, w, widths[-1]]."""
-    conv = layers.conv(self.dtype, padding="SAME")
+    conv = layers.conv(self.dtype, padding="SAME", precision=self.precision)
     norm = layers.batch_norm(train, self.bn_momentum, self.bn_epsilon,
-                             self.dtype)
+                             self.dtype, self.bn_groups)
     x = features2d
     for g, width in enumerate(self.widths):
       x = conv(width, (1, 1), name=f"group{g}_conv1x1")(x)
@@ -51,11 +55,12 @@ class WhatWhereMixing(nn.Module):
   """Linear 1x1 convolution over concat(where, what): the features F."""
   channels: int = 512
   dtype: Dtype = jnp.float32
+  precision: layers.Precision = None
 
   @nn.compact
   def __call__(self, where: jnp.ndarray, what: jnp.ndarray) -> jnp.ndarray:
     """where, what: [batch, h, w, *] -> F [batch, h, w, channels]."""
     mixed = jnp.concatenate([where, what.astype(where.dtype)], axis=-1)
     return nn.Conv(self.channels, (1, 1), use_bias=True, dtype=self.dtype,
-                   conv_general_dilated=convolution.conv_general_dilated,
+                   precision=self.precision, conv_general_dilated=convolution.conv_general_dilated,
                    name="conv")(mixed)

@@ -88,6 +88,10 @@ class BagNet(nn.Module):
       straight from the group outputs.
     bn_momentum, bn_epsilon: batch-norm settings.
     dtype: compute dtype; parameters stay float32 and logits are float32.
+    precision: matmul precision of the convolutions (`layers.MATMUL_PRECISIONS`);
+      the per-location logits always run at `layers.DECISION_PRECISION`.
+    bn_groups: batch-norm statistics over this many equal slices of a
+      training batch (`layers.GroupedBatchNorm`; 1: the whole batch).
   """
   num_classes: int
   blocks: Sequence[int] = (3, 4, 6, 3)
@@ -100,6 +104,8 @@ class BagNet(nn.Module):
   bn_momentum: float = 0.9
   bn_epsilon: float = 1e-5
   dtype: Dtype = jnp.float32
+  precision: layers.Precision = None
+  bn_groups: int = 1
 
   def __post_init__(self):
     lengths = {len(self.blocks), len(self.planes), len(self.strides),
@@ -131,9 +137,9 @@ class BagNet(nn.Module):
   @nn.compact
   def __call__(self, images: jnp.ndarray, train: bool) -> RepresentationOutput:
     """images: [batch, height, width, channels] -> RepresentationOutput."""
-    conv = layers.conv(self.dtype)
+    conv = layers.conv(self.dtype, precision=self.precision)
     norm = layers.batch_norm(train, self.bn_momentum, self.bn_epsilon,
-                             self.dtype)
+                             self.dtype, self.bn_groups)
     x = conv(self.stem_channels, (3, 3), name="stem_conv")(images)
     x = nn.relu(norm(name="stem_bn")(x))
     for g, (num_blocks, planes, stride, num_3x3) in enumerate(
@@ -148,11 +154,15 @@ class BagNet(nn.Module):
       x = conv(self.what_channels, (1, 1), name="lowd_conv")(x)
       x = nn.relu(norm(name="lowd_bn")(x))
     what_features = x
+    # Locations are ranked by these logits (stage-2 targets, the greedy
+    # policies): float32 from the compute-dtype features, since 8 bits of
+    # bf16 mantissa tie near-equal scores and top_k breaks ties towards the
+    # top-left of the image.
     logits2d = nn.Conv(
-        self.num_classes, (1, 1), padding="VALID", dtype=self.dtype,
+        self.num_classes, (1, 1), padding="VALID", dtype=jnp.float32,
+        precision=layers.DECISION_PRECISION,
         conv_general_dilated=convolution.conv_general_dilated,
-        name="logits2d")(x)
-    logits2d = logits2d.astype(jnp.float32)
+        name="logits2d")(x.astype(jnp.float32))
     return RepresentationOutput(
         features2d=features2d, what_features=what_features,
         logits2d=logits2d, logits=jnp.mean(logits2d, axis=(1, 2)))

@@ -3,8 +3,11 @@
 Locations are handled flattened: a grid of h x w locations is indexed by
 l = row * w + col, so spatial softmaxes are ordinary softmaxes over l.
 
-The cell runs in float32 whatever the model's compute dtype: the -1e5 mask
-and the three softmaxes need the range, and the cell's cost is negligible.
+The cell runs in float32 whatever the model's compute dtype and matmul
+precision, its contractions at `layers.DECISION_PRECISION`: the -1e5 mask
+and the three softmaxes need the range, the arg-max over locations needs
+every bit (a TPU's default one-pass bf16 product, or a GPU's TF32, would pick
+other glimpses than a CPU), and the cell's cost is negligible.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from saccader_jax.models import layers
 
 # The paper's mask for visited locations (eqs. 1 and 3). A finite value keeps
 # softmaxes and their gradients free of NaNs, unlike -inf.
@@ -50,9 +55,11 @@ def location_logits(features: jnp.ndarray, feature_scores: jnp.ndarray,
   """
   mask = MASK_VALUE * visited
   spatial_weights = jax.nn.softmax(feature_scores - mask, axis=-1)  # eq. 1
-  channel_logits = jnp.einsum("bl,bld->bd", spatial_weights, features)
+  channel_logits = jnp.einsum("bl,bld->bd", spatial_weights, features,
+                              precision=layers.DECISION_PRECISION)
   channel_weights = jax.nn.softmax(channel_logits, axis=-1)  # eq. 2
-  return jnp.einsum("bld,bd->bl", features, channel_weights) - mask  # eq. 3
+  return jnp.einsum("bld,bd->bl", features, channel_weights,  # eq. 3
+                    precision=layers.DECISION_PRECISION) - mask
 
 
 def choose_locations(logits: jnp.ndarray,
@@ -118,6 +125,7 @@ class SaccaderCell(nn.Module):
     features = features2d.astype(jnp.float32).reshape(
         batch, height * width, depth)
     scores = nn.Dense(1, use_bias=False, dtype=jnp.float32,
+                      precision=layers.DECISION_PRECISION,
                       name="attention_weights")(features)[..., 0]
     return rollout(features, scores / math.sqrt(depth), num_glimpses, key,
                    forced_locations)

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from saccader_jax.models import foveation
+from saccader_jax.models import layers
 from saccader_jax.models import resnet_v2
 
 # Top-level parameter subtrees.
@@ -60,6 +61,7 @@ class LSTMCell(nn.Module):
   features: int
   forget_bias: float = 1.0
   dtype: Any = jnp.float32
+  precision: Any = None
 
   @nn.compact
   def __call__(self, carry: tuple[jnp.ndarray, jnp.ndarray],
@@ -68,7 +70,8 @@ class LSTMCell(nn.Module):
     """carry (c, h), each [batch, features]; inputs [batch, d] ->
     ((c', h'), h')."""
     cell, hidden = carry
-    gates = nn.Dense(4 * self.features, dtype=self.dtype, name="gates")(
+    gates = nn.Dense(4 * self.features, dtype=self.dtype,
+                     precision=self.precision, name="gates")(
         jnp.concatenate([inputs, hidden.astype(inputs.dtype)], -1))
     gates = gates.astype(jnp.float32)
     i, j, f, o = jnp.split(gates, 4, axis=-1)
@@ -96,6 +99,9 @@ class DRAM(nn.Module):
     location_stddev: the location policy's standard deviation when sampling.
     dtype: compute dtype of the networks; LSTM state, logits and locations
       stay float32.
+    precision: matmul precision of the networks (`layers.MATMUL_PRECISIONS`);
+      the emission, which places every glimpse, runs at
+      `layers.DECISION_PRECISION`.
   """
   glimpse_network: resnet_v2.ResNetV2
   num_classes: int
@@ -105,16 +111,21 @@ class DRAM(nn.Module):
   location_units: int = 1024
   location_stddev: float = 0.1
   dtype: Any = jnp.float32
+  precision: Any = None
 
   # Keyword arguments of the call `models.init_variables` makes.
   init_kwargs: ClassVar[dict[str, Any]] = {"num_glimpses": 1}
 
   def setup(self):
     self.classification_lstm = LSTMCell(self.classification_units,
-                                        dtype=self.dtype)
-    self.classifier = nn.Dense(self.num_classes, dtype=self.dtype)
-    self.location_lstm = LSTMCell(self.location_units, dtype=self.dtype)
-    self.emission = nn.Dense(2, dtype=jnp.float32)
+                                        dtype=self.dtype,
+                                        precision=self.precision)
+    self.classifier = nn.Dense(self.num_classes, dtype=self.dtype,
+                               precision=self.precision)
+    self.location_lstm = LSTMCell(self.location_units, dtype=self.dtype,
+                                  precision=self.precision)
+    self.emission = nn.Dense(2, dtype=jnp.float32,
+                             precision=layers.DECISION_PRECISION)
 
   # The policy interface (`saccader_jax.policy.make_policy`).
 

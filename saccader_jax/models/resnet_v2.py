@@ -67,6 +67,9 @@ class ResNetV2(nn.Module):
     expansion: channel expansion of each bottleneck.
     bn_momentum, bn_epsilon: batch-norm settings.
     dtype: compute dtype; parameters and logits stay float32.
+    precision: matmul precision (`layers.MATMUL_PRECISIONS`).
+    bn_groups: batch-norm statistics over this many equal slices of a
+      training batch (`layers.GroupedBatchNorm`; 1: the whole batch).
   """
   num_classes: Optional[int]
   units: Sequence[int] = (3, 4, 6, 3)
@@ -80,6 +83,8 @@ class ResNetV2(nn.Module):
   bn_momentum: float = 0.9
   bn_epsilon: float = 1.001e-5
   dtype: Dtype = jnp.float32
+  precision: layers.Precision = None
+  bn_groups: int = 1
 
   # Keyword arguments of the call `models.init_variables` makes.
   init_kwargs: ClassVar[dict[str, Any]] = {}
@@ -96,9 +101,9 @@ class ResNetV2(nn.Module):
   def __call__(self, images: jnp.ndarray, train: bool = False) -> jnp.ndarray:
     """images [batch, height, width, channels] -> logits [batch, classes]
     (float32), or features [batch, expansion * widths[-1]] without logits."""
-    conv = layers.conv(self.dtype)
+    conv = layers.conv(self.dtype, precision=self.precision)
     norm = layers.batch_norm(train, self.bn_momentum, self.bn_epsilon,
-                             self.dtype)
+                             self.dtype, self.bn_groups)
     x = conv(self.root_channels, (self.root_kernel,) * 2,
              strides=(self.root_stride,) * 2, padding=_same(self.root_kernel),
              use_bias=True, name="root_conv")(images)
@@ -116,4 +121,4 @@ class ResNetV2(nn.Module):
     if self.num_classes is None:
       return features
     return nn.Dense(self.num_classes, dtype=self.dtype,
-                    name="logits")(features).astype(jnp.float32)
+                    precision=self.precision, name="logits")(features).astype(jnp.float32)

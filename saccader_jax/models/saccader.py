@@ -49,18 +49,21 @@ class Saccader(nn.Module):
     attention: the "where" network.
     mixed_channels: d, the width of the mixed features F.
     dtype: compute dtype of the mixing convolution.
+    precision: its matmul precision (`layers.MATMUL_PRECISIONS`).
   """
   representation: bagnet.BagNet
   attention: attention.AttentionNetwork
   mixed_channels: int = 512
   dtype: jnp.dtype = jnp.float32
+  precision: Any = None
 
   # Keyword arguments of the call `models.init_variables` makes.
   init_kwargs: ClassVar[dict[str, Any]] = {"num_glimpses": 1}
 
   def setup(self):
     self.mixing = attention.WhatWhereMixing(self.mixed_channels,
-                                            dtype=self.dtype)
+                                            dtype=self.dtype,
+                                            precision=self.precision)
     self.cell = cell.SaccaderCell()
 
   def grid_geometry(self, image_height: int, image_width: int):
