@@ -56,9 +56,11 @@ def test_cached_stages_train_as_the_plain_ones(tiny_config, tmp_path,
   builder = input_pipeline.get_builder(config.dataset)
   assert len(computed[0].arrays["logits2d"]) == input_pipeline.num_examples(
       builder, config.dataset.train_split)
+  # Equal up to float32 reordering (the two programs fuse differently),
+  # carried through 10 steps at a 100x rate.
   for name in ("representation", "location", "policy"):
     jax.tree_util.tree_map(
-        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
         plain[name], cached[name])
   # Stages 2 and 3 moved the location network: the comparison is not of
   # untouched initialisations.
