@@ -21,11 +21,14 @@ def get_config() -> ml_collections.ConfigDict:
   config.cpu_ynn_fusions = "auto"
 
   # The optimizer, by name (saccader_jax/optimizers.py): sgd_nesterov,
-  # momentum, sgd, adam, adamw, lamb, lars.
+  # momentum, sgd, adam, adamw, lamb, lars, which read the keys below; or any
+  # optax factory ("lion", "adafactor", "optax.contrib.prodigy"), whose
+  # arguments other than learning_rate go in kwargs (in a config file:
+  # config.optimizer.kwargs = {"b1": 0.95}).
   config.optimizer = ml_collections.ConfigDict({
       "name": "sgd_nesterov", "momentum": 0.9, "weight_decay": 0.0,
       "b1": 0.9, "b2": 0.999, "eps": 1e-8, "trust_coefficient": 0.001,
-      "grad_clip_norm": 0.0})
+      "grad_clip_norm": 0.0, "kwargs": {}})
   # The schedule, by name: warmup_cosine, step, constant. Fractions are of
   # each stage's length.
   config.schedule = ml_collections.ConfigDict({

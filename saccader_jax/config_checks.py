@@ -102,6 +102,19 @@ def _numerics(problems: Problems, field: str,
   return all(valid)
 
 
+def _shape_only(model_config: ml_collections.ConfigDict
+                ) -> ml_collections.ConfigDict:
+  """A copy of a model config for its geometry, which depends neither on the
+  numerics (checked by `_numerics`) nor on the classes (0 while the data
+  set that says how many is unreadable: its own check reports why)."""
+  model_config = model_config.copy_and_resolve_references()
+  with model_config.unlocked():
+    model_config.update(_DEFAULT_NUMERICS)
+    if model_config.get("num_classes") == 0:
+      model_config.num_classes = 1
+  return model_config
+
+
 def _grid(config: ml_collections.ConfigDict, problems: Problems):
   """The model's grid on the configured images, or None (problem recorded)."""
   if not problems.choice("model.name", config.model.get("name"),
@@ -111,11 +124,7 @@ def _grid(config: ml_collections.ConfigDict, problems: Problems):
   size = config.dataset.get("image_size")
   if not problems.integer("dataset.image_size", size, 1):
     return None
-  # The grid does not depend on the numerics, checked above.
-  model_config = config.model.copy_and_resolve_references()
-  with model_config.unlocked():
-    model_config.update(_DEFAULT_NUMERICS)
-  model = models.create_model(model_config)
+  model = models.create_model(_shape_only(config.model))
   if not hasattr(model, "grid_geometry"):
     return None   # a model that glimpses anywhere (DRAM): no location grid
   grid = model.grid_geometry(size, size)
@@ -199,7 +208,7 @@ def _stage_models(problems: Problems, config: ml_collections.ConfigDict,
     if (problems.choice(f"{field}.name", config[field].get("name"),
                         models.MODELS)
         and _numerics(problems, field, config[field])):
-      model = models.create_model(config[field])
+      model = models.create_model(_shape_only(config[field]))
       size = config.dataset.get("image_size")
       if (hasattr(model, "min_image_size") and isinstance(size, int)
           and size < model.min_image_size()):
@@ -373,8 +382,10 @@ def config_problems(config: ml_collections.ConfigDict, num_devices: int = 1,
                      input_pipeline.DATASETS):
     _dataset(problems, config, input_pipeline.DATASETS[config.dataset.name])
   grid = _grid(config, problems)
-  problems.choice("optimizer.name", config.optimizer.get("name"),
-                  optimizers.OPTIMIZERS)
+  problem = optimizers.optimizer_problem(config.optimizer)
+  if problem:
+    key, value, why = problem
+    problems.add(f"optimizer.{key}", value, why)
   problems.number("optimizer.grad_clip_norm",
                   config.optimizer.get("grad_clip_norm", 0.0))
   problems.choice("schedule.name", config.schedule.get("name"),

@@ -71,6 +71,7 @@ def schema(config: ml_collections.ConfigDict) -> dict[str, Any]:
   tree: dict[str, Any] = dict.fromkeys(TOP_LEVEL_KEYS)
   tree.update(dict.fromkeys(model_fields(), models.MODEL))
   tree["optimizer"] = dict.fromkeys(optimizers.OPTIMIZER_KEYS)
+  tree["optimizer"]["kwargs"] = _UNCHECKED   # the optax factory's to check
   tree["schedule"] = dict.fromkeys(optimizers.SCHEDULE_KEYS)
   tree["stages"] = {name: dict.fromkeys(stage.config_keys)
                     for name, stage in objectives.STAGES.items()}

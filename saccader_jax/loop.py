@@ -29,6 +29,7 @@ import numpy as np
 from saccader_jax import checkpoints
 from saccader_jax import device_prefetch
 from saccader_jax import errors
+from saccader_jax import optimizers
 from saccader_jax import preemption
 from saccader_jax import steps
 from saccader_jax.data import input_pipeline
@@ -118,7 +119,7 @@ def describe_optimizer(stage: StageRun,
   start line (the schedule continues from a resumed checkpoint's step)."""
   optimizer = stage.optimizer_config
   clip = optimizer.get("grad_clip_norm") or 0.0
-  return (f"optimizer {optimizer['name']}"
+  return (f"optimizer {optimizers.describe(optimizer)}"
           f"{f' (gradient norm clipped at {clip:g})' if clip else ''}, "
           f"{config.schedule.name} schedule to peak learning rate "
           f"{stage.config.learning_rate:g}, {float(stage.schedule(step)):.3g} "

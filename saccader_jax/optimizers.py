@@ -4,11 +4,23 @@
     config.schedule.name = "warmup_cosine"   # or constant, step
 
 A config edit (or `--config.optimizer.name=adamw` on the command line) swaps
-them; nothing else changes.
+them; nothing else changes. Any other optax optimizer or transformation
+factory is named the same way, its arguments in `config.optimizer.kwargs`:
+
+    config.optimizer.name = "lion"                   # optax.lion
+    config.optimizer.name = "optax.contrib.prodigy"  # or "contrib.prodigy"
+    config.optimizer.kwargs = {"b1": 0.95, "weight_decay": 1e-2}
+
+The stage's schedule is its `learning_rate`; a factory without one (a
+transformation such as "scale_by_adam") is followed by
+`optax.scale_by_learning_rate`. Decoupled weight decay, where the factory
+has a `mask`, applies to kernels only, as in the built-in seven.
 """
 
 from __future__ import annotations
 
+import difflib
+import inspect
 from typing import Any, Callable, Optional
 
 import jax
@@ -70,10 +82,98 @@ OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
     "lamb": _lamb,
     "lars": _lars,
 }
-# The keys config.optimizer may have: every optimizer's hyperparameters, so
-# that one config swaps optimizers by name alone.
+# The keys config.optimizer may have: every built-in optimizer's
+# hyperparameters, so that one config swaps optimizers by name alone, and
+# the arguments of an optax factory named instead (`kwargs`).
 OPTIMIZER_KEYS = ("name", "grad_clip_norm", "momentum", "nesterov",
-                  "weight_decay", "b1", "b2", "eps", "trust_coefficient")
+                  "weight_decay", "b1", "b2", "eps", "trust_coefficient",
+                  "kwargs")
+
+
+def optax_factory(name: str) -> Optional[Callable[..., Any]]:
+  """The optax function `name` ("lion", "optax.lion", "contrib.prodigy",
+  "optax.contrib.prodigy"), or None if there is none."""
+  path = name.removeprefix("optax.") if isinstance(name, str) else ""
+  module = optax
+  if path.startswith("contrib."):
+    module, path = optax.contrib, path.removeprefix("contrib.")
+  if not path or "." in path or path.startswith("_"):
+    return None
+  factory = getattr(module, path, None)
+  if not inspect.isfunction(factory):
+    return None
+  return factory
+
+
+def _optax_names() -> list[str]:
+  """The optax (and optax.contrib) functions annotated to return a
+  GradientTransformation: the names config.optimizer.name may take beside
+  the built-in seven (optax annotates every optimizer and transformation)."""
+  names = [n for n in dir(optax)] + [f"contrib.{n}" for n in dir(optax.contrib)]
+  return [n for n in names if optax_factory(n) and "GradientTransformation"
+          in str(inspect.signature(optax_factory(n)).return_annotation)]
+
+
+def _optax_kwargs(config) -> dict[str, Any]:
+  kwargs = config.get("kwargs") or {}
+  return dict(kwargs.to_dict() if isinstance(kwargs, ml_collections.ConfigDict)
+              else kwargs)
+
+
+def _from_optax(config, learning_rate):
+  factory = optax_factory(config.name)
+  kwargs = _optax_kwargs(config)
+  parameters = inspect.signature(factory).parameters
+  if "weight_decay" in kwargs and "mask" in parameters and "mask" not in kwargs:
+    kwargs["mask"] = _kernel_mask
+  if "learning_rate" in parameters:
+    return factory(learning_rate=learning_rate, **kwargs)
+  return optax.chain(factory(**kwargs),
+                     optax.scale_by_learning_rate(learning_rate))
+
+
+def optimizer_problem(config: ml_collections.ConfigDict
+                      ) -> Optional[tuple[str, Any, str]]:
+  """What is wrong with config.optimizer's name or kwargs, as (key, value,
+  why), or None."""
+  name = config.get("name")
+  kwargs = _optax_kwargs(config)
+  if name in OPTIMIZERS:
+    if kwargs:
+      return ("kwargs", kwargs,
+              f"the built-in {name!r} reads optimizer.momentum, b1, b2, eps, "
+              "weight_decay, nesterov and trust_coefficient; kwargs are the "
+              "arguments of an optax factory")
+    return None
+  factory = optax_factory(name)
+  names = _optax_names()
+  if factory is None or str(name).removeprefix("optax.") not in names:
+    close = difflib.get_close_matches(str(name), sorted(OPTIMIZERS) + names,
+                                      n=3, cutoff=0.6)
+    hint = f"; close: {close}" if close else ""
+    return ("name", name,
+            f"neither a built-in optimizer {sorted(OPTIMIZERS)} nor an optax "
+            f"factory (optax.<name>, optax.contrib.<name>){hint}")
+  label = f"optax.{name.removeprefix('optax.')}"
+  accepted = [p for p in inspect.signature(factory).parameters
+              if p != "learning_rate"]
+  unknown = sorted(set(kwargs) - set(accepted))
+  if unknown:
+    return ("kwargs", kwargs,
+            f"{unknown} not arguments of {label}, which takes {accepted}")
+  try:
+    _from_optax(config, 0.1)
+  except Exception as e:  # pylint: disable=broad-except
+    return ("kwargs", kwargs, f"{label} raised {type(e).__name__}: {e}")
+  return None
+
+
+def describe(config: ml_collections.ConfigDict) -> str:
+  """The optimizer's name and, for an optax factory, its arguments."""
+  kwargs = _optax_kwargs(config)
+  if not kwargs:
+    return str(config.name)
+  return f"{config.name}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})"
 
 
 def _constant(config, base_lr, total_steps):
@@ -153,7 +253,7 @@ def create_optimizer(config: ml_collections.ConfigDict,
   Args:
     config: optimizer config: name, and the fields that optimizer reads
       (momentum, b1, b2, eps, weight_decay, trust_coefficient, nesterov,
-      grad_clip_norm).
+      grad_clip_norm; an optax factory's arguments in kwargs).
     learning_rate: a float or a schedule.
     trainable: optional tree of bools matching the parameters (or a function
       of the parameters returning one); False entries get no update at all,
@@ -166,10 +266,12 @@ def create_optimizer(config: ml_collections.ConfigDict,
   Returns:
     An optax GradientTransformation.
   """
-  if config.name not in OPTIMIZERS:
-    raise ValueError(f"Unknown optimizer {config.name!r}; valid: "
-                     f"{sorted(OPTIMIZERS)}.")
-  tx = OPTIMIZERS[config.name](config, learning_rate)
+  problem = optimizer_problem(config)
+  if problem:
+    key, value, why = problem
+    raise ValueError(f"config.optimizer.{key}={value!r}: {why}.")
+  build = OPTIMIZERS.get(config.name, _from_optax)
+  tx = build(config, learning_rate)
   if config.get("grad_clip_norm"):
     tx = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), tx)
   if rate_factors is not None:

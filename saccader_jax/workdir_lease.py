@@ -9,7 +9,11 @@ clean exit, a preemption exit, an error). A second job started on that
 workdir stops before writing anything, with one line naming the holder and
 how long ago it refreshed the lease. A lease not refreshed for `timeout`
 seconds (default 120) is stale: its holder is dead (SIGKILL, a lost host),
-and the next job takes it over with a warning.
+and the next job takes it over with a warning. A holder that ran on this
+machine and whose process is gone (killed, the OOM killer) is taken over at
+once: "this machine" is the host name, the kernel's boot id and the PID
+namespace (containers share the first two), and the process is the holder's
+pid with the start time the lease records (a reused pid is another process).
 
 Readers take no lease: evaluating or plotting a live workdir is allowed.
 
@@ -59,6 +63,36 @@ class WorkdirBusy(errors.JobError):
   exit_code = 3
 
 
+def _read_text(path: str) -> str:
+  try:
+    with open(path) as f:
+      return f.read().strip()
+  except OSError:
+    return ""
+
+
+def this_machine() -> str:
+  """Host name, boot id and PID namespace ("" where /proc does not say):
+  a pid names one process only under all three."""
+  boot_id = _read_text("/proc/sys/kernel/random/boot_id")
+  try:
+    namespace = os.readlink("/proc/self/ns/pid")
+  except OSError:
+    namespace = ""
+  if not boot_id or not namespace:
+    return ""
+  return f"{socket.gethostname()}/{boot_id}/{namespace}"
+
+
+def process_start(pid: int) -> str:
+  """The process's start time (clock ticks after boot, /proc/<pid>/stat
+  field 22), or "" if there is no such process."""
+  stat = _read_text(f"/proc/{pid}/stat")
+  # The command name (field 2) is parenthesised and may hold spaces.
+  fields = stat.rpartition(")")[2].split()
+  return fields[19] if len(fields) > 19 else ""
+
+
 @dataclasses.dataclass(frozen=True)
 class Holder:
   """Who holds a lease, as `lease.json` records it."""
@@ -68,6 +102,8 @@ class Holder:
   started: float      # unix time the job took the lease
   refreshed: float    # unix time of its last refresh
   timeout: float      # seconds without a refresh after which it is stale
+  machine: str = ""   # `this_machine()` of the holder ("": unknown)
+  process_start: str = ""   # `process_start(pid)` when it took the lease
 
   def to_json(self) -> str:
     return json.dumps(dataclasses.asdict(self), indent=1) + "\n"
@@ -81,6 +117,13 @@ class Holder:
 
   def stale(self, now: float) -> bool:
     return self.age(now) > self.timeout
+
+  def gone_from_this_machine(self) -> bool:
+    """Whether the holder ran on this machine and its process has ended
+    (its pid is free, or now another process's)."""
+    return bool(self.machine and self.process_start
+                and self.machine == this_machine()
+                and process_start(self.pid) != self.process_start)
 
   def describe(self, now: float) -> str:
     return (f"job {self.job_id} (host {self.host}, process {self.pid}), "
@@ -285,18 +328,23 @@ def acquire(workdir: epath.PathLike, timeout: float = DEFAULT_TIMEOUT_S,
         logging.warning("Taking over the unreadable lease of %s (%s).",
                         workdir, e)
         current = None
-      if current is not None and not current.stale(now):
+      if current is not None and current.gone_from_this_machine():
+        logging.warning("Taking over the lease of %s from %s: its process "
+                        "is gone from this machine.", workdir,
+                        current.describe(now))
+      elif current is not None and not current.stale(now):
         raise WorkdirBusy(
             f"{workdir} is in use by {current.describe(now)}: one job per "
             f"workdir. Wait for it to end, stop it, or choose another "
             f"--workdir (a lease not refreshed for {current.timeout:.0f} s "
             f"is stale and taken over).")
-      if current is not None:
+      elif current is not None:
         logging.warning("Taking over the stale lease of %s from %s.",
                         workdir, current.describe(now))
     holder = Holder(job_id=job_id, host=socket.gethostname(),
                     pid=os.getpid(), started=now, refreshed=now,
-                    timeout=float(timeout))
+                    timeout=float(timeout), machine=this_machine(),
+                    process_start=process_start(os.getpid()))
     try:
       token = store.swap(token, holder.to_json())
     except _Changed:

@@ -53,8 +53,14 @@ def test_the_test_and_embedded_configs_are_valid(config):
     ("model.name", "vit", "config.model.name='vit': must be one of ['dram', 'resnet_v2', 'saccader', 'saccader_classnet']"),
     ("model.dtype", "float16", "config.model.dtype='float16': must be one of "
      "['bfloat16', 'float32']"),
-    ("optimizer.name", "adagrad", "config.optimizer.name='adagrad': must be one "
-     "of ['adam', 'adamw', 'lamb', 'lars', 'momentum', 'sgd', 'sgd_nesterov']"),
+    ("optimizer.name", "adagard", "config.optimizer.name='adagard': neither a "
+     "built-in optimizer ['adam', 'adamw', 'lamb', 'lars', 'momentum', 'sgd', "
+     "'sgd_nesterov'] nor an optax factory (optax.<name>, "
+     "optax.contrib.<name>); close: ['adagrad', 'adafactor', 'adamax']"),
+    ("optimizer.kwargs", {"b1": 0.9}, "config.optimizer.kwargs={'b1': 0.9}: "
+     "the built-in 'sgd_nesterov' reads optimizer.momentum, b1, b2, eps, "
+     "weight_decay, nesterov and trust_coefficient; kwargs are the arguments "
+     "of an optax factory"),
     ("schedule.name", "linear", "config.schedule.name='linear': must be one of "
      "['constant', 'step', 'warmup_cosine']"),
     ("batch_size", 0, "config.batch_size=0: must be an integer >= 1"),
@@ -149,7 +155,7 @@ def test_only_the_stages_that_run_are_checked(config):
 
 def test_all_problems_are_reported_at_once(config):
   config.eval_glimpses = 100
-  config.optimizer.name = "adagrad"
+  config.optimizer.name = "adagard"
   config.stages.location.reading = "book"
   with pytest.raises(config_checks.ConfigError) as error:
     config_checks.check_config(config)
@@ -200,7 +206,7 @@ def test_main_lists_every_config_error_at_once(tmp_path):
   result = run_main(
       workdir, "--config.dataset.data_dir=" + str(tmp_path / "tfds"),
       "--config.eval_glimpses=0", "--config.batch_size=0",
-      "--config.optimizer.name=adagrad", "--config.schedule.name=linear",
+      "--config.optimizer.name=adagard", "--config.schedule.name=linear",
       "--config.model.dtype=float16", "--config.dataset.image_size=20",
       "--config.stages.location.reading=book",
       "--config.stages.policy.reinforce_reduction=avg",
@@ -211,7 +217,7 @@ def test_main_lists_every_config_error_at_once(tmp_path):
   assert result.returncode == 2, result.stderr[-2000:]
   lines = [l for l in result.stderr.splitlines()
            if l.startswith("Config error: ")]
-  fields = ["eval_glimpses=0", "batch_size=0", "optimizer.name='adagrad'",
+  fields = ["eval_glimpses=0", "batch_size=0", "optimizer.name='adagard'",
             "schedule.name='linear'", "model.dtype='float16'",
             "dataset.image_size=20", "stages.location.reading='book'",
             "stages.policy.reinforce_reduction='avg'",

@@ -142,6 +142,18 @@ def test_bad_folders_are_one_line_each(photos, tmp_path):
   assert only_problem(config).startswith("config.dataset.path is not set")
 
 
+def test_a_model_built_before_the_classes_are_known_says_how(photos):
+  import saccader_jax  # pylint: disable=g-import-not-at-top
+  config = folder_config(photos)
+  assert config.model.num_classes == 0   # the folders' number
+  with pytest.raises(ValueError, match=r"^num_classes is 0, .*resolve_num_"
+                     r"classes\(config\) on the whole config"):
+    saccader_jax.create_model(config.model)
+  config_checks.resolve_num_classes(config)
+  assert config.model.num_classes == len(SHAPE_CLASSES)
+  saccader_jax.create_model(config.model)
+
+
 def test_a_corrupt_file_is_skipped_and_counted_or_an_error(photos, tmp_path,
                                                           caplog):
   folder = tmp_path / "photos"

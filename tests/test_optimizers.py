@@ -78,8 +78,9 @@ def test_grad_clip_norm_scales_the_trained_gradients_only():
 
 
 def test_unknown_names_list_the_valid_ones():
-  with pytest.raises(ValueError, match="adamw.*lamb.*lars.*sgd_nesterov"):
-    optimizers.create_optimizer(optimizer_config(name="adagrad"), 0.1)
+  with pytest.raises(ValueError, match="adamw.*lamb.*lars.*sgd_nesterov.*"
+                     r"close: \['lion'\]"):
+    optimizers.create_optimizer(optimizer_config(name="lino"), 0.1)
   with pytest.raises(ValueError, match="constant.*step.*warmup_cosine"):
     optimizers.create_learning_rate_schedule(
         ml_collections.ConfigDict({"name": "exponential"}), 0.1, 100)
@@ -170,3 +171,71 @@ def test_stage_3_location_rate_factor_applies_to_the_location_network_only():
   np.testing.assert_allclose(u_scaled["representation"]["kernel"],
                              u_base["representation"]["kernel"], rtol=1e-6)
   assert np.all(np.asarray(u_base["representation"]["kernel"]) < 0)
+
+
+def _descend(tx, steps=30):
+  """Minimises 0.5 * |x - 3|^2 from 0 with tx; the final x."""
+  x = {"w": {"kernel": jnp.zeros(3)}}
+  state = tx.init(x)
+  for _ in range(steps):
+    grads = jax.tree_util.tree_map(lambda p: p - 3.0, x)
+    updates, state = tx.update(grads, state, x)
+    x = optax.apply_updates(x, updates)
+  return np.asarray(x["w"]["kernel"])
+
+
+@pytest.mark.parametrize("name, kwargs", [
+    ("lion", {"b1": 0.95}), ("optax.lion", {}), ("adafactor", {}),
+    ("optax.contrib.prodigy", {}), ("contrib.prodigy", {"betas": (0.8, 0.99)}),
+    ("scale_by_adam", {})])
+def test_any_optax_factory_by_name(name, kwargs):
+  config = optimizer_config(name=name, kwargs=kwargs)
+  assert optimizers.optimizer_problem(config) is None
+  before = np.abs(_descend(optimizers.create_optimizer(config, 0.1), 0) - 3)
+  after = np.abs(_descend(optimizers.create_optimizer(config, 0.1)) - 3)
+  assert np.all(after < before), (name, after)
+
+
+def test_an_optax_factory_is_built_with_its_arguments_and_the_rate():
+  config = optimizer_config(name="lion", kwargs={"b1": 0.5, "b2": 0.9})
+  tx = optimizers.create_optimizer(config, 0.01)
+  reference = optax.lion(0.01, b1=0.5, b2=0.9)
+  grads = jax.tree_util.tree_map(lambda x: x * 0.5, PARAMS)
+  mine, _ = tx.update(grads, tx.init(PARAMS), PARAMS)
+  theirs, _ = reference.update(grads, reference.init(PARAMS), PARAMS)
+  jax.tree_util.tree_map(np.testing.assert_array_equal, mine, theirs)
+  # A transformation without a learning rate is followed by one.
+  tx = optimizers.create_optimizer(optimizer_config(name="scale_by_adam"), 0.1)
+  adam = optax.adam(0.1)
+  mine, _ = tx.update(GRADS, tx.init(PARAMS), PARAMS)
+  theirs, _ = adam.update(GRADS, adam.init(PARAMS), PARAMS)
+  jax.tree_util.tree_map(np.testing.assert_allclose, mine, theirs)
+  assert optimizers.describe(config) == "lion(b1=0.5, b2=0.9)"
+
+
+def test_an_optax_factorys_weight_decay_touches_kernels_only():
+  tx = optimizers.create_optimizer(
+      optimizer_config(name="lion", kwargs={"weight_decay": 0.1}), 1.0)
+  zero = jax.tree_util.tree_map(jnp.zeros_like, PARAMS)
+  updates, _ = tx.update(zero, tx.init(PARAMS), PARAMS)
+  np.testing.assert_allclose(updates["conv"]["kernel"], -0.1)
+  np.testing.assert_allclose(updates["conv"]["bias"], 0.0)
+
+
+def test_bad_optax_arguments_name_the_factorys_parameters():
+  problem = optimizers.optimizer_problem(
+      optimizer_config(name="lion", kwargs={"beta1": 0.9}))
+  assert problem == ("kwargs", {"beta1": 0.9},
+                     "['beta1'] not arguments of optax.lion, which takes "
+                     "['b1', 'b2', 'mu_dtype', 'weight_decay', 'mask']")
+  key, _, why = optimizers.optimizer_problem(
+      optimizer_config(name="contrib.sam"))
+  assert key == "kwargs" and "optax.contrib.sam raised TypeError" in why
+  # An optax function that is not an optimizer or a transformation.
+  key, value, why = optimizers.optimizer_problem(
+      optimizer_config(name="softmax_cross_entropy"))
+  assert (key, value) == ("name", "softmax_cross_entropy")
+  assert why.startswith("neither a built-in optimizer")
+  with pytest.raises(ValueError, match=r"^config.optimizer.kwargs="):
+    optimizers.create_optimizer(
+        optimizer_config(name="lion", kwargs={"beta1": 0.9}), 0.1)

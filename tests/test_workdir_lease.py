@@ -70,6 +70,76 @@ def test_the_holder_refreshes_and_a_stale_lease_is_taken_over(tmp_path,
   second.release()
 
 
+def _ended_process() -> tuple[int, str]:
+  """(pid, start time) of a process that has ended."""
+  process = subprocess.Popen(["sleep", "60"])
+  start = workdir_lease.process_start(process.pid)
+  process.kill()
+  process.wait()
+  assert start and workdir_lease.process_start(process.pid) == ""
+  return process.pid, start
+
+
+def _write_holder(workdir, **fields) -> dict:
+  now = time.time()
+  holder = dict(job_id="abcdef012345", host="vm", pid=1, started=now,
+                refreshed=now, timeout=120.0,
+                machine=workdir_lease.this_machine(), process_start="1")
+  holder.update(fields)
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, workdir_lease.LEASE_FILE), "w") as f:
+    json.dump(holder, f)
+  return holder
+
+
+def test_a_holder_gone_from_this_machine_is_taken_over_at_once(tmp_path,
+                                                               caplog):
+  assert workdir_lease.this_machine()   # Linux: /proc says
+  workdir = tmp_path / "run"
+  pid, start = _ended_process()
+  _write_holder(workdir, pid=pid, process_start=start)
+  with caplog.at_level("WARNING"):
+    lease = workdir_lease.acquire(workdir)   # refreshed 0 s ago, yet gone
+  assert (f"Taking over the lease of {workdir} from job abcdef012345 (host "
+          f"vm, process {pid}), refreshed 0 s ago: its process is gone from "
+          "this machine.") in caplog.text
+  holder = read_holder(workdir)
+  assert holder["job_id"] == lease.job_id
+  assert (holder["machine"], holder["process_start"]) == (
+      workdir_lease.this_machine(),
+      workdir_lease.process_start(os.getpid()))
+  lease.release()
+
+
+def test_a_reused_pid_is_not_taken_for_the_holder(tmp_path):
+  # The holder's pid now belongs to a live process (this one) that started
+  # at another time: the holder has ended.
+  workdir = tmp_path / "run"
+  _write_holder(workdir, pid=os.getpid(), process_start="1")
+  workdir_lease.acquire(workdir).release()
+  # The same pid and start time: the holder itself, alive, is refused.
+  _write_holder(workdir, pid=os.getpid(),
+                process_start=workdir_lease.process_start(os.getpid()))
+  with pytest.raises(workdir_lease.WorkdirBusy, match="abcdef012345"):
+    workdir_lease.acquire(workdir)
+
+
+def test_a_holder_on_another_machine_keeps_the_timeout_rule(tmp_path):
+  workdir = tmp_path / "run"
+  pid, start = _ended_process()
+  for machine in ("other/" + workdir_lease.this_machine().partition("/")[2],
+                  "", workdir_lease.this_machine().replace("pid:[",
+                                                           "pid:[9")):
+    # Another host, an older lease that names no machine, another PID
+    # namespace (a container): the pid says nothing; refused until stale.
+    holder = _write_holder(workdir, pid=pid, process_start=start,
+                           machine=machine)
+    with pytest.raises(workdir_lease.WorkdirBusy, match="abcdef012345"):
+      workdir_lease.acquire(workdir)
+    _write_holder(workdir, **dict(holder, refreshed=time.time() - 121))
+    workdir_lease.acquire(workdir).release()
+
+
 def test_a_gs_workdir_is_leased_with_generation_preconditions(gcs):
   workdir = "gs://bucket/runs/a"
   lease = workdir_lease.acquire(workdir, timeout=0.6)
@@ -143,11 +213,27 @@ def final_variables(workdir):
   return jax.device_get(run_record.load_variables(str(workdir)))
 
 
-@pytest.mark.slow
-def test_the_same_command_twice_refuses_the_second(tiny_data_dir, tmp_path):
-  args = [f"--config=tests/tiny_config.py:{tiny_data_dir}",
+def job_args(tiny_data_dir) -> list[str]:
+  """A tiny job of a 24-step stage 1 (checkpoints every 2 steps)."""
+  return [f"--config=tests/tiny_config.py:{tiny_data_dir}",
           "--config.stages.representation.num_steps=24",
           "--config.eval_at_stage_end=False"]
+
+
+@pytest.fixture(scope="module")
+def straight_job(tiny_data_dir, tmp_path_factory):
+  """The final variables of `job_args`'s job run alone, start to end."""
+  workdir = tmp_path_factory.mktemp("straight") / "workdir"
+  subprocess.run(main_command(*job_args(tiny_data_dir),
+                              f"--workdir={workdir}"),
+                 cwd=ROOT, check=True, capture_output=True, timeout=600)
+  return final_variables(workdir)
+
+
+@pytest.mark.slow
+def test_the_same_command_twice_refuses_the_second(tiny_data_dir, tmp_path,
+                                                   straight_job):
+  args = job_args(tiny_data_dir)
   workdir = tmp_path / "twice"
   first = subprocess.Popen(main_command(*args, f"--workdir={workdir}"),
                            cwd=ROOT, stdout=subprocess.PIPE,
@@ -164,48 +250,38 @@ def test_the_same_command_twice_refuses_the_second(tiny_data_dir, tmp_path):
                               "(host "), lines[-1]
   assert first.wait(timeout=600) == 0, first.stderr[-3000:]
   assert not (workdir / workdir_lease.LEASE_FILE).exists()
-  alone = tmp_path / "alone"
-  subprocess.run(main_command(*args, f"--workdir={alone}"), cwd=ROOT,
-                 check=True, capture_output=True, timeout=600)
   jax.tree_util.tree_map(np.testing.assert_array_equal,
-                         final_variables(workdir), final_variables(alone))
+                         final_variables(workdir), straight_job)
 
 
 @pytest.mark.slow
-def test_a_killed_jobs_lease_blocks_until_stale_then_is_taken_over(
-    tiny_data_dir, tmp_path):
-  timeout = 90   # a restart comes well within it, even on a loaded machine
+def test_a_killed_job_restarts_at_once_and_ends_as_a_straight_run(
+    tiny_data_dir, tmp_path, straight_job):
+  """SIGKILL (the OOM killer, a scheduler) leaves a fresh lease whose
+  process is gone: the same command started at once takes it over, resumes,
+  and ends with the straight run's variables."""
   workdir = tmp_path / "killed"
-  args = [f"--config=tests/tiny_config.py:{tiny_data_dir}",
-          "--config.stages.representation.num_steps=400",
-          "--config.eval_at_stage_end=False", f"--lease_timeout={timeout}",
-          f"--workdir={workdir}"]
+  args = [*job_args(tiny_data_dir), f"--workdir={workdir}"]
   killed = subprocess.Popen(main_command(*args), cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
-  lease_file = workdir / workdir_lease.LEASE_FILE
-  wait_for(lease_file, killed)
+  wait_for(workdir / "checkpoints" / "representation" / "2", killed)
   killed.send_signal(signal.SIGKILL)
   killed.wait()
   holder = read_holder(workdir)
-  # The restarts train a short stage 1 (a length may change on resume).
-  args[1] = "--config.stages.representation.num_steps=4"
-  within = subprocess.run(main_command(*args), cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
-  assert time.time() - holder["refreshed"] < timeout, "restarted too late"
-  assert within.returncode == workdir_lease.WorkdirBusy.exit_code
-  assert f"is in use by job {holder['job_id']}" in (
-      within.stderr.splitlines()[-1])
-  assert read_holder(workdir) == holder   # the refused job changed nothing
-  # The timeout passes without a refresh (aged in the file, not waited).
-  holder["refreshed"] -= timeout + 1
-  lease_file.write_text(json.dumps(holder))
-  after = subprocess.run(main_command(*args), cwd=ROOT, capture_output=True,
+  assert holder["pid"] == killed.pid
+  again = subprocess.run(main_command(*args), cwd=ROOT, capture_output=True,
                          text=True, timeout=600)
-  assert after.returncode == 0, after.stderr[-3000:]
-  assert (f"Taking over the stale lease of {workdir} from job "
-          f"{holder['job_id']}") in after.stderr
-  assert not lease_file.exists()
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert time.time() - holder["refreshed"] < holder["timeout"], (
+      "not a restart at once")
+  assert (f"Taking over the lease of {workdir} from job {holder['job_id']} "
+          f"(host {holder['host']}, process {killed.pid})") in again.stderr
+  assert "its process is gone from this machine." in again.stderr
+  assert "Stage representation: resuming from step " in again.stderr
+  assert not (workdir / workdir_lease.LEASE_FILE).exists()
+  jax.tree_util.tree_map(np.testing.assert_array_equal,
+                         final_variables(workdir), straight_job)
 
 
 @pytest.mark.slow

@@ -210,6 +210,11 @@ def create_model(config: ml_collections.ConfigDict):
   """Builds the model named by config.name (the `model` field of a config)."""
   if config.name not in MODELS:
     raise ValueError(f"Unknown model {config.name!r}; valid: {sorted(MODELS)}.")
+  if config.get("num_classes") == 0:
+    raise ValueError(
+        "num_classes is 0, \"the data set's\": resolve it first with "
+        "saccader_jax.config_checks.resolve_num_classes(config) on the whole "
+        "config (main and Run do), or set the model's num_classes.")
   return MODELS[config.name](config)
 
 
