@@ -168,12 +168,12 @@ def optimizer_problem(config: ml_collections.ConfigDict
   return None
 
 
-def describe(config: ml_collections.ConfigDict) -> str:
-  """The optimizer's name and, for an optax factory, its arguments."""
+def describe(config: Any) -> str:
+  """The optimizer's name and, for an optax factory, its arguments (config:
+  config.optimizer, or its dict)."""
   kwargs = _optax_kwargs(config)
-  if not kwargs:
-    return str(config.name)
-  return f"{config.name}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})"
+  arguments = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+  return f"{config['name']}({arguments})" if kwargs else str(config["name"])
 
 
 def _constant(config, base_lr, total_steps):

@@ -375,7 +375,10 @@ def test_resume_with_another_optimizer_keeps_the_model(tiny_config, tmp_path,
   caplog.clear()
   with caplog.at_level("INFO"):
     third = train.Trainer(config, str(tmp_path)).run()
-  assert "(name 'adamw' -> 'lion'" in caplog.text
+  (warning,) = [r.getMessage() for r in caplog.records
+                if "optimizer differs" in r.getMessage()]
+  assert ("(kwargs {} -> {'b1': 0.95, 'weight_decay': 0.01}, name 'adamw' "
+          "-> 'lion'): ") in warning
   assert ("Stage representation: 6 steps (resuming at step 4), global batch "
           f"{config.batch_size} over 1 devices; optimizer lion(b1=0.95, "
           "weight_decay=0.01), ") in caplog.text
