@@ -23,11 +23,10 @@ import itertools
 import re
 import time
 
-from saccader_jax import allocator  # pylint: disable=g-import-not-at-top
-from saccader_jax import library_setup  # pylint: disable=g-import-not-at-top
+from saccader_jax import entry  # pylint: disable=g-import-not-at-top
 
 if __name__ == "__main__":
-  allocator.reexec_with_tcmalloc()
+  entry.restart_before_libraries()
 
 from absl import app
 from absl import flags
@@ -174,7 +173,7 @@ def measure_stage(config, stage: str, batch_per_device: int, repeats: int,
 
 def main(argv):
   del argv
-  library_setup.hide_accelerators_from_tensorflow()
+  entry.prepare_process("")   # XLA's own CPU kernels (no YNNPACK fusions)
   device = jax.devices()[0]
   batch_per_device = FLAGS.batch_per_device or (
       4 if device.platform == "cpu" else 64)

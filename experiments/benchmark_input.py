@@ -23,6 +23,11 @@ latency exceeds N.
 
 from __future__ import annotations
 
+from saccader_jax import entry  # pylint: disable=g-import-not-at-top
+
+if __name__ == "__main__":
+  entry.restart_before_libraries()   # before any library loads, as a job
+
 import itertools
 import os
 import time
@@ -165,6 +170,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  from saccader_jax import allocator  # pylint: disable=g-import-not-at-top
-  allocator.reexec_with_tcmalloc()   # as a job runs
   app.run(main)

@@ -19,6 +19,11 @@ pipeline's start and the step's compilation; the steady state is the rest.
 
 from __future__ import annotations
 
+from saccader_jax import entry  # pylint: disable=g-import-not-at-top
+
+if __name__ == "__main__":
+  entry.restart_before_libraries()   # before any library loads, as a job
+
 import os
 import tempfile
 import time
@@ -93,6 +98,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  from saccader_jax import allocator  # pylint: disable=g-import-not-at-top
-  allocator.reexec_with_tcmalloc()
   app.run(main)

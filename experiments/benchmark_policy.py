@@ -12,12 +12,11 @@ alone at T = 1, 6, 12, 24. Weights are random: latency does not depend on them.
 import os
 import time
 
-from saccader_jax import allocator  # pylint: disable=g-import-not-at-top
-from saccader_jax import cpu_kernels  # pylint: disable=g-import-not-at-top
+from saccader_jax import entry  # pylint: disable=g-import-not-at-top
 
 if __name__ == "__main__":
   # Before JAX and TensorFlow load: the restart replaces the process image.
-  allocator.reexec_with_tcmalloc()
+  entry.restart_before_libraries()
 
 from absl import app
 from absl import flags
@@ -60,7 +59,7 @@ def chunk_value(text):
 
 def main(argv):
   del argv
-  fusions = cpu_kernels.use_cpu_ynn_fusions(timing.CPU_YNN_FUSIONS.value)
+  fusions = entry.prepare_process(timing.CPU_YNN_FUSIONS.value)
   config = imagenet_saccader.get_config()
   config.model.dtype = FLAGS.dtype
   model = saccader_jax.create_model(config.model)

@@ -13,6 +13,11 @@ memory; the first line says how long.
 
 import time
 
+from saccader_jax import entry  # pylint: disable=g-import-not-at-top
+
+if __name__ == "__main__":
+  entry.restart_before_libraries()   # as a job: tcmalloc, before JAX loads
+
 from absl import app
 from absl import flags
 

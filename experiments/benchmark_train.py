@@ -19,13 +19,11 @@ import importlib
 import os
 import time
 
-from saccader_jax import allocator  # pylint: disable=g-import-not-at-top
-from saccader_jax import cpu_kernels  # pylint: disable=g-import-not-at-top
-from saccader_jax import library_setup  # pylint: disable=g-import-not-at-top
+from saccader_jax import entry  # pylint: disable=g-import-not-at-top
 
 if __name__ == "__main__":
   # Before JAX and TensorFlow load: the restart replaces the process image.
-  allocator.reexec_with_tcmalloc()
+  entry.restart_before_libraries()
 
 from absl import app
 from absl import flags
@@ -229,8 +227,7 @@ def pipeline_rate(config, batch_size, num_batches=30):
 
 def main(argv):
   del argv
-  fusions = cpu_kernels.use_cpu_ynn_fusions(timing.CPU_YNN_FUSIONS.value)
-  library_setup.hide_accelerators_from_tensorflow()
+  fusions = entry.prepare_process(timing.CPU_YNN_FUSIONS.value)
   from configs import imagenet_saccader  # pylint: disable=g-import-not-at-top
   print(f"# Train-step benchmark ({timing.machine()}; "
         f"--cpu_ynn_fusions={timing.CPU_YNN_FUSIONS.value!r} -> {fusions!r}, "

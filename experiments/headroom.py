@@ -21,13 +21,11 @@ difference from ordered logits.
 
 from __future__ import annotations
 
-from saccader_jax import allocator  # pylint: disable=g-import-not-at-top
-from saccader_jax import cpu_kernels  # pylint: disable=g-import-not-at-top
-from saccader_jax import library_setup  # pylint: disable=g-import-not-at-top
+from saccader_jax import entry  # pylint: disable=g-import-not-at-top
 
 if __name__ == "__main__":
   # Before JAX and TensorFlow load: the restart replaces the process image.
-  allocator.reexec_with_tcmalloc()
+  entry.restart_before_libraries()
 
 from absl import app
 from absl import flags
@@ -189,9 +187,7 @@ def tables(rows: list[dict], agreed: list[dict], split: str) -> str:
 
 def main(argv):
   del argv
-  cpu_kernels.use_cpu_ynn_fusions(cpu_kernels.DEFAULT_CPU_YNN_FUSIONS)
-  library_setup.hide_accelerators_from_tensorflow()
-  library_setup.quiet_library_logs()
+  entry.prepare_process()
   if FLAGS.replot:
     print(tables(read_csv(f"{FLAGS.out}_accuracy.csv"),
                  read_csv(f"{FLAGS.out}_agreement.csv"), FLAGS.eval_split))

@@ -43,13 +43,13 @@ import sys
 import time
 from typing import Any, Optional
 
-from saccader_jax import allocator  # pylint: disable=g-import-not-at-top
-from saccader_jax import cpu_kernels  # pylint: disable=g-import-not-at-top
-from saccader_jax import library_setup  # pylint: disable=g-import-not-at-top
+from saccader_jax import entry  # pylint: disable=g-import-not-at-top
 
 if __name__ == "__main__":
   # Before JAX and TensorFlow load: the restart replaces the process image.
-  allocator.reexec_with_tcmalloc()
+  entry.restart_before_libraries()
+
+from saccader_jax import cpu_kernels  # pylint: disable=g-import-not-at-top
 
 from absl import app
 from absl import flags
@@ -544,10 +544,9 @@ def main(argv):
   del argv
   base = FLAGS.config
   fusions = base.get("cpu_ynn_fusions", "")
-  if not cpu_kernels.unknown_ynn_fusion_kinds(fusions):
-    cpu_kernels.use_cpu_ynn_fusions(fusions)
-  library_setup.hide_accelerators_from_tensorflow()
-  library_setup.quiet_library_logs()
+  # A bad value is left to the config check, which names it.
+  entry.prepare_process(
+      "" if cpu_kernels.unknown_ynn_fusion_kinds(fusions) else fusions)
   # The trainer's INFO lines are the progress within a seed (stage starts,
   # steps/s and the stage's ETA from clu's ReportProgress).
   logging.set_verbosity(logging.INFO)

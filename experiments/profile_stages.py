@@ -16,12 +16,11 @@ path) at the same batch.
 
 from __future__ import annotations
 
-from saccader_jax import allocator  # pylint: disable=g-import-not-at-top
-from saccader_jax import cpu_kernels  # pylint: disable=g-import-not-at-top
+from saccader_jax import entry  # pylint: disable=g-import-not-at-top
 
 if __name__ == "__main__":
   # Before JAX and TensorFlow load: the restart replaces the process image.
-  allocator.reexec_with_tcmalloc()
+  entry.restart_before_libraries()
 
 from absl import app
 from absl import flags
@@ -55,7 +54,7 @@ def main(argv):
   from saccader_jax import models  # pylint: disable=g-import-not-at-top
   from saccader_jax import stages  # pylint: disable=g-import-not-at-top
   config = FLAGS.config
-  fusions = cpu_kernels.use_cpu_ynn_fusions(timing.CPU_YNN_FUSIONS.value)
+  fusions = entry.prepare_process(timing.CPU_YNN_FUSIONS.value)
   batch = random_batch(config, FLAGS.batch)
   model = models.create_model(config.model)
   variables = jax.jit(lambda k: models.init_variables(

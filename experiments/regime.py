@@ -20,6 +20,11 @@ Prints Markdown tables:
 
 from __future__ import annotations
 
+from saccader_jax import entry  # pylint: disable=g-import-not-at-top
+
+if __name__ == "__main__":
+  entry.restart_before_libraries()   # as a job: tcmalloc, before JAX loads
+
 from absl import app
 from absl import flags
 import numpy as np

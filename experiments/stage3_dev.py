@@ -23,13 +23,11 @@ from __future__ import annotations
 import json
 import sys
 
-from saccader_jax import allocator  # pylint: disable=g-import-not-at-top
-from saccader_jax import cpu_kernels  # pylint: disable=g-import-not-at-top
-from saccader_jax import library_setup  # pylint: disable=g-import-not-at-top
+from saccader_jax import entry  # pylint: disable=g-import-not-at-top
 
 if __name__ == "__main__":
   # Before JAX and TensorFlow load: the restart replaces the process image.
-  allocator.reexec_with_tcmalloc()
+  entry.restart_before_libraries()
 
 from absl import app
 from absl import flags
@@ -106,9 +104,7 @@ def stage3_diagnostics(workdir: epath.Path) -> dict:
 def main(argv):
   del argv
   config = FLAGS.config
-  cpu_kernels.use_cpu_ynn_fusions(config.get("cpu_ynn_fusions", ""))
-  library_setup.hide_accelerators_from_tensorflow()
-  library_setup.quiet_library_logs()
+  entry.prepare_process(config.get("cpu_ynn_fusions", ""))
   from saccader_jax.experiment import Run  # pylint: disable=g-import-not-at-top
   config.eval_at_stage_end = False
   try:

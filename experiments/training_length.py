@@ -48,13 +48,11 @@ from __future__ import annotations
 import math
 import time
 
-from saccader_jax import allocator  # pylint: disable=g-import-not-at-top
-from saccader_jax import cpu_kernels  # pylint: disable=g-import-not-at-top
-from saccader_jax import library_setup  # pylint: disable=g-import-not-at-top
+from saccader_jax import entry  # pylint: disable=g-import-not-at-top
 
 if __name__ == "__main__":
   # Before JAX and TensorFlow load: the restart replaces the process image.
-  allocator.reexec_with_tcmalloc()
+  entry.restart_before_libraries()
 
 from absl import app
 from absl import flags
@@ -431,9 +429,7 @@ def main(argv):
     if not FLAGS[name].value:
       raise app.UsageError(f"--{name} is required (or --plot).")
   config = FLAGS.config
-  cpu_kernels.use_cpu_ynn_fusions(config.get("cpu_ynn_fusions", ""))
-  library_setup.hide_accelerators_from_tensorflow()
-  library_setup.quiet_library_logs()
+  entry.prepare_process(config.get("cpu_ynn_fusions", ""))
   config.cache_frozen_representation = FLAGS.cache
   results = Results(FLAGS.out, "stage2" if FLAGS.arm == "stage2"
                     else "stage3")

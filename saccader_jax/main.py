@@ -16,15 +16,16 @@ import sys
 # TensorFlow (tf.data) logs its start-up at INFO from C++; keep warnings.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
-from saccader_jax import allocator  # pylint: disable=g-import-not-at-top
-from saccader_jax import cpu_kernels  # pylint: disable=g-import-not-at-top
-from saccader_jax import library_setup  # pylint: disable=g-import-not-at-top
+from saccader_jax import entry  # pylint: disable=g-import-not-at-top
 
 if __name__ == "__main__":
   # The restart replaces the process image: whatever is imported before it
-  # is imported twice, so it comes before JAX and TensorFlow (these modules need
-  # only the standard library).
-  allocator.reexec_with_tcmalloc()
+  # is imported twice, so it comes before JAX and TensorFlow.
+  entry.restart_before_libraries()
+
+from saccader_jax import allocator  # pylint: disable=g-import-not-at-top
+from saccader_jax import cpu_kernels  # pylint: disable=g-import-not-at-top
+from saccader_jax import library_setup  # pylint: disable=g-import-not-at-top
 
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
