@@ -21,8 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_each_slice_is_normalised_by_its_own_statistics():
   x = 3.0 + 2.0 * jax.random.normal(jax.random.key(0), (8, 5, 5, 6))
-  grouped = layers.GroupedBatchNorm(groups=4, use_running_average=False,
-                                    momentum=0.9, epsilon=1e-5)
+  grouped = layers.batch_norm(True, 0.9, 1e-5, None, groups=4)()
   variables = grouped.init(jax.random.key(1), x)
   y, updates = grouped.apply(variables, x, mutable=["batch_stats"])
   plain = nn.BatchNorm(use_running_average=False, momentum=0.9, epsilon=1e-5)
@@ -44,8 +43,7 @@ def test_each_slice_is_normalised_by_its_own_statistics():
   whole, _ = plain.apply(variables, x, mutable=["batch_stats"])
   assert not np.allclose(y, whole, atol=1e-3)
   # Inference reads the moving averages, as nn.BatchNorm does.
-  frozen = layers.GroupedBatchNorm(groups=4, use_running_average=True,
-                                   momentum=0.9, epsilon=1e-5)
+  frozen = layers.batch_norm(False, 0.9, 1e-5, None, groups=4)()
   reference = nn.BatchNorm(use_running_average=True, epsilon=1e-5)
   trained = {"params": variables["params"], **updates}
   np.testing.assert_allclose(frozen.apply(trained, x),
@@ -53,7 +51,7 @@ def test_each_slice_is_normalised_by_its_own_statistics():
 
 
 def test_a_batch_that_does_not_split_names_the_sizes():
-  grouped = layers.GroupedBatchNorm(groups=4, use_running_average=False)
+  grouped = layers.GroupedBatchNorm(groups=4)
   x = jnp.ones((6, 3))
   variables = grouped.init(jax.random.key(0), jnp.ones((8, 3)))
   with pytest.raises(ValueError, match="batch of 6 does not split into 4"):

@@ -60,18 +60,18 @@ BATCH_NORM_STATISTICS = ("global", "per_device")
 
 
 class GroupedBatchNorm(nn.Module):
-  """Batch norm whose training statistics are those of each of `groups`
+  """Training batch norm whose statistics are those of each of `groups`
   equal, contiguous slices of the batch: with the batch split along a mesh
   of `groups` devices, slice g is device g's share and its statistics need
   no cross-device reduction. The moving averages take the mean of the
-  groups' statistics. Parameters and statistics are named as nn.BatchNorm's
-  (so checkpoints move between the two), and it computes as nn.BatchNorm
-  does: float32 moments, var = E[x^2] - E[x]^2 clipped at 0.
+  groups' statistics. Parameters and statistics are named as nn.BatchNorm's,
+  which normalises with the moving averages at inference (`batch_norm`),
+  and it computes as nn.BatchNorm does: float32 moments, var = E[x^2] -
+  E[x]^2 clipped at 0.
 
-  Attributes: as nn.BatchNorm's, plus groups (> 1).
+  Attributes: as nn.BatchNorm's (training only), plus groups (> 1).
   """
   groups: int
-  use_running_average: bool
   momentum: float = 0.99
   epsilon: float = 1e-5
   dtype: Dtype = None
@@ -88,11 +88,6 @@ class GroupedBatchNorm(nn.Module):
                              jnp.float32)
     scale = self.param("scale", self.scale_init, (features,), jnp.float32)
     bias = self.param("bias", self.bias_init, (features,), jnp.float32)
-    if self.use_running_average:
-      mean, var = mean_stat.value, var_stat.value
-      y = (x.astype(jnp.float32) - mean) * (scale * jax.lax.rsqrt(
-          var + self.epsilon)) + bias
-      return y.astype(self.dtype or x.dtype)
     batch = x.shape[0]
     if batch % self.groups:
       raise ValueError(
@@ -116,11 +111,11 @@ class GroupedBatchNorm(nn.Module):
 def batch_norm(train: bool, momentum: float, epsilon: float,
                dtype: Dtype, groups: int = 1) -> Any:
   """A batch-norm partial: batch statistics (and moving-average updates)
-  when train, the moving averages otherwise; with groups > 1 the statistics
-  of each of that many equal slices of the batch (`GroupedBatchNorm`)."""
-  if groups > 1:
+  when train, the moving averages otherwise; in training with groups > 1 the
+  statistics of each of that many equal slices of the batch
+  (`GroupedBatchNorm`)."""
+  if train and groups > 1:
     return functools.partial(GroupedBatchNorm, groups=groups,
-                             use_running_average=not train,
                              momentum=momentum, epsilon=epsilon, dtype=dtype)
   return functools.partial(nn.BatchNorm, use_running_average=not train,
                            momentum=momentum, epsilon=epsilon, dtype=dtype)
