@@ -83,22 +83,15 @@ def _unknown_keys(problems: Problems,
                           f"it{hint}.")
 
 
-# A model config's numerics and their defaults, with the valid values.
-_DEFAULT_NUMERICS = {"dtype": "float32", "matmul_precision": "default",
-                     "batch_norm_statistics": "global"}
-_NUMERICS = {"dtype": models.COMPUTE_DTYPES,
-             "matmul_precision": models.MATMUL_PRECISIONS,
-             "batch_norm_statistics": models.BATCH_NORM_STATISTICS}
-
-
 def _numerics(problems: Problems, field: str,
               model_config: ml_collections.ConfigDict) -> bool:
   """Whether the dtype, matmul precision and batch-norm statistics of
   config.<field> are valid (each invalid one recorded)."""
   valid = [problems.choice(f"{field}.{name}",
-                           model_config.get(name, _DEFAULT_NUMERICS[name]),
+                           model_config.get(name,
+                                            models.DEFAULT_NUMERICS[name]),
                            choices)
-           for name, choices in _NUMERICS.items()]
+           for name, choices in models.NUMERICS.items()]
   return all(valid)
 
 
@@ -109,7 +102,7 @@ def _shape_only(model_config: ml_collections.ConfigDict
   set that says how many is unreadable: its own check reports why)."""
   model_config = model_config.copy_and_resolve_references()
   with model_config.unlocked():
-    model_config.update(_DEFAULT_NUMERICS)
+    model_config.update(models.DEFAULT_NUMERICS)
     if model_config.get("num_classes") == 0:
       model_config.num_classes = 1
   return model_config

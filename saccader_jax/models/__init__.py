@@ -29,9 +29,16 @@ def compute_dtype(name: str) -> Any:
   return COMPUTE_DTYPES[name]
 
 
+# A model config's numerics: the valid names of each key, and its default.
+NUMERICS = {"dtype": COMPUTE_DTYPES, "matmul_precision": MATMUL_PRECISIONS,
+            "batch_norm_statistics": BATCH_NORM_STATISTICS}
+DEFAULT_NUMERICS = {"dtype": "float32", "matmul_precision": "default",
+                    "batch_norm_statistics": "global"}
+
+
 def matmul_precision(config: ml_collections.ConfigDict) -> Any:
   """The jax.lax precision of config.matmul_precision (default "default")."""
-  name = config.get("matmul_precision", "default")
+  name = config.get("matmul_precision", DEFAULT_NUMERICS["matmul_precision"])
   if name not in MATMUL_PRECISIONS:
     raise ValueError(f"Unknown matmul precision {name!r}; valid: "
                      f"{sorted(MATMUL_PRECISIONS)}.")
@@ -43,7 +50,8 @@ def batch_norm_groups(config: ml_collections.ConfigDict) -> int:
   config.batch_norm_statistics "global" (the default) 1, "per_device" the
   number of devices the global batch is split over (`jax.device_count()`,
   every host's)."""
-  name = config.get("batch_norm_statistics", "global")
+  name = config.get("batch_norm_statistics",
+                    DEFAULT_NUMERICS["batch_norm_statistics"])
   if name not in BATCH_NORM_STATISTICS:
     raise ValueError(f"Unknown batch_norm_statistics {name!r}; valid: "
                      f"{list(BATCH_NORM_STATISTICS)}.")
@@ -63,17 +71,16 @@ def _bagnet(config: ml_collections.ConfigDict) -> BagNet:
 
 
 def _saccader(config: ml_collections.ConfigDict) -> Saccader:
-  dtype = compute_dtype(config.dtype)
+  dtype, precision = compute_dtype(config.dtype), matmul_precision(config)
   return Saccader(
       representation=_bagnet(config),
       attention=AttentionNetwork(
           widths=tuple(config.attention.widths),
           dilation=config.attention.dilation,
           bn_momentum=config.bn_momentum, bn_epsilon=config.bn_epsilon,
-          dtype=dtype, precision=matmul_precision(config),
+          dtype=dtype, precision=precision,
           bn_groups=batch_norm_groups(config)),
-      mixed_channels=config.mixed_channels, dtype=dtype,
-      precision=matmul_precision(config))
+      mixed_channels=config.mixed_channels, dtype=dtype, precision=precision)
 
 
 def _resnet_v2(config: ml_collections.ConfigDict, **overrides) -> ResNetV2:

@@ -62,5 +62,6 @@ class WhatWhereMixing(nn.Module):
     """where, what: [batch, h, w, *] -> F [batch, h, w, channels]."""
     mixed = jnp.concatenate([where, what.astype(where.dtype)], axis=-1)
     return nn.Conv(self.channels, (1, 1), use_bias=True, dtype=self.dtype,
-                   precision=self.precision, conv_general_dilated=convolution.conv_general_dilated,
+                   precision=self.precision,
+                   conv_general_dilated=convolution.conv_general_dilated,
                    name="conv")(mixed)

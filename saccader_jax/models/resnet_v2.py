@@ -120,5 +120,6 @@ class ResNetV2(nn.Module):
     features = jnp.mean(x, axis=(1, 2))
     if self.num_classes is None:
       return features
-    return nn.Dense(self.num_classes, dtype=self.dtype,
-                    precision=self.precision, name="logits")(features).astype(jnp.float32)
+    logits = nn.Dense(self.num_classes, dtype=self.dtype,
+                      precision=self.precision, name="logits")(features)
+    return logits.astype(jnp.float32)
