@@ -20,6 +20,7 @@ has a `mask`, applies to kernels only, as in the built-in seven.
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 from typing import Any, Callable, Optional
 
@@ -105,13 +106,15 @@ def optax_factory(name: str) -> Optional[Callable[..., Any]]:
   return factory
 
 
+@functools.cache
 def _optax_names() -> list[str]:
   """The optax (and optax.contrib) functions annotated to return a
   GradientTransformation: the names config.optimizer.name may take beside
   the built-in seven (optax annotates every optimizer and transformation)."""
-  names = [n for n in dir(optax)] + [f"contrib.{n}" for n in dir(optax.contrib)]
-  return [n for n in names if optax_factory(n) and "GradientTransformation"
-          in str(inspect.signature(optax_factory(n)).return_annotation)]
+  names = dir(optax) + [f"contrib.{n}" for n in dir(optax.contrib)]
+  factories = {n: optax_factory(n) for n in names}
+  return [n for n, f in factories.items() if f and "GradientTransformation"
+          in str(inspect.signature(f).return_annotation)]
 
 
 def _optax_kwargs(config) -> dict[str, Any]:
