@@ -130,13 +130,7 @@ def measure_stage(config, stage: str, batch_per_device: int, repeats: int,
       model, config.dataset, k))(jax.random.key(0))
   setup = stages_lib.create_stage(config, stage, model, variables, 1000)
   step = steps.jit_train_step(setup.loss_fn, setup.schedule, mesh)
-  size, channels = config.dataset.image_size, config.dataset.num_channels
-  rng = np.random.default_rng(0)
-  batch_size = batch_per_device * devices
-  batch = {"image": rng.normal(size=(batch_size, size, size, channels)
-                               ).astype(np.float32),
-           "label": rng.integers(0, config.model.num_classes,
-                                 batch_size).astype(np.int32)}
+  batch = timing.random_batch(config, batch_per_device * devices)
   key = jax.random.key(0)
   start = time.perf_counter()
   compiled = step.lower(setup.state, batch, key).compile()

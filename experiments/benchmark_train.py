@@ -65,21 +65,12 @@ def row(name, batch, seconds, flops):
         f"{gflop} | {rate} |", flush=True)
 
 
-def random_batch(config, batch_size):
-  size, channels = config.dataset.image_size, config.dataset.num_channels
-  rng = np.random.default_rng(0)
-  return {"image": rng.normal(size=(batch_size, size, size, channels)
-                              ).astype(np.float32),
-          "label": rng.integers(0, config.model.num_classes,
-                                batch_size).astype(np.int32)}
-
-
 def saccader_rows(config, batch_size, label, repeats, stages):
   """Times each stage's train step; returns stage 1's (images/s, FLOPs)."""
   from saccader_jax import models  # pylint: disable=g-import-not-at-top
   from saccader_jax import stages as stages_lib  # pylint: disable=g-import-not-at-top
   model = models.create_model(config.model)
-  batch = jax.tree_util.tree_map(jnp.asarray, random_batch(config, batch_size))
+  batch = jax.tree_util.tree_map(jnp.asarray, timing.random_batch(config, batch_size))
   stage1 = None
   variables = jax.jit(lambda k: models.init_variables(
       model, config.dataset, k))(jax.random.key(0))
@@ -112,7 +103,7 @@ def keras_bagnet_row(config, batch_size, repeats, flops):
   step = keras_bagnet.train_step(model, stage.learning_rate, stage.l2_weight,
                                  config.optimizer.momentum)
   batch = {k: tf.constant(v) for k, v in
-           random_batch(config, batch_size).items()}
+           timing.random_batch(config, batch_size).items()}
   # .numpy() waits for TensorFlow's step as block_until_ready does for JAX's.
   seconds = timing.median_seconds(
       lambda: step(batch["image"], batch["label"]).numpy(), repeats)

@@ -27,7 +27,6 @@ from absl import flags
 import jax
 import jax.numpy as jnp
 from ml_collections import config_flags
-import numpy as np
 
 from experiments import timing
 
@@ -40,22 +39,14 @@ flags.DEFINE_integer("repeats", 5, "Timed steps per row (median).")
 flags.DEFINE_list("stages", ["location", "policy"], "Stages to time.")
 
 
-def random_batch(config, batch_size: int) -> dict:
-  rng = np.random.default_rng(0)
-  size, channels = config.dataset.image_size, config.dataset.num_channels
-  return {"image": jnp.asarray(rng.normal(size=(batch_size, size, size,
-                                                channels)), jnp.float32),
-          "label": jnp.asarray(rng.integers(0, config.model.num_classes,
-                                            batch_size), jnp.int32)}
-
-
 def main(argv):
   del argv
   from saccader_jax import models  # pylint: disable=g-import-not-at-top
   from saccader_jax import stages  # pylint: disable=g-import-not-at-top
   config = FLAGS.config
   fusions = entry.prepare_process(timing.CPU_YNN_FUSIONS.value)
-  batch = random_batch(config, FLAGS.batch)
+  batch = jax.tree_util.tree_map(jnp.asarray,
+                                 timing.random_batch(config, FLAGS.batch))
   model = models.create_model(config.model)
   variables = jax.jit(lambda k: models.init_variables(
       model, config.dataset, k))(jax.random.key(0))

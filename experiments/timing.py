@@ -42,3 +42,15 @@ def median_seconds(fn, repeats: int) -> float:
     jax.block_until_ready(fn())
     times.append(time.perf_counter() - start)
   return float(np.median(times))
+
+
+def random_batch(config, batch_size: int) -> dict:
+  """A batch of N(0, 1) images and uniform labels shaped as config's data
+  (NumPy arrays; the same for the same arguments): time does not depend on
+  the values."""
+  size, channels = config.dataset.image_size, config.dataset.num_channels
+  rng = np.random.default_rng(0)
+  return {"image": rng.normal(size=(batch_size, size, size, channels)
+                              ).astype(np.float32),
+          "label": rng.integers(0, config.model.num_classes,
+                                batch_size).astype(np.int32)}
