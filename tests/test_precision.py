@@ -26,44 +26,54 @@ def _bf16_model():
   return models.create_model(config)
 
 
-def _tie_batch(model, narrow_variables):
-  """(variables, images): logits near 8 that differ by less than bf16's
-  spacing there (2^-4), as in a trained BagNet whose logits all sit near
-  one value; after bf16 rounding most images tie among their top 12."""
-  params = jax.tree_util.tree_map(lambda x: x, narrow_variables["params"])
-  head = params["representation"]["logits2d"]
-  kernel = 0.01 * jax.random.normal(jax.random.key(1), head["kernel"].shape)
-  head = {"kernel": kernel, "bias": jnp.full(head["bias"].shape, 8.0)}
-  params["representation"] = dict(params["representation"], logits2d=head)
-  variables = {"params": params,
-               "batch_stats": narrow_variables["batch_stats"]}
-  images = jax.random.normal(jax.random.key(2), (4, IMAGE_SIZE, IMAGE_SIZE, 3))
-  return variables, images
+def _with_tied_head(variables):
+  """variables with per-location logits near 8 that differ by less than
+  bf16's spacing there (2^-4), as in a trained BagNet whose logits all sit
+  near one value: after bf16 rounding most images tie among their top 12."""
+  head = variables["params"]["representation"]["logits2d"]
+  head = {"kernel": 0.01 * jax.random.normal(jax.random.key(1),
+                                             head["kernel"].shape),
+          "bias": jnp.full(head["bias"].shape, 8.0)}
+  representation = dict(variables["params"]["representation"], logits2d=head)
+  return {"params": dict(variables["params"], representation=representation),
+          "batch_stats": variables["batch_stats"]}
 
 
-def _descending(scores: np.ndarray) -> np.ndarray:
-  """[batch, L] -> [batch, NUM_TARGETS] indices of the largest, best first."""
-  return np.argsort(-scores, axis=-1, kind="stable")[:, :NUM_TARGETS]
+def _float64_logits(rep, variables) -> np.ndarray:
+  """[batch, L, classes]: the per-location logits in float64 from the
+  representation's (bf16) features."""
+  head = variables["params"]["representation"]["logits2d"]
+  what = np.asarray(rep.what_features, np.float64)
+  logits = (what @ np.asarray(head["kernel"], np.float64).reshape(
+      what.shape[-1], -1) + np.asarray(head["bias"], np.float64))
+  return logits.reshape(logits.shape[0], -1, logits.shape[-1])
+
+
+def _predicted_class_scores(flat: np.ndarray) -> np.ndarray:
+  """[batch, L, classes] -> [batch, L]: each location's logit for the class
+  of the largest mean logit."""
+  predicted = flat.mean(axis=1).argmax(axis=-1)
+  return np.take_along_axis(flat, predicted[:, None, None], axis=-1)[..., 0]
+
+
+def _descending(scores: np.ndarray, count: int = NUM_TARGETS) -> np.ndarray:
+  """[batch, L] -> [batch, count] indices of the largest, best first."""
+  return np.argsort(-scores, axis=-1, kind="stable")[:, :count]
 
 
 def test_bf16_targets_and_ordered_logits_rank_float32_scores(narrow_variables):
   model = _bf16_model()
-  variables, images = _tie_batch(model, narrow_variables)
+  variables = _with_tied_head(narrow_variables)
+  images = jax.random.normal(jax.random.key(2), (4, IMAGE_SIZE, IMAGE_SIZE, 3))
   rep = model.apply(variables, images, method=model.represent)
   assert rep.what_features.dtype == jnp.bfloat16
   assert rep.logits2d.dtype == jnp.float32
   # The same scores in float64 from the same bf16 features.
-  head = variables["params"]["representation"]["logits2d"]
-  what = np.asarray(rep.what_features, np.float64)
-  reference = (what @ np.asarray(head["kernel"], np.float64).reshape(
-      what.shape[-1], -1) + np.asarray(head["bias"], np.float64))
-  batch, height, width, classes = reference.shape
-  flat = reference.reshape(batch, height * width, classes)
+  flat = _float64_logits(rep, variables)
+  batch = flat.shape[0]
 
   max_logit = flat.max(axis=-1)
-  predicted = flat.mean(axis=1).argmax(axis=-1)
-  predicted_class = np.take_along_axis(flat, predicted[:, None, None],
-                                       axis=-1)[..., 0]
+  predicted_class = _predicted_class_scores(flat)
   for scores in (max_logit, predicted_class):
     top = -np.sort(-scores, axis=-1)[:, :NUM_TARGETS + 1]
     # float32 resolves the order: neighbours in the top 12 are well apart.
@@ -178,22 +188,11 @@ def test_bf16_stages_train_and_then_rank_as_float32():
     assert np.mean(history[-5:]) < 0.8 * np.mean(history[:5]), (name, history)
     variables = {"params": state.params, "batch_stats": state.batch_stats}
 
-  params = dict(variables["params"])
-  head = params["representation"]["logits2d"]
-  params["representation"] = dict(params["representation"], logits2d={
-      "kernel": 0.01 * jax.random.normal(jax.random.key(1),
-                                         head["kernel"].shape),
-      "bias": jnp.full(head["bias"].shape, 8.0)})
-  tied = {"params": params, "batch_stats": variables["batch_stats"]}
+  tied = _with_tied_head(variables)
   rep = model.apply(tied, images, method=model.represent)
-  what = np.asarray(rep.what_features, np.float64)
-  kernel = np.asarray(params["representation"]["logits2d"]["kernel"],
-                      np.float64).reshape(what.shape[-1], -1)
-  flat = (what @ kernel + 8.0).reshape(16, -1, kernel.shape[-1])
+  flat = _float64_logits(rep, tied)
   count = min(4, flat.shape[1])
-  predicted = flat.mean(axis=1).argmax(axis=-1)
-  scores = np.take_along_axis(flat, predicted[:, None, None], axis=-1)[..., 0]
-  expected = np.argsort(-scores, axis=-1, kind="stable")[:, :count]
+  expected = _descending(_predicted_class_scores(flat), count)
   locations, _, _ = ordered_logits.glimpse_fn(model)(tied, images, count, None)
   np.testing.assert_array_equal(np.asarray(locations), expected)
   np.testing.assert_array_equal(
