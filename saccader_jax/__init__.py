@@ -12,6 +12,8 @@ Where things live:
   data/, evaluators/, evaluation.py  data sets, analyses of any policy;
   stages.py                          a stage's name resolved, once, into
                                      its value (`resolve_stage`);
+  opening.py                         the one way a run is opened (config
+                                     checked, data prepared, workdir leased);
   job.py, stage_run.py,              a training job: what stages share, a
   stage_start.py, loop.py,           stage in the job, where it starts, its
   run_evaluation.py, train.py        steps, its evaluation, the stage order;

@@ -356,7 +356,7 @@ def config_problems(config: ml_collections.ConfigDict, num_devices: int = 1,
   """Every problem of a training config, one line each ([] if it can run).
 
   pretrained_fields: config fields whose trained models the job is given
-  (`train.Trainer(pretrained=...)`).
+  (`train.Trainer.open(pretrained=...)`).
   """
   # Imported here: the input pipeline pulls in TensorFlow.
   from saccader_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top

@@ -33,13 +33,10 @@ import ml_collections
 import numpy as np
 
 from saccader_jax import checkpoints
-from saccader_jax import config_checks
 from saccader_jax import errors
-from saccader_jax import job as job_lib
 from saccader_jax import policy as policy_lib
 from saccader_jax import run_record
 from saccader_jax import train
-from saccader_jax import workdir_lease
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,24 +77,12 @@ class Run:
       read_only: only read a finished workdir: nothing is written there
         and `train` restores (it fails on an unfinished stage).
     """
-    pretrained = dict(pretrained or {})
-    # Checked before the workdir is touched; a writing run then holds the
-    # workdir's lease until `close`. Reading needs none (a live workdir may
-    # be read).
-    config_checks.check_config(config, jax.device_count(),
-                               jax.process_count(),
-                               pretrained_fields=tuple(pretrained))
-    if not read_only:   # prepared (and checked) before the workdir is used
-      job_lib.prepare_data(config.dataset)
-    self._lease = (None if read_only or jax.process_index() > 0
-                   else workdir_lease.acquire(workdir))
-    try:
-      self._trainer = train.Trainer(config, workdir, pretrained,
-                                    config_checked=True,
-                                    read_only=read_only)
-    except BaseException:
-      self._release()
-      raise
+    # The config checked and the data prepared before the workdir is
+    # touched; a writing run then holds the workdir's lease (on every
+    # process, as `main` does) until `close`. Reading needs none (a live
+    # workdir may be read).
+    self._trainer = train.Trainer.open(config, workdir, pretrained,
+                                       read_only=read_only, hold_lease=True)
     self._read_only = read_only
     self._trained: dict[str, TrainedStage] = {}
 
@@ -230,15 +215,7 @@ class Run:
 
   def close(self) -> None:
     """Flushes and closes the run's log writer and releases the workdir."""
-    try:
-      self._trainer.job.writer.close()
-    finally:
-      self._release()
-
-  def _release(self) -> None:
-    if self._lease is not None:
-      self._lease.release()
-      self._lease = None
+    self._trainer.job.close()
 
   def __enter__(self) -> "Run":
     return self

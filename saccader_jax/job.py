@@ -29,11 +29,11 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import ml_collections
 import numpy as np
 
-from saccader_jax import config_checks
 from saccader_jax import errors
 from saccader_jax import models
 from saccader_jax import paths
 from saccader_jax import run_record
+from saccader_jax import workdir_lease
 from saccader_jax.data import common
 from saccader_jax.data import input_pipeline
 
@@ -80,24 +80,23 @@ class Job:
   mesh: Mesh
   builder: Any
   writer: metric_writers.MetricWriter
+  read_only: bool = False
+  # Process 0's lease of the workdir when the job holds one (`open_job`).
+  lease: Optional[workdir_lease.Lease] = None
+  _closed: bool = dataclasses.field(default=False, init=False)
   _models: dict[str, Any] = dataclasses.field(default_factory=dict)
   _normalizers: dict[tuple, Callable] = dataclasses.field(
       default_factory=dict)
 
   @classmethod
   def create(cls, config: ml_collections.ConfigDict,
-             workdir: epath.PathLike,
-             pretrained_fields: tuple[str, ...] = (),
-             config_checked: bool = False, read_only: bool = False) -> "Job":
-    """Checks config (pretrained_fields: model fields given trained; skipped
-    if the caller has checked it, config_checked), workdir and that a run
-    already there is this one, records config in workdir, then prepares the
-    data and the writer. read_only: a finished workdir that is only read:
-    nothing is recorded and the writer only logs."""
-    if not config_checked:
-      config_checks.check_config(config, jax.device_count(),
-                                 jax.process_count(),
-                                 pretrained_fields=pretrained_fields)
+             workdir: epath.PathLike, builder: Any,
+             read_only: bool = False) -> "Job":
+    """The job of a checked config on workdir, whose data builder is
+    prepared (`saccader_jax.opening.open_job` does both first): checks the workdir and that a
+    run already there is this one, records config there, then makes the
+    writer. read_only: a finished workdir that is only read: nothing is
+    recorded and the writer only logs."""
     if read_only:
       workdir = paths.absolute_path(workdir)
       if not workdir.exists():
@@ -109,11 +108,24 @@ class Job:
     multihost_utils.sync_global_devices("config compared")
     if jax.process_index() == 0 and not read_only:
       run_record.record(workdir, config)
-    builder = prepare_data(config.dataset)
     writer = metric_writers.create_default_writer(
         workdir / "tensorboard",
         just_logging=read_only or jax.process_index() > 0)
-    return cls(config, workdir, create_mesh(), builder, writer)
+    return cls(config, workdir, create_mesh(), builder, writer,
+               read_only=read_only)
+
+  def close(self) -> None:
+    """Flushes and closes the writer, then gives back the workdir's lease
+    (if the job holds one); a second call does nothing."""
+    if self._closed:
+      return
+    self._closed = True
+    try:
+      self.writer.close()
+    finally:
+      if self.lease is not None:
+        self.lease.release()
+        self.lease = None
 
   @property
   def replicated(self) -> NamedSharding:
@@ -198,3 +210,4 @@ class Job:
                input_pipeline.eval_batches(
                    dataset, self.builder, split, self.config.eval_batch_size,
                    max_examples, pixels=common.normalizes_on_device(dataset)))
+

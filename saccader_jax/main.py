@@ -33,8 +33,8 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
-from saccader_jax import config_checks
 from saccader_jax import errors
+from saccader_jax import opening
 from saccader_jax import preemption
 from saccader_jax import workdir_lease
 
@@ -147,9 +147,6 @@ def run(config, workdir: str) -> None:
   # Before TensorFlow runs anything (the config check reads the data set
   # registry, which imports it).
   library_setup.hide_accelerators_from_tensorflow()
-  # Before the trainer's libraries load (seconds on a small CPU), so that a
-  # mistake in the config is reported at once; the job does not check again.
-  config_checks.check_config(config, jax.device_count(), jax.process_count())
   logging.info("JAX process %d of %d, %d local / %d global devices.",
                jax.process_index(), jax.process_count(),
                jax.local_device_count(), jax.device_count())
@@ -159,17 +156,18 @@ def run(config, workdir: str) -> None:
                  "allocator %s%s.", fusions, config.get("cpu_ynn_fusions"),
                  loaded, "" if loaded == "tcmalloc" else
                  " (install libtcmalloc-minimal4: the train steps run faster)")
-  from saccader_jax import compilation_cache  # pylint: disable=g-import-not-at-top
-  from saccader_jax import job as job_lib  # pylint: disable=g-import-not-at-top
-  from saccader_jax import train  # pylint: disable=g-import-not-at-top
-  # The data prepared (and a folder's files checked) before the workdir is
-  # touched.
-  job_lib.prepare_data(config.dataset)
-  # One job per workdir: held from before the first write to the end.
-  with workdir_lease.hold(workdir, FLAGS.lease_timeout):
-    # Before the first compilation: a restarted job reads its steps back.
-    compilation_cache.enable(config, workdir)
-    train.train_and_evaluate(config, workdir, config_checked=True)
+  # The config is checked before the trainer's libraries load (seconds on a
+  # small CPU), so that a mistake in it is reported at once; the data is
+  # prepared (a folder's files checked) before the workdir is touched; one
+  # job per workdir: the lease is held from before the first write to the
+  # end.
+  job = opening.open_job(config, workdir, lease_timeout=FLAGS.lease_timeout,
+                         use_compilation_cache=True)
+  try:
+    from saccader_jax import train  # pylint: disable=g-import-not-at-top
+    train.Trainer(job).run()
+  finally:
+    job.close()
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ import ml_collections
 
 from saccader_jax import errors
 from saccader_jax import loop
+from saccader_jax import opening
 from saccader_jax import run_evaluation
 from saccader_jax import stage_start
 from saccader_jax import stages
@@ -41,32 +42,42 @@ class Trainer:
   """Runs the configured stages in order, resuming where a job left off,
   and evaluates the policy and the reference classifiers they train."""
 
-  def __init__(self, config: ml_collections.ConfigDict,
-               workdir: epath.PathLike,
-               pretrained: Optional[dict[str, Any]] = None,
-               config_checked: bool = False, read_only: bool = False):
+  def __init__(self, job: Job, pretrained: Optional[dict[str, Any]] = None):
     """
     Args:
-      config: the training config.
-      workdir: checkpoints, logs and results (local or a URL).
+      job: the run's job (`opening.open_job`; `Trainer.open` opens one).
       pretrained: models trained elsewhere, by config field (e.g.
         {"model": saccader_variables, "classifier": ...}): stages of this
         run that start from a field (Stage.init_from, or a stage of the same
-        field) use them as if an earlier stage had trained them.
-      config_checked: the caller has checked config (`main` does, before
-        the trainer's libraries load); otherwise it is checked here.
-      read_only: restore finished stages only; write nothing into workdir.
+        field) use them as if an earlier stage had trained them. The job's
+        config must have been checked with these fields.
     """
-    self.read_only = read_only
+    self.job = job
+    self.read_only = job.read_only
     self.pretrained = dict(pretrained or {})
-    self.job = Job.create(config, workdir,
-                          pretrained_fields=tuple(self.pretrained),
-                          config_checked=config_checked,
-                          read_only=read_only)
     self.stages = stages.resolve_stages(self.job.config, self.job.model)
     self.evaluation = run_evaluation.RunEvaluation(self.job, self.stages)
     # The last trained stage's length (set by `train`), the test's step.
     self.last_step = 0
+
+  @classmethod
+  def open(cls, config: ml_collections.ConfigDict, workdir: epath.PathLike,
+           pretrained: Optional[dict[str, Any]] = None,
+           read_only: bool = False, hold_lease: bool = False) -> "Trainer":
+    """A trainer of config in workdir (`opening.open_job`: the config checked,
+    the data prepared, the job created); read_only: restore finished stages
+    only, write nothing into workdir. hold_lease: take the workdir's lease
+    (`job.close()` gives it back); `main` and `Run` take it, a notebook's
+    trainer need not."""
+    pretrained = dict(pretrained or {})
+    job = opening.open_job(config, workdir,
+                            pretrained_fields=tuple(pretrained),
+                            read_only=read_only, hold_lease=hold_lease)
+    try:
+      return cls(job, pretrained)
+    except BaseException:
+      job.close()
+      raise
 
   @property
   def config(self) -> ml_collections.ConfigDict:
@@ -155,14 +166,13 @@ class Trainer:
     field = policy.field if policy else None
     results = self.evaluation.test(field, final.get(field), start,
                                    step=self.last_step)
-    self.job.writer.close()
+    self.job.close()
     last = final[field] if field else list(by_stage.values())[-1]
     return {"variables": last, "stages": by_stage, "test": results}
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict,
-                       workdir: epath.PathLike,
-                       config_checked: bool = False) -> dict:
+                       workdir: epath.PathLike) -> dict:
   """Trains config.run_stages in order, then evaluates on the test split
   (see `Trainer.run`)."""
-  return Trainer(config, workdir, config_checked=config_checked).run()
+  return Trainer.open(config, workdir).run()

@@ -366,20 +366,15 @@ def check_holder(workdir: epath.PathLike, job_id: str) -> None:
                       f"job ({job_id}).")
 
 
-@contextlib.contextmanager
-def hold(workdir: epath.PathLike, timeout: float = DEFAULT_TIMEOUT_S
-         ) -> Iterator[Optional[Lease]]:
-  """The lease of workdir for the duration of the block, released however
-  the block ends. With several JAX processes, process 0 takes it and the
-  others check that it names their job (every process must enter)."""
+def acquire_for_job(workdir: epath.PathLike,
+                    timeout: float = DEFAULT_TIMEOUT_S) -> Optional[Lease]:
+  """The lease of workdir for every process of this JAX job (each must
+  call): process 0 takes it and returns it (the caller releases it); the
+  others return None after checking that it names their job. Raises
+  WorkdirBusy on every process if process 0 could not take it."""
   import jax  # pylint: disable=g-import-not-at-top
   if jax.process_count() == 1:
-    lease = acquire(workdir, timeout)
-    try:
-      yield lease
-    finally:
-      lease.release()
-    return
+    return acquire(workdir, timeout)
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   lease, failure = None, None
@@ -395,15 +390,24 @@ def hold(workdir: epath.PathLike, timeout: float = DEFAULT_TIMEOUT_S
   shared_id = bytes(np.asarray(shared, np.uint8)).rstrip(b"\0").decode()
   if failure is not None:
     raise failure
+  if not shared_id:
+    text, _ = _store(paths.absolute_path(workdir)).read()
+    holder = (Holder.from_json(text).describe(time.time()) if text
+              else "another job")
+    raise WorkdirBusy(f"{workdir} is in use by {holder}: process 0 could "
+                      "not take its lease.")
+  if lease is None:
+    check_holder(workdir, shared_id)
+  return lease
+
+
+@contextlib.contextmanager
+def hold(workdir: epath.PathLike, timeout: float = DEFAULT_TIMEOUT_S
+         ) -> Iterator[Optional[Lease]]:
+  """`acquire_for_job` for the duration of the block, released however the
+  block ends."""
+  lease = acquire_for_job(workdir, timeout)
   try:
-    if not shared_id:
-      text, _ = _store(paths.absolute_path(workdir)).read()
-      raise WorkdirBusy(
-          f"{workdir} is in use by "
-          f"{Holder.from_json(text).describe(time.time()) if text else 'another job'}"
-          ": process 0 could not take its lease.")
-    if lease is None:
-      check_holder(workdir, shared_id)
     yield lease
   finally:
     if lease is not None:

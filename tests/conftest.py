@@ -120,7 +120,7 @@ def finished_tiny_workdir(tiny_data_dir, tmp_path_factory):
   workdir = tmp_path_factory.mktemp("finished_tiny") / "workdir"
   config = tiny_train_config(tiny_data_dir)
   config.eval_at_stage_end = False   # no test reads dev results
-  result = train.Trainer(config, str(workdir)).run()
+  result = train.Trainer.open(config, str(workdir)).run()
   return workdir, result
 
 

@@ -31,7 +31,7 @@ def main(argv):
   from tests.helpers import tiny_train_config  # pylint: disable=g-import-not-at-top
   from saccader_jax import train  # pylint: disable=g-import-not-at-top
   config = tiny_train_config(FLAGS.data_dir)
-  trainer = train.Trainer(config, os.path.join(FLAGS.data_dir, "workdir"))
+  trainer = train.Trainer.open(config, os.path.join(FLAGS.data_dir, "workdir"))
   variables = trainer.job.init_variables(jax.random.key(0))
   results = trainer.evaluation.evaluate_stage("representation", variables,
                                               FLAGS.split)

@@ -122,7 +122,7 @@ def test_a_stage_reports_its_input_wait_and_leaves_no_thread(tiny_config,
 
   Job.train_batches = late
   try:
-    train.Trainer(config, str(tmp_path)).train()
+    train.Trainer.open(config, str(tmp_path)).train()
   finally:
     Job.train_batches = real
   assert not _prefetch_threads()

@@ -227,21 +227,28 @@ def test_jupyter_kernel_starts_on_tcmalloc(tmp_path, monkeypatch):
   assert "".join(outputs).strip() == "tcmalloc"
 
 
-def test_the_config_is_checked_once_per_run(tiny_data_dir, tmp_path,
-                                            monkeypatch):
-  """main checks the config before the trainer's libraries load and tells
-  the job so; research code's job checks it itself."""
+def test_a_run_is_opened_once_whichever_way_in(tiny_data_dir, tmp_path,
+                                               monkeypatch):
+  """Trainer.open and Run (main too) open through opening.open_job: the
+  config is checked once and the data prepared once per run, and a bad
+  config stops the run before the workdir exists."""
   from saccader_jax import config_checks  # pylint: disable=g-import-not-at-top
   from saccader_jax import train  # pylint: disable=g-import-not-at-top
-  calls = []
-  real = config_checks.config_problems
+  from saccader_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
+  checks, builds = [], []
+  real_check, real_builder = (config_checks.config_problems,
+                              input_pipeline.get_builder)
   monkeypatch.setattr(config_checks, "config_problems",
-                      lambda *a, **k: calls.append(1) or real(*a, **k))
+                      lambda *a, **k: checks.append(1) or real_check(*a, **k))
+  monkeypatch.setattr(input_pipeline, "get_builder",
+                      lambda *a, **k: builds.append(1) or real_builder(*a, **k))
   config = tiny_train_config(tiny_data_dir)
-  train.Trainer(config, tmp_path / "checked", config_checked=True)
-  assert not calls
+  train.Trainer.open(config, tmp_path / "trainer").job.close()
+  assert (len(checks), len(builds)) == (1, 1)
   Run(config, tmp_path / "research").close()
-  assert len(calls) == 1
+  assert (len(checks), len(builds)) == (2, 2)
+  Run(config, tmp_path / "research", read_only=True).close()
+  assert (len(checks), len(builds)) == (3, 3)
   config.stages.policy.num_glimpses = 0
   with pytest.raises(errors.ConfigError, match="num_glimpses=0"):
     Run(config, tmp_path / "bad")

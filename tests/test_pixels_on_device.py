@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from saccader_jax import config_checks
-from saccader_jax import job as job_lib
+from saccader_jax import opening
 from saccader_jax.data import common
 from saccader_jax.data import input_pipeline
 from tests.helpers import mock_imagenet
@@ -70,7 +70,8 @@ def test_resized_imagenet_pixels_round_to_the_nearest_level():
 
 def test_the_jobs_batches_reach_the_model_normalised_and_sharded(
     tiny_config, tmp_path):
-  job = job_lib.Job.create(tiny_config, tmp_path / "on_device")
+  job = opening.open_job(tiny_config, tmp_path / "on_device",
+                         hold_lease=False)
   builder = job.builder
   batch = next(iter(job.train_batches("model", seed=3, start_position=16)))
   host = next(input_pipeline.train_batches(
@@ -85,7 +86,8 @@ def test_the_jobs_batches_reach_the_model_normalised_and_sharded(
   assert evaluated["image"].dtype == np.float32
   # Normalised on the host (the switch off): the host's images exactly.
   tiny_config.dataset.normalize_on_device = False
-  job = job_lib.Job.create(tiny_config, tmp_path / "on_host")
+  job = opening.open_job(tiny_config, tmp_path / "on_host",
+                         hold_lease=False)
   batch = next(iter(job.train_batches("model", seed=3, start_position=16)))
   np.testing.assert_array_equal(np.asarray(batch["image"]), host["image"])
 

@@ -69,7 +69,7 @@ def test_sigterm_during_a_write_or_an_evaluation_saves_the_next_step(
   config.checkpoint_every_steps = 2
   config.eval_every_steps = 3
   config.async_checkpoints = True   # writes in flight when the signal comes
-  straight = train.Trainer(config, str(tmp_path / "straight")).run()
+  straight = train.Trainer.open(config, str(tmp_path / "straight")).run()
   workdir = str(tmp_path / "stopped")
 
   real_save = checkpoints.save
@@ -81,13 +81,13 @@ def test_sigterm_during_a_write_or_an_evaluation_saves_the_next_step(
   with SigtermDuring(), pytest.raises(preemption.Preempted,
                                       match="at step 3 of stage "
                                       "'representation'"):
-    train.Trainer(config, workdir).run()
+    train.Trainer.open(config, workdir).run()
   monkeypatch.setattr(checkpoints, "save", real_save)
   assert checkpoint_steps(workdir, "representation")[-1] == 3
   assert not prefetch_threads()   # the stopped stage's input thread ended
   run_record.load_variables(workdir, config, stage="representation")
 
-  trainer = train.Trainer(config, workdir)
+  trainer = train.Trainer.open(config, workdir)
   real_dev = trainer.evaluation.dev
   def dev_then_sigterm(stage, step, variables):
     if stage.name == "policy":
@@ -101,7 +101,7 @@ def test_sigterm_during_a_write_or_an_evaluation_saves_the_next_step(
   assert not prefetch_threads()
   run_record.load_variables(workdir, config, stage="policy")
 
-  resumed = train.Trainer(config, workdir).run()
+  resumed = train.Trainer.open(config, workdir).run()
   assert_trees_equal(straight["stages"], resumed["stages"])
   assert not prefetch_threads()
 

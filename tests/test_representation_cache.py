@@ -34,7 +34,7 @@ def cached_and_plain_runs(config, tmp_path, monkeypatch):
   results = {}
   for cache in (False, True):
     config.cache_frozen_representation = cache
-    results[cache] = train.Trainer(config, str(tmp_path / str(cache))).train()
+    results[cache] = train.Trainer.open(config, str(tmp_path / str(cache))).train()
   return results[False], results[True], computed
 
 

@@ -10,7 +10,7 @@ import pytest
 
 import saccader_jax
 from saccader_jax import errors
-from saccader_jax import job as job_lib
+from saccader_jax import opening
 from saccader_jax import paths
 from saccader_jax import run_record
 from configs import fashion_mnist_dram
@@ -19,7 +19,7 @@ from configs import fashion_mnist_dram
 def test_a_run_records_its_config_with_its_overrides(tiny_config, tmp_path):
   config = tiny_config
   config.optimizer.name = "adamw"          # as a --config override would
-  job_lib.Job.create(config, tmp_path)
+  opening.open_job(config, tmp_path, hold_lease=False)
   recorded = json.loads((tmp_path / "config.json").read_text())
   assert recorded["optimizer"]["name"] == "adamw"
   loaded = saccader_jax.load_config(tmp_path)
@@ -37,12 +37,12 @@ def test_a_run_records_its_config_with_its_overrides(tiny_config, tmp_path):
 ])
 def test_another_run_in_the_same_workdir_is_refused(tiny_config, tmp_path,
                                                     change, first_line):
-  job_lib.Job.create(tiny_config, tmp_path)
+  opening.open_job(tiny_config, tmp_path, hold_lease=False)
   before = (tmp_path / "config.json").read_text()
   other = tiny_config.copy_and_resolve_references()
   change(other)
   with pytest.raises(errors.ConfigError) as raised:
-    job_lib.Job.create(other, tmp_path)
+    opening.open_job(other, tmp_path, hold_lease=False)
   (line,) = str(raised.value).splitlines()
   assert line.startswith(f"workdir {tmp_path} holds another run "
                          f"({first_line}")
@@ -84,7 +84,7 @@ def test_run_stages_may_drop_or_add_stages_in_order(recorded, rerun, same):
 
 def test_allowed_changes_are_logged_as_a_short_diff(tiny_config, tmp_path,
                                                     caplog):
-  job_lib.Job.create(tiny_config, tmp_path)
+  opening.open_job(tiny_config, tmp_path, hold_lease=False)
   config = tiny_config.copy_and_resolve_references()
   config.optimizer.name = "adamw"
   config.stages.policy.num_steps = 7
@@ -102,7 +102,7 @@ def test_allowed_changes_are_logged_as_a_short_diff(tiny_config, tmp_path,
       "stages.policy.num_steps: 3 -> 7"]
   config.dataset.data_dir = tiny_config.dataset.data_dir
   with caplog.at_level(logging.INFO):
-    job_lib.Job.create(config, tmp_path)
+    opening.open_job(config, tmp_path, hold_lease=False)
   assert ("Config changed since this workdir's last run: optimizer.name: "
           "'sgd_nesterov' -> 'adamw'; run_stages:") in caplog.text
   assert saccader_jax.load_config(tmp_path).optimizer.name == "adamw"

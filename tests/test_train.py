@@ -103,7 +103,7 @@ def tensorboard_scalars(directory) -> dict[str, dict[int, float]]:
 
 
 def run_job(config, workdir, pretrained=None):
-  return train.Trainer(config, str(workdir), pretrained).run()
+  return train.Trainer.open(config, str(workdir), pretrained).run()
 
 
 @pytest.mark.slow
@@ -151,7 +151,7 @@ def test_stages_end_to_end_with_the_classifier_and_every_evaluator(
 
   # The BagNet reference is the stage-1 network, not the final Saccader's
   # representation; the baselines go through the same evaluators.
-  trainer = train.Trainer(config, str(tmp_path))
+  trainer = train.Trainer.open(config, str(tmp_path))
   model = trainer.job.model()
   stage1 = result["stages"]["representation"]
   assert trees_differ(stage1["params"]["representation"],
@@ -210,7 +210,7 @@ def test_later_stages_start_from_the_previous_stage(tiny_config, tmp_path):
   config = tiny_config.copy_and_resolve_references()
   config.run_stages = ("representation", "location")
   result = run_job(config, tmp_path)
-  stage1 = train.Trainer(config, str(tmp_path))
+  stage1 = train.Trainer.open(config, str(tmp_path))
   # A rerun resumes both stages from their final checkpoints: nothing moves.
   again = stage1.run()
   assert_trees_equal(result["variables"], again["variables"])
@@ -295,7 +295,7 @@ def test_dram_trains_evaluates_and_resumes_after_a_kill(tiny_config,
   # Each glimpse is 15x15 of a 36x36 canvas.
   assert 0 < test["coverage"][0] <= (15 * 15) / (36 * 36) + 1e-6
   assert np.all(np.diff(test["coverage"]) >= 0)
-  initial = train.Trainer(config, str(tmp_path / "init")).job.init_variables(
+  initial = train.Trainer.open(config, str(tmp_path / "init")).job.init_variables(
       jax.random.fold_in(jax.random.key(config.seed), 0), "dram")
   for part in initial["params"]:
     assert trees_differ(initial["params"][part],
@@ -313,9 +313,9 @@ def test_classnet_trains_from_given_models_and_resumes_after_a_kill(
   config = tiny_config.copy_and_resolve_references()
   config.run_stages = ("classnet",)
   config.stages.classnet.num_steps = 5
-  trainer = train.Trainer(config.copy_and_resolve_references(),
-                          str(tmp_path / "init"),
-                          pretrained={"model": {}, "classifier": {}})
+  trainer = train.Trainer.open(config.copy_and_resolve_references(),
+                               str(tmp_path / "init"),
+                               pretrained={"model": {}, "classifier": {}})
   init_variables = trainer.job.init_variables
   given = {"model": init_variables(jax.random.key(1), "model"),
            "classifier": init_variables(jax.random.key(2),
@@ -338,7 +338,7 @@ def test_classnet_trains_from_given_models_and_resumes_after_a_kill(
                                  stream=1, batch=3, pretrained=given)
   assert_trees_equal(straight["variables"], resumed["variables"])
   with pytest.raises(errors.ConfigError, match="must train config.model"):
-    train.Trainer(config, str(tmp_path / "none"))
+    train.Trainer.open(config, str(tmp_path / "none"))
 
 
 @pytest.mark.slow
@@ -352,7 +352,7 @@ def test_resume_with_another_optimizer_keeps_the_model(tiny_config, tmp_path,
   config.stages.representation.num_steps = 4
   before = tiny_config.optimizer.name
   with caplog.at_level("INFO"):
-    trainer = train.Trainer(config, str(tmp_path))
+    trainer = train.Trainer.open(config, str(tmp_path))
     second = trainer.run()
   # One warning naming only what changed, and the start line the new
   # optimizer, resumed, with the schedule's rate at step 2.
@@ -374,7 +374,7 @@ def test_resume_with_another_optimizer_keeps_the_model(tiny_config, tmp_path,
   config.stages.representation.num_steps = 6
   caplog.clear()
   with caplog.at_level("INFO"):
-    third = train.Trainer(config, str(tmp_path)).run()
+    third = train.Trainer.open(config, str(tmp_path)).run()
   (warning,) = [r.getMessage() for r in caplog.records
                 if "optimizer differs" in r.getMessage()]
   assert ("(kwargs {} -> {'b1': 0.95, 'weight_decay': 0.01}, name 'adamw' "
@@ -389,7 +389,7 @@ def test_resume_with_another_optimizer_keeps_the_model(tiny_config, tmp_path,
   config.optimizer.name = before
   config.optimizer.kwargs = {}
   with caplog.at_level("WARNING"):
-    train.Trainer(config, str(tmp_path)).train()
+    train.Trainer.open(config, str(tmp_path)).train()
   assert "optimizer differs" not in caplog.text
 
 

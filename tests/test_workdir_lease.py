@@ -302,3 +302,45 @@ def test_figures_refuse_to_write_into_a_live_workdir(tmp_path):
 def test_errors_report_one_labelled_line_each(capsys):
   code = errors.report(workdir_lease.WorkdirBusy("held by x"))
   assert (code, capsys.readouterr().err) == (3, "Error: held by x\n")
+
+
+@pytest.mark.slow
+def test_a_run_on_two_processes_checks_the_lease_on_each(tiny_data_dir,
+                                                          tmp_path):
+  """Research code's `Run` on a two-process job: every process is refused a
+  workdir another job holds (process 1 does not go on alone into the run),
+  and on a free one process 1 finds the lease naming process 0's job."""
+  from tests.helpers import free_port  # pylint: disable=g-import-not-at-top
+  from tests.helpers import xla_flags_with  # pylint: disable=g-import-not-at-top
+  other_job = workdir_lease.acquire(tmp_path / "held")
+  env = dict(os.environ, JAX_PLATFORMS="cpu",
+             XLA_FLAGS=xla_flags_with(
+                 "--xla_force_host_platform_device_count=1"))
+  address = f"localhost:{free_port()}"
+  out = str(tmp_path / "seen")
+  processes = [subprocess.Popen(
+      [sys.executable, "-m", "tests.run_lease_on_two_hosts",
+       f"--data_dir={tiny_data_dir}", f"--held={tmp_path / 'held'}",
+       f"--free={tmp_path / 'free'}", f"--out={out}",
+       f"--coordinator_address={address}", "--num_processes=2",
+       f"--process_id={i}"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT, text=True) for i in range(2)]
+  try:
+    for process in processes:
+      output, _ = process.communicate(timeout=300)
+      assert process.returncode == 0, output[-3000:]
+  finally:
+    for process in processes:
+      process.kill()
+    other_job.release()
+  seen = []
+  for i in range(2):
+    with open(f"{out}_{i}.json") as f:
+      seen.append(json.load(f))
+  for record in seen:
+    assert record["processes"] == 2
+    assert record["held"].startswith(f"refused: {tmp_path / 'held'}"), record
+  assert f"job {other_job.job_id}" in seen[0]["held"]
+  assert "process 0 could not take its lease" in seen[1]["held"]
+  assert seen[0]["free_lease_job"] == seen[1]["free_lease_job"]
+  assert not (tmp_path / "free" / workdir_lease.LEASE_FILE).exists()
