@@ -105,6 +105,8 @@ def _shape_only(model_config: ml_collections.ConfigDict
     model_config.update(models.DEFAULT_NUMERICS)
     if model_config.get("num_classes") == 0:
       model_config.num_classes = 1
+    if "projection_norm" in model_config.get("representation", {}):
+      model_config.representation.projection_norm = "shortcut"
   return model_config
 
 
@@ -114,6 +116,11 @@ def _grid(config: ml_collections.ConfigDict, problems: Problems):
                          models.MODELS):
     return None
   _numerics(problems, "model", config.model)
+  representation = config.model.get("representation")
+  if representation is not None:
+    problems.choice("model.representation.projection_norm",
+                    representation.get("projection_norm", "shortcut"),
+                    models.PROJECTION_NORMS)
   size = config.dataset.get("image_size")
   if not problems.integer("dataset.image_size", size, 1):
     return None

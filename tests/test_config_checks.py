@@ -53,6 +53,9 @@ def test_the_test_and_embedded_configs_are_valid(config):
     ("model.name", "vit", "config.model.name='vit': must be one of ['dram', 'resnet_v2', 'saccader', 'saccader_classnet']"),
     ("model.dtype", "float16", "config.model.dtype='float16': must be one of "
      "['bfloat16', 'float32']"),
+    ("model.representation.projection_norm", "main",
+     "config.model.representation.projection_norm='main': must be one of "
+     "['main_branch', 'shortcut']"),
     ("optimizer.name", "adagard", "config.optimizer.name='adagard': neither a "
      "built-in optimizer ['adam', 'adamw', 'lamb', 'lars', 'momentum', 'sgd', "
      "'sgd_nesterov'] nor an optax factory (optax.<name>, "

@@ -142,3 +142,74 @@ def test_unknown_dtype_and_model_names_list_the_valid_ones(narrow_config):
   config.name = "resnet"
   with pytest.raises(ValueError, match="saccader"):
     models.create_model(config)
+
+
+def _projecting_block(projection_norm):
+  from saccader_jax.models import bagnet  # pylint: disable=g-import-not-at-top
+  from saccader_jax.models import layers  # pylint: disable=g-import-not-at-top
+  return bagnet.Bottleneck(
+      planes=4, kernel_size=3, stride=2, expansion=4,
+      conv=layers.conv(jnp.float32),
+      norm=layers.batch_norm(False, 0.9, 1e-5, jnp.float32),
+      projection_norm=projection_norm)
+
+
+def _with_random_norms(variables, key):
+  """Every batch norm given a non-trivial scale, bias, mean and variance (the
+  zero-initialised bn_c would hide the main branch)."""
+  leaves, tree = jax.tree_util.tree_flatten_with_path(variables)
+  keys = jax.random.split(key, len(leaves))
+  out = []
+  for (path, leaf), k in zip(leaves, keys):
+    name = jax.tree_util.keystr(path)
+    if "bn_" in name:
+      low = 0.5 if ("scale" in name or "var" in name) else -0.5
+      leaf = jax.random.uniform(k, leaf.shape, minval=low, maxval=low + 1.0)
+    out.append(leaf)
+  return jax.tree_util.tree_unflatten(tree, out)
+
+
+def test_projection_norm_moves_bn_proj_to_the_main_branch_as_the_original():
+  """shortcut: relu(bn_c(.) + bn_proj(conv_proj(x))); main_branch (the
+  original TF bottleneck): relu(bn_proj(bn_c(.)) + conv_proj(x)); equal
+  variable trees, different functions."""
+  x = jax.random.normal(jax.random.key(0), (2, 9, 9, 8))
+  blocks = {name: _projecting_block(name)
+            for name in models.PROJECTION_NORMS}
+  trees = {name: jax.tree_util.tree_map(jnp.shape, block.init(
+      jax.random.key(1), x)) for name, block in blocks.items()}
+  assert trees["shortcut"] == trees["main_branch"]
+  variables = _with_random_norms(
+      blocks["shortcut"].init(jax.random.key(1), x), jax.random.key(2))
+  stats, params = variables["batch_stats"]["bn_proj"], variables["params"][
+      "bn_proj"]
+
+  def bn_proj(v):
+    return ((v - stats["mean"]) / jnp.sqrt(stats["var"] + 1e-5)
+            * params["scale"] + params["bias"])
+
+  outputs = {}
+  for name, block in blocks.items():
+    out, state = block.apply(variables, x, capture_intermediates=True,
+                             mutable=["intermediates"])
+    seen = state["intermediates"]
+    outputs[name] = out
+    main = seen["bn_c"]["__call__"][0]
+    projection = seen["conv_proj"]["__call__"][0]
+    expected = (jax.nn.relu(main + bn_proj(projection)) if name == "shortcut"
+                else jax.nn.relu(bn_proj(main) + projection))
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5,
+                               err_msg=name)
+  assert float(jnp.max(jnp.abs(outputs["shortcut"] -
+                               outputs["main_branch"]))) > 0.1
+
+
+def test_projection_norm_is_a_model_option_checked_before_the_run(
+    narrow_config):
+  config = narrow_config.copy_and_resolve_references()
+  config.representation.projection_norm = "main_branch"
+  model = models.create_model(config)
+  assert model.representation.projection_norm == "main_branch"
+  with pytest.raises(ValueError, match="Unknown projection_norm 'main'"):
+    config.representation.projection_norm = "main"
+    models.create_model(config)

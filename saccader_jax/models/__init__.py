@@ -10,6 +10,7 @@ import ml_collections
 
 from saccader_jax.models.attention import AttentionNetwork
 from saccader_jax.models.bagnet import BagNet
+from saccader_jax.models.bagnet import PROJECTION_NORMS
 from saccader_jax.models.dram import DRAM
 from saccader_jax.models.dram import DRAMOutput
 from saccader_jax.models.layers import BATCH_NORM_STATISTICS
@@ -67,7 +68,8 @@ def _bagnet(config: ml_collections.ConfigDict) -> BagNet:
       stem_channels=rep.stem_channels, expansion=rep.expansion,
       what_channels=rep.what_channels, bn_momentum=config.bn_momentum,
       bn_epsilon=config.bn_epsilon, dtype=compute_dtype(config.dtype),
-      precision=matmul_precision(config), bn_groups=batch_norm_groups(config))
+      precision=matmul_precision(config), bn_groups=batch_norm_groups(config),
+      projection_norm=rep.get("projection_norm", "shortcut"))
 
 
 def _saccader(config: ml_collections.ConfigDict) -> Saccader:
@@ -150,7 +152,7 @@ MODEL_KEYS: dict[str, dict[str, Any]] = {
         **_COMMON_KEYS, "mixed_channels": None,
         "representation": dict.fromkeys((
             "blocks", "planes", "strides", "kernel3", "stem_channels",
-            "expansion", "what_channels")),
+            "expansion", "what_channels", "projection_norm")),
         "attention": dict.fromkeys(("widths", "dilation"))},
     "resnet_v2": {**_COMMON_KEYS, **_RESNET_V2_KEYS},
     "dram": {**_COMMON_KEYS, "glimpse_network": _RESNET_V2_KEYS,

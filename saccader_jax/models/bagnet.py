@@ -3,6 +3,17 @@
 A ResNet-50 layout in which most 3x3 convolutions become 1x1 and every
 convolution is VALID, so each output location is a function of one bounded
 image patch (77x77 pixels for the ImageNet configuration, stride 8).
+
+Where a bottleneck projects its shortcut (a stride or a change of width),
+the batch norm of that projection goes, by `projection_norm`:
+  - "shortcut" (default): on the projected shortcut, the standard ResNet
+    block (He et al. 2016), whose two summands are both normalised;
+  - "main_branch": on the main branch, after its own last batch norm, with
+    the projection left unnormalised: what the original TensorFlow code
+    does (saccader/feedforward/bagnet_model.py, `bottleneck`, scope
+    "downsample"), from which the paper's numbers came.
+Both have the same variables (`bn_proj` either way), so only their outputs
+tell them apart.
 """
 
 from __future__ import annotations
@@ -19,6 +30,7 @@ from saccader_jax.models import geometry
 from saccader_jax.models import layers
 
 Dtype = Any
+PROJECTION_NORMS = ("shortcut", "main_branch")
 
 
 @flax.struct.dataclass
@@ -46,6 +58,7 @@ class Bottleneck(nn.Module):
   expansion: int
   conv: Any
   norm: Any
+  projection_norm: str = "shortcut"
 
   @nn.compact
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
@@ -68,7 +81,10 @@ class Bottleneck(nn.Module):
     if self.stride != 1 or shortcut.shape[-1] != out_channels:
       shortcut = self.conv(out_channels, (1, 1), strides=(self.stride,) * 2,
                            name="conv_proj")(shortcut)
-      shortcut = self.norm(name="bn_proj")(shortcut)
+      if self.projection_norm == "main_branch":
+        y = self.norm(name="bn_proj")(y)
+      else:
+        shortcut = self.norm(name="bn_proj")(shortcut)
     return nn.relu(y + shortcut)
 
 
@@ -92,6 +108,8 @@ class BagNet(nn.Module):
       the per-location logits always run at `layers.DECISION_PRECISION`.
     bn_groups: batch-norm statistics over this many equal slices of a
       training batch (`layers.GroupedBatchNorm`; 1: the whole batch).
+    projection_norm: where a projecting block's `bn_proj` goes (one of
+      PROJECTION_NORMS; see the module docstring).
   """
   num_classes: int
   blocks: Sequence[int] = (3, 4, 6, 3)
@@ -106,8 +124,12 @@ class BagNet(nn.Module):
   dtype: Dtype = jnp.float32
   precision: layers.Precision = None
   bn_groups: int = 1
+  projection_norm: str = "shortcut"
 
   def __post_init__(self):
+    if self.projection_norm not in PROJECTION_NORMS:
+      raise ValueError(f"Unknown projection_norm {self.projection_norm!r}; "
+                       f"valid: {list(PROJECTION_NORMS)}.")
     lengths = {len(self.blocks), len(self.planes), len(self.strides),
                len(self.kernel3)}
     if len(lengths) != 1:
@@ -148,6 +170,7 @@ class BagNet(nn.Module):
         x = Bottleneck(planes=planes, kernel_size=3 if i < num_3x3 else 1,
                        stride=stride if i == 0 else 1,
                        expansion=self.expansion, conv=conv, norm=norm,
+                       projection_norm=self.projection_norm,
                        name=f"group{g}_block{i}")(x)
     features2d = x
     if self.what_channels:
