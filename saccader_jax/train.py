@@ -21,6 +21,7 @@ Research code drives a run through `saccader_jax.experiment.Run`.
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any, Optional
 
 from absl import logging
@@ -42,7 +43,8 @@ class Trainer:
   """Runs the configured stages in order, resuming where a job left off,
   and evaluates the policy and the reference classifiers they train."""
 
-  def __init__(self, job: Job, pretrained: Optional[dict[str, Any]] = None):
+  def __init__(self, job: Job, pretrained: Optional[dict[str, Any]] = None,
+               *legacy_args, **legacy_kwargs):
     """
     Args:
       job: the run's job (`opening.open_job`; `Trainer.open` opens one).
@@ -51,7 +53,21 @@ class Trainer:
         run that start from a field (Stage.init_from, or a stage of the same
         field) use them as if an earlier stage had trained them. The job's
         config must have been checked with these fields.
+
+    `Trainer(config, workdir, ...)`, the signature before `Trainer.open`,
+    still works, with a DeprecationWarning.
     """
+    if isinstance(job, ml_collections.ConfigDict):
+      warnings.warn("Trainer(config, workdir, ...) is deprecated; use "
+                    "Trainer.open(config, workdir, ...).", DeprecationWarning,
+                    stacklevel=2)
+      # The second positional argument was the workdir then.
+      opened = type(self).open(job, pretrained, *legacy_args, **legacy_kwargs)
+      self.__dict__.update(opened.__dict__)
+      return
+    if legacy_args or legacy_kwargs:
+      raise TypeError("Trainer(job, pretrained) takes no other arguments; "
+                      "Trainer.open(config, workdir, ...) opens a job.")
     self.job = job
     self.read_only = job.read_only
     self.pretrained = dict(pretrained or {})

@@ -293,3 +293,15 @@ def test_headroom_measures_rules_and_agreement_on_a_finished_run(
   assert snapshot(workdir) == before
   table = headroom.tables(rows, agreed, "test")
   assert "| predicted_margin |" in table
+
+
+def test_the_trainers_old_signature_still_opens_with_a_warning(
+    tiny_data_dir, tmp_path):
+  from saccader_jax import train  # pylint: disable=g-import-not-at-top
+  config = tiny_train_config(tiny_data_dir)
+  with pytest.warns(DeprecationWarning, match=r"Trainer\.open\(config"):
+    trainer = train.Trainer(config, tmp_path / "old", read_only=False)
+  assert trainer.job.workdir == tmp_path / "old"
+  assert tuple(trainer.stages) == tuple(config.run_stages)
+  assert (tmp_path / "old" / "config.json").exists()
+  trainer.job.close()
