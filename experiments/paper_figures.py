@@ -269,7 +269,7 @@ def evaluate_seed(config, workdir: epath.Path, seed: int, max_examples,
                   progress: Progress, draw: bool = False):
   """Trains what is missing, evaluates every policy; returns (rows,
   references, pictures)."""
-  from saccader_jax.experiment import Run  # pylint: disable=g-import-not-at-top
+  from saccader_jax.research import Run  # pylint: disable=g-import-not-at-top
   run = Run(config, workdir)
   source = (paths.absolute_path(FLAGS.reuse_from) / f"seed_{seed}"
             if FLAGS.reuse_from else None)
@@ -314,7 +314,7 @@ def same_resolution_run(config, workdir: epath.Path, run, progress: Progress):
   """The classnet stage alone with S_hr = S, in workdir/classnet_1x,
   starting from this seed's Saccader and classifier, trained. No occlusion:
   its boxes are the Saccader's, and so would its occluded accuracy be."""
-  from saccader_jax.experiment import Run  # pylint: disable=g-import-not-at-top
+  from saccader_jax.research import Run  # pylint: disable=g-import-not-at-top
   same = config.copy_and_resolve_references()
   same.classnet.input_size = config.dataset.image_size
   same.run_stages = ("classnet",)

@@ -138,7 +138,7 @@ def bagnet_rows(config, workdir: str, split: str) -> dict[str, float]:
   """The finished stage-1 BagNet of workdir on single locations and all."""
   import jax  # pylint: disable=g-import-not-at-top
   import saccader_jax  # pylint: disable=g-import-not-at-top
-  from saccader_jax.experiment import Run  # pylint: disable=g-import-not-at-top
+  from saccader_jax.research import Run  # pylint: disable=g-import-not-at-top
   config = config.copy_and_resolve_references()
   config.run_stages = ("representation",)
   with Run(config, workdir, read_only=True) as run:

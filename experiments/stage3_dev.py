@@ -105,7 +105,7 @@ def main(argv):
   del argv
   config = FLAGS.config
   entry.prepare_process(config.get("cpu_ynn_fusions", ""))
-  from saccader_jax.experiment import Run  # pylint: disable=g-import-not-at-top
+  from saccader_jax.research import Run  # pylint: disable=g-import-not-at-top
   config.eval_at_stage_end = False
   try:
     run = Run(config, paths.absolute_path(FLAGS.workdir))

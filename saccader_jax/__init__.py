@@ -19,7 +19,7 @@ Where things live:
   run_evaluation.py, train.py        steps, its evaluation, the stage order;
   checkpoints.py, run_record.py      storage; a run's record and reading a
                                      finished run back;
-  experiment.py                      `Run`: research code drives a run;
+  research.py                        `Run`: research code drives a run;
   pretrained.py                      the models shipped with the package
                                      (their workdirs: pretrained_workdirs/);
   config_checks.py, config_keys.py   the whole config checked before a run;
@@ -49,8 +49,8 @@ _EXPORTS = {
     "RolloutPolicy": "saccader_jax.policy",
     "load_config": "saccader_jax.run_record",
     "load_pretrained": "saccader_jax.pretrained",
-    "Run": "saccader_jax.experiment",
-    "TrainedStage": "saccader_jax.experiment",
+    "Run": "saccader_jax.research",
+    "TrainedStage": "saccader_jax.research",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -71,8 +71,8 @@ if TYPE_CHECKING:
   from saccader_jax.policy import RolloutPolicy
   from saccader_jax.run_record import load_config
   from saccader_jax.pretrained import load_pretrained
-  from saccader_jax.experiment import Run
-  from saccader_jax.experiment import TrainedStage
+  from saccader_jax.research import Run
+  from saccader_jax.research import TrainedStage
 
 
 def __getattr__(name: str):

@@ -15,7 +15,7 @@ The parts, each in its own module:
 
 The `Trainer` only orders the stages and hands each one's final variables
 to the next (by model field; `stage_start` picks what a stage starts from).
-Research code drives a run through `saccader_jax.experiment.Run`.
+Research code drives a run through `saccader_jax.research.Run`.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import pytest
 from saccader_jax import errors
 from saccader_jax import run_record
 from saccader_jax import workdir_lease
-from saccader_jax.experiment import Run
+from saccader_jax.research import Run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

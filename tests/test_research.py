@@ -1,4 +1,4 @@
-"""Research code driving a run (`saccader_jax.experiment.Run`), and the
+"""Research code driving a run (`saccader_jax.research.Run`), and the
 experiment scripts written on it. The tests that read the session's finished
 tiny workdir are slow: the fixture trains it first."""
 
@@ -14,7 +14,7 @@ import pytest
 from saccader_jax import checkpoints
 from saccader_jax import errors
 from saccader_jax import models
-from saccader_jax.experiment import Run
+from saccader_jax.research import Run
 from tests import helpers
 from tests.helpers import tiny_train_config
 
@@ -305,3 +305,12 @@ def test_the_trainers_old_signature_still_opens_with_a_warning(
   assert tuple(trainer.stages) == tuple(config.run_stages)
   assert (tmp_path / "old" / "config.json").exists()
   trainer.job.close()
+
+
+def test_the_old_module_name_is_an_alias_that_warns(monkeypatch):
+  import importlib  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  monkeypatch.delitem(sys.modules, "saccader_jax.experiment", raising=False)
+  with pytest.warns(DeprecationWarning, match="saccader_jax.research"):
+    old = importlib.import_module("saccader_jax.experiment")
+  assert old.Run is Run
